@@ -1,0 +1,339 @@
+"""One data layer for every entry point.
+
+Each dataset yields three splits: ``train`` and ``search-val`` (a fixed, seeded split of the
+official training set: AMC scores strategies on search-val, never on test) and the official
+``test`` split. Small grayscale sets are held in memory as uint8 tensors; folder datasets
+(ImageNet-style, Food-11) stream from disk.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from amc.errors import ConfigError, DataNotFoundError
+
+FMNIST_SYSTEM_ROOT = "/usr/share/datasets/fashion-mnist"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass
+class DataSplits:
+    train: Dataset
+    search_val: Dataset
+    test: Dataset
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+    def split(self, name: str) -> Dataset:
+        table = {"train": self.train, "search-val": self.search_val, "search_val": self.search_val, "test": self.test}
+        if name not in table:
+            raise ConfigError(f"unknown split {name!r}; use train, search-val or test")
+        return table[name]
+
+
+class TensorImages(Dataset):
+    """In-memory uint8 images ``[N, C, H, W]`` with normalisation and optional crop/flip augmentation."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: bool = False,
+        pad: int = 2,
+        flip: bool = True,
+    ) -> None:
+        self.images, self.labels = images, labels.long()
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.augment, self.pad, self.flip = augment, pad, flip
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x = self.images[index].float().div_(255)
+        if self.augment:
+            h, w = x.shape[1:]
+            if self.pad:
+                x = F.pad(x, (self.pad,) * 4)
+                i, j = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
+                x = x[:, i : i + h, j : j + w]
+            if self.flip and torch.rand(()) < 0.5:
+                x = x.flip(2)
+        return (x - self.mean) / self.std, int(self.labels[index])
+
+    def without_augmentation(self) -> TensorImages:
+        return TensorImages(self.images, self.labels, self.mean.flatten().tolist(), self.std.flatten().tolist())
+
+
+# ---------------------------------------------------------------- Fashion-MNIST (IDX files)
+def read_idx(path: Path) -> torch.Tensor:
+    """Read an IDX file (optionally gzipped) into a uint8 tensor."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != 0x08:
+        raise DataNotFoundError(f"{path} is not a uint8 IDX file")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return torch.from_numpy(np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy())
+
+
+def _find_idx(roots: Sequence[Path], stem: str) -> Path | None:
+    for root in roots:
+        for folder in (root, root / "FashionMNIST" / "raw", root / "raw"):
+            for name in (stem, stem + ".gz"):
+                if (folder / name).is_file():
+                    return folder / name
+    return None
+
+
+def load_fashion_mnist(root: str | None, download: bool = False) -> tuple[torch.Tensor, ...]:
+    """Return (train images, train labels, test images, test labels) as uint8 tensors."""
+    roots = [Path(root)] if root else []
+    roots.append(Path(FMNIST_SYSTEM_ROOT))
+    files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    found = [_find_idx(roots, f) for f in files]
+    if None in found and download and root:
+        from torchvision.datasets import FashionMNIST
+
+        for train in (True, False):
+            FashionMNIST(root, train=train, download=True)
+        found = [_find_idx(roots, f) for f in files]
+    if None in found:
+        where = ", ".join(str(r) for r in roots)
+        raise DataNotFoundError(
+            f"Fashion-MNIST not found: looked for {files[0]}[.gz] and its 3 siblings in {where}; "
+            "install it with `apt-get install dataset-fashion-mnist`, or set data.root=DIR "
+            "(data.download=true fetches it on an online machine)"
+        )
+    return tuple(read_idx(p) for p in found)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- folder datasets
+def food11_label(path: str | os.PathLike) -> int:
+    """Food-11 label = the file name's prefix before ``_`` (``3_100.jpg`` → 3)."""
+    match = re.match(r"(\d+)_", Path(path).name)
+    if match is None:
+        raise DataNotFoundError(f"cannot read a Food-11 label from file name {Path(path).name!r} (want <label>_<n>.jpg)")
+    return int(match.group(1))
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class ImageFiles(Dataset):
+    """Images listed explicitly, with labels (or -1 when unlabelled) and a PIL transform."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], transform: Callable | None) -> None:
+        self.paths, self.labels, self.transform = list(paths), list(labels), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        with Image.open(self.paths[index]) as img:
+            x = img.convert("RGB")
+        return (self.transform(x) if self.transform else x), self.labels[index]
+
+
+def food11_split(root: Path, split: str, transform: Callable | None) -> ImageFiles:
+    folder = root / split
+    if not folder.is_dir():
+        raise DataNotFoundError(
+            f"Food-11 folder {folder} not found; data.root must hold training/, validation/ and testing/ "
+            "with images named <label>_<n>.jpg (the course's food-11 archive)"
+        )
+    paths = list_images(folder)
+    if not paths:
+        raise DataNotFoundError(f"no images in {folder}")
+    labels = [-1] * len(paths) if split == "testing" else [food11_label(p) for p in paths]
+    return ImageFiles(paths, labels, transform)
+
+
+def food11_transforms(crop: int, rotation: float = 15.0) -> tuple[Callable, Callable]:
+    """The course's transforms: no normalisation, no resize; symmetric padding for small images."""
+    import torchvision.transforms as T
+
+    train = T.Compose(
+        [
+            T.RandomCrop(crop, pad_if_needed=True, padding_mode="symmetric"),
+            T.RandomHorizontalFlip(),
+            T.RandomRotation(rotation),
+            T.ToTensor(),
+        ]
+    )
+    test = T.Compose([T.CenterCrop(crop), T.ToTensor()])
+    return train, test
+
+
+# ---------------------------------------------------------------- the split and the builder
+def search_val_split(n: int, search_val_size: int, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Fixed split of ``n`` training indices: the last ``search_val_size`` of a seeded permutation."""
+    if not 0 < search_val_size < n:
+        raise ConfigError(f"search_val_size must be in (0, {n}), got {search_val_size}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return perm[: n - search_val_size], perm[n - search_val_size :]
+
+
+def _limit(dataset: Dataset, limit: int | None) -> Dataset:
+    if limit is None or limit >= len(dataset):  # type: ignore[arg-type]
+        return dataset
+    return Subset(dataset, range(limit))
+
+
+def build_data(
+    name: str,
+    root: str | None = None,
+    search_val_size: int = 5000,
+    split_seed: int = 0,
+    augment: bool = True,
+    download: bool = False,
+    crop: int | None = None,
+    train_limit: int | None = None,
+    search_val_limit: int | None = None,
+    test_limit: int | None = None,
+    **_: object,
+) -> DataSplits:
+    """Build train / search-val / test for a dataset name (fashion_mnist, digits, cifar10, cifar100, imagefolder, food11)."""
+    builders = {
+        "fashion_mnist": _fashion_mnist,
+        "digits": _digits,
+        "cifar10": _cifar,
+        "cifar100": _cifar,
+        "imagefolder": _imagefolder,
+        "food11": _food11,
+    }
+    if name not in builders:
+        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(builders)}")
+    train_full, train_plain, test, info = builders[name](name, root, augment, download, crop)
+    train_idx, val_idx = search_val_split(len(train_full), search_val_size, split_seed)
+    return DataSplits(
+        train=_limit(Subset(train_full, train_idx), train_limit),
+        search_val=_limit(Subset(train_plain, val_idx), search_val_limit),
+        test=_limit(test, test_limit),
+        **info,
+    )
+
+
+def _fashion_mnist(name, root, augment, download, crop):
+    x_train, y_train, x_test, y_test = load_fashion_mnist(root, download)
+    stats = ([0.2860], [0.3530])
+    train = TensorImages(x_train.unsqueeze(1), y_train, *stats, augment=augment)
+    return train, train.without_augmentation(), TensorImages(x_test.unsqueeze(1), y_test, *stats), _info(10, 1, 28)
+
+
+def _digits(name, root, augment, download, crop):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy((digits.images * (255 / 16)).round().astype(np.uint8)).unsqueeze(1)
+    labels = torch.from_numpy(digits.target)
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    test_idx, train_idx = perm[:297], perm[297:]  # a fixed test split: sklearn's digits has none
+    stats = ([0.3], [0.38])
+    train = TensorImages(images[train_idx], labels[train_idx], *stats, augment=augment, pad=1, flip=False)
+    test = TensorImages(images[test_idx], labels[test_idx], *stats)
+    return train, train.without_augmentation(), test, _info(10, 1, 8)
+
+
+def _cifar(name, root, augment, download, crop):
+    import torchvision.datasets as D
+    import torchvision.transforms as T
+
+    cls = D.CIFAR10 if name == "cifar10" else D.CIFAR100
+    norm = T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    plain = T.Compose([T.ToTensor(), norm])
+    aug = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), norm]) if augment else plain
+    if not root:
+        raise DataNotFoundError(f"{name} needs data.root=DIR (the folder holding its python batches)")
+    try:
+        return (
+            cls(root, train=True, transform=aug, download=download),
+            cls(root, train=True, transform=plain, download=False),
+            cls(root, train=False, transform=plain, download=download),
+            _info(10 if name == "cifar10" else 100, 3, 32),
+        )
+    except RuntimeError:
+        raise DataNotFoundError(
+            f"{name} not found under {root} (looked for torchvision's {cls.base_folder}/ batches); "
+            "copy it there or pass data.download=true on an online machine"
+        ) from None
+
+
+def _imagefolder(name, root, augment, download, crop):
+    import torchvision.datasets as D
+    import torchvision.transforms as T
+
+    root_path = Path(root or "")
+    for split in ("train", "val"):
+        if not (root_path / split).is_dir():
+            raise DataNotFoundError(f"ImageFolder data needs {root_path / split}/<class>/<image> folders (data.root)")
+    crop = crop or 224
+    norm = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    plain = T.Compose([T.Resize(int(crop * 256 / 224)), T.CenterCrop(crop), T.ToTensor(), norm])
+    aug = T.Compose([T.RandomResizedCrop(crop), T.RandomHorizontalFlip(), T.ToTensor(), norm]) if augment else plain
+    train = D.ImageFolder(root_path / "train", aug)
+    return (
+        train,
+        D.ImageFolder(root_path / "train", plain),
+        D.ImageFolder(root_path / "val", plain),
+        _info(len(train.classes), 3, crop),
+    )
+
+
+def _food11(name, root, augment, download, crop):
+    root_path = Path(root or "")
+    crop = crop or 256
+    train_tf, test_tf = food11_transforms(crop)
+    train = food11_split(root_path, "training", train_tf if augment else test_tf)
+    plain = food11_split(root_path, "training", test_tf)
+    test = food11_split(root_path, "validation", test_tf)
+    return train, plain, test, _info(11, 3, crop)
+
+
+def _info(num_classes: int, in_channels: int, image_size: int) -> dict[str, int]:
+    return {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0, sampler=None):
+    """A DataLoader whose shuffling is reproducible from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+        drop_last=False,
+    )
+
+
+def stack_dataset(dataset: Dataset, limit: int | None = None, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Materialise a (deterministic) dataset as ``(inputs, labels)`` tensors — for repeated evaluation."""
+    if limit is not None:
+        dataset = _limit(dataset, limit)
+    xs, ys = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        xs.append(x)
+        ys.append(torch.as_tensor(y))
+    return torch.cat(xs), torch.cat(ys)

@@ -1,0 +1,42 @@
+"""``python -m amc.profile model=... | checkpoint=...``: per-layer MACs and params as a table."""
+
+from __future__ import annotations
+
+import hydra
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from amc.config import to_plain
+from amc.cost import profile
+from amc.errors import user_errors_exit
+from models import create_model, load_checkpoint
+
+
+def first_conv_in_channels(model: nn.Module) -> int:
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else 3
+
+
+def run(cfg: DictConfig) -> None:
+    if cfg.checkpoint:
+        model = load_checkpoint(cfg.checkpoint, name=cfg.get("checkpoint_model"))
+        image_size = cfg.image_size or model.checkpoint_metadata.get("image_size", 224)
+        source = cfg.checkpoint
+    else:
+        model = create_model(cfg.model.name, **(to_plain(cfg.model.kwargs) or {}))
+        image_size = cfg.image_size or 224
+        source = f"{cfg.model.name} {to_plain(cfg.model.kwargs) or ''}"
+    size = (1, first_conv_in_channels(model), image_size, image_size)
+    report = profile(model, input_size=size)
+    print(f"{source} at input {tuple(size)} (per image):")
+    print(report.table())
+
+
+@hydra.main(config_path="../conf", config_name="profile", version_base="1.3")
+@user_errors_exit
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

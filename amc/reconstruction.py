@@ -1,0 +1,175 @@
+"""Least-squares reconstruction of the layer that consumes pruned channels (AMC §3, ThiNet-style).
+
+For a consumer layer (1×1 or k×k Conv2d, or Linear) we sample feature-map points from calibration
+images and refit its weights on the kept input channels so that its outputs match the *original*
+network's outputs: ``min_W ‖X_kept·Wᵀ − Y‖²``. k×k convs are unfolded into patches, so one solver
+covers every kernel size.
+
+Open loop (AMC): X comes from the original network, so ``XᵀX`` and ``XᵀY`` are computed once per
+search and every strategy is a small solve on a sub-block of them. Closed loop: X comes from the
+network pruned so far, layer by layer (for export; slower, usually more accurate).
+A tiny ridge keeps the solve finite when dead channels make ``XᵀX`` singular.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from amc.structure import PrunableStructure
+
+RIDGE = 1e-6  # relative to the mean diagonal of XᵀX
+
+
+@dataclass
+class ConsumerStats:
+    gram: torch.Tensor  # XᵀX, float64, [C·k², C·k²]
+    cross: torch.Tensor  # XᵀY, float64, [C·k², O]
+    kernel_area: int
+    rows: int
+
+
+def sample_rows(layer: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int, generator: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows (X, Y) of the regression for one batch: ``points`` random output positions per image."""
+    if isinstance(layer, nn.Linear):
+        y = y - layer.bias if layer.bias is not None else y
+        return x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+    if layer.groups != 1:
+        raise ValueError("reconstruction needs a dense (groups=1) consumer conv")
+    patches = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)  # [N, C·k², L]
+    if layer.bias is not None:
+        y = y - layer.bias.view(1, -1, 1, 1)
+    y = y.flatten(2)  # [N, O, L]
+    n, _, positions = patches.shape
+    take = min(points, positions)
+    pick = torch.argsort(torch.rand(n, positions, generator=generator), dim=1)[:, :take].to(x.device)
+    xs = patches.gather(2, pick.unsqueeze(1).expand(-1, patches.shape[1], -1))
+    ys = y.gather(2, pick.unsqueeze(1).expand(-1, y.shape[1], -1))
+    return xs.transpose(1, 2).reshape(-1, patches.shape[1]), ys.transpose(1, 2).reshape(-1, y.shape[1])
+
+
+def kernel_area(layer: nn.Module) -> int:
+    return layer.kernel_size[0] * layer.kernel_size[1] if isinstance(layer, nn.Conv2d) else 1
+
+
+def input_columns(idx: torch.Tensor, area: int) -> torch.Tensor:
+    """Columns of the unfolded input that belong to channels ``idx`` (unfold is channel-major)."""
+    return (idx.view(-1, 1) * area + torch.arange(area)).flatten()
+
+
+def solve(stats: ConsumerStats, idx: torch.Tensor) -> torch.Tensor:
+    """Least-squares weights ``[O, len(idx)·k²]`` on the kept channels."""
+    cols = input_columns(idx.to(torch.long).cpu(), stats.kernel_area)
+    gram = stats.gram.index_select(0, cols).index_select(1, cols)
+    ridge = RIDGE * gram.diagonal().mean().clamp_min(1e-12)
+    gram = gram + ridge * torch.eye(len(cols), dtype=gram.dtype)
+    w = torch.linalg.solve(gram, stats.cross.index_select(0, cols))
+    return w.T.float()
+
+
+def full_width_weight(layer: nn.Module, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Put solved weights back into the consumer's full-width weight, dropped inputs zeroed."""
+    full = torch.zeros_like(layer.weight.detach().cpu())
+    shape = (full.shape[0], len(idx), *full.shape[2:])
+    full[:, idx.to(torch.long).cpu()] = w.reshape(shape)
+    return full
+
+
+def _batches(images: torch.Tensor, batch_size: int):
+    for i in range(0, len(images), batch_size):
+        yield images[i : i + batch_size]
+
+
+@torch.inference_mode()
+def collect_stats(model: nn.Module, layers: dict[str, nn.Module], images: torch.Tensor, points: int, seed: int,
+                  batch_size: int = 250, source: nn.Module | None = None) -> dict[str, ConsumerStats]:
+    """Accumulate XᵀX and XᵀY for each named consumer over the calibration images.
+
+    X is read from ``source`` (default: ``model``), Y from ``model`` — so ``source`` = the pruned
+    network gives the closed-loop problem, and the default the open-loop one.
+    """
+    source = source or model
+    src_layers = dict(source.named_modules())
+    stats: dict[str, ConsumerStats] = {}
+    captured: dict[str, dict[str, torch.Tensor]] = {name: {} for name in layers}
+    handles = []
+    for name, layer in layers.items():
+        handles.append(layer.register_forward_hook(lambda m, i, o, n=name: captured[n].__setitem__("y", o)))
+        handles.append(src_layers[name].register_forward_hook(lambda m, i, o, n=name: captured[n].__setitem__("x", i[0])))
+    model.eval()
+    source.eval()
+    device = next(model.parameters()).device
+    try:
+        for batch_no, x in enumerate(_batches(images, batch_size)):
+            x = x.to(device)
+            model(x)
+            if source is not model:
+                source(x)
+            for name, layer in layers.items():
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + batch_no)
+                xs, ys = sample_rows(layer, captured[name]["x"], captured[name]["y"], points, generator)
+                xs, ys = xs.double().cpu(), ys.double().cpu()
+                if name not in stats:
+                    stats[name] = ConsumerStats(xs.T @ xs, xs.T @ ys, kernel_area(layer), len(xs))
+                else:
+                    s = stats[name]
+                    s.gram += xs.T @ xs
+                    s.cross += xs.T @ ys
+                    s.rows += len(xs)
+    finally:
+        for h in handles:
+            h.remove()
+    return stats
+
+
+class OpenLoopReconstructor:
+    """AMC's reconstruction with the calibration statistics computed once for a whole search."""
+
+    def __init__(self, model: nn.Module, structure: PrunableStructure, images: torch.Tensor,
+                 points_per_image: int = 10, seed: int = 0, batch_size: int = 250) -> None:
+        modules = dict(model.named_modules())
+        self.consumers = {p.reconstructed: modules[p.reconstructed] for p in structure.points if p.reconstructed}
+        self.stats = collect_stats(model, self.consumers, images, points_per_image, seed, batch_size)
+        self.structure = structure
+
+    def overrides(self, keep: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Reconstructed full-width consumer weights for the kept channels of every decision point."""
+        out = {}
+        for point, idx in zip(self.structure.points, keep, strict=True):
+            name = point.reconstructed
+            if name is None or len(idx) == point.channels:
+                continue
+            out[name] = full_width_weight(self.consumers[name], idx, solve(self.stats[name], idx))
+        return out
+
+
+def closed_loop_overrides(model: nn.Module, structure: PrunableStructure, keep: Sequence[torch.Tensor],
+                          images: torch.Tensor, points_per_image: int = 10, seed: int = 0, batch_size: int = 250
+                          ) -> dict[str, torch.Tensor]:
+    """Reconstruct consumers one decision point at a time, X taken from the network pruned so far."""
+    work = copy.deepcopy(model)
+    work_modules = dict(work.named_modules())
+    modules = dict(model.named_modules())
+    out = {}
+    for point, idx in zip(structure.points, keep, strict=True):
+        name = point.reconstructed
+        if name is None:
+            continue
+        if len(idx) < point.channels:  # dropped channels are zero columns from here on
+            with torch.no_grad():
+                zeroed = work_modules[name].weight
+                mask = torch.zeros(point.channels, dtype=torch.bool)
+                mask[idx] = True
+                zeroed[:, ~mask.to(zeroed.device)] = 0
+        stats = collect_stats(model, {name: modules[name]}, images, points_per_image, seed, batch_size, source=work)
+        w = full_width_weight(modules[name], idx, solve(stats[name], idx))
+        with torch.no_grad():
+            work_modules[name].weight.copy_(w.to(work_modules[name].weight.device))
+        out[name] = w
+    return out

@@ -1,0 +1,53 @@
+"""``python -m amc.train``: train a base model (the network AMC later compresses)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from amc.config import model_kwargs, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
+from amc.data import build_data
+from amc.distributed import setup, teardown
+from amc.errors import user_errors_exit
+from amc.tracking import Tracker
+from amc.training import TrainConfig, fit
+from models import create_model, load_weights, read_checkpoint
+
+
+def train(cfg: DictConfig) -> dict:
+    set_threads(cfg.get("threads"))
+    ctx = setup(cfg.device)
+    seed_everything(cfg.seed)
+    data = build_data(**to_plain(cfg.data))
+    kwargs = model_kwargs(cfg.model, data.num_classes, data.in_channels, data.image_size)
+    model = create_model(cfg.model.name, **kwargs)
+    if cfg.get("init_checkpoint"):
+        load_weights(model, read_checkpoint(cfg.init_checkpoint)["state_dict"], str(cfg.init_checkpoint))
+    run_dir = run_dir_of(cfg)
+    tracker = None
+    if ctx.is_main:
+        save_resolved_config(cfg, run_dir)
+        tracker = Tracker(cfg.logger.kind, run_dir, to_plain(cfg), cfg.logger.project, mode=cfg.logger.mode)
+    train_cfg = TrainConfig.from_mapping({**to_plain(cfg.train), "seed": cfg.seed})
+    meta = {"data": cfg.data.name, "image_size": data.image_size, "seed": cfg.seed, "job": "amc.train"}
+    summary = fit(model, data, train_cfg, run_dir, ctx, tracker, metadata=meta, resume=bool(cfg.get("resume")))
+    if ctx.is_main:
+        best = summary["best"]
+        print(
+            f"done: best search-val top-1 {best.get('search_val_top1', float('nan')):.2f} % "
+            f"(test top-1 {best.get('test_top1', float('nan')):.2f} %) at epoch {best.get('epoch')}; "
+            f"checkpoints in {run_dir} (best.pt, last.pt)"
+        )
+        tracker.finish()
+    teardown(ctx)
+    return summary
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+@user_errors_exit
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""The model zoo: a registry of compressible architectures and one checkpoint format."""
+
+from models import hw7_student, mobilenet_v1, mobilenet_v2, resnet  # noqa: F401  (registers the models)
+from models.checkpoint import CheckpointError, load_checkpoint, load_weights, read_checkpoint, save_checkpoint
+from models.registry import ModelConfigError, UnknownModelError, create_model, list_models, register_model
+
+__all__ = [
+    "CheckpointError",
+    "ModelConfigError",
+    "UnknownModelError",
+    "create_model",
+    "list_models",
+    "load_checkpoint",
+    "load_weights",
+    "read_checkpoint",
+    "register_model",
+    "save_checkpoint",
+]

@@ -1,0 +1,127 @@
+"""One checkpoint format for the whole framework.
+
+A checkpoint is a plain dict that ``torch.load(weights_only=True)`` accepts::
+
+    {"format": "amc-checkpoint/1", "arch": {"name": ..., "kwargs": {...}},
+     "state_dict": {...}, "metadata": {...}}
+
+so a pruned model (whose channel cfg lives in ``arch.kwargs``) rebuilds in one call. Bare
+state_dicts (also nested under ``"state_dict"``, also with DataParallel's ``module.`` prefix)
+load too, given the architecture.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from models.registry import create_model
+
+FORMAT = "amc-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or does not fit the architecture."""
+
+
+def _plain(value: Any) -> Any:
+    """Turn config containers (OmegaConf, tuples, numpy scalars) into types weights_only can load."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple) or type(value).__name__ == "ListConfig":
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, torch.Tensor):
+        return value.item()
+    return value
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Write ``model`` with its architecture and ``metadata``; the write is atomic."""
+    arch = getattr(model, "arch", None)
+    if arch is None:
+        raise CheckpointError("model was not built by models.create_model, so its architecture is unknown")
+    module = model.module if hasattr(model, "module") else model  # unwrap DataParallel/DDP
+    payload = {
+        "format": FORMAT,
+        "arch": _plain(arch),
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "metadata": _plain(metadata),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint file safely (``weights_only=True``); raise CheckpointError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(data, Mapping):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, not a state_dict or checkpoint")
+    return dict(data)
+
+
+def _state_dict_of(data: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(data.get(key), Mapping):
+            data = data[key]
+            break
+    state = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise CheckpointError("the checkpoint holds no tensors")
+    prefix = "module."
+    if all(k.startswith(prefix) for k in state):
+        state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Strictly load ``state`` into ``model``; a mismatch is one readable CheckpointError."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        raise CheckpointError(f"{source} does not match the architecture: " + "; ".join(parts))
+    model.load_state_dict(state)
+
+
+def load_checkpoint(path: str | os.PathLike, name: str | None = None, **kwargs: Any) -> nn.Module:
+    """Rebuild a model from ``path``.
+
+    :param path: our checkpoint, or a bare state_dict (plain, nested under ``"state_dict"``, ``module.``-prefixed).
+    :param name: registry name; needed for bare state_dicts, overrides the stored one otherwise.
+    :param kwargs: constructor arguments; merged over the stored ones.
+    :return: the model (``model.checkpoint_metadata`` holds the stored metadata).
+    """
+    data = read_checkpoint(path)
+    stored = data.get("arch") if data.get("format") == FORMAT else None
+    if stored is None and name is None:
+        raise CheckpointError(f"{path} is a bare state_dict without an architecture; pass the model name")
+    arch_name = name or stored["name"]
+    arch_kwargs = {**(stored["kwargs"] if stored and stored["name"] == arch_name else {}), **kwargs}
+    model = create_model(arch_name, **arch_kwargs)
+    load_weights(model, _state_dict_of(data), source=str(path))
+    model.checkpoint_metadata = dict(data.get("metadata") or {})
+    return model

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny data folders and a composed-config helper for entry-point tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+BENCHMARK_WEIGHTS = ROOT.parent / "shared" / "benchmarks" / "fmnist_mbv1_base.pth"
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def run_module(module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` from the repo root, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    text = proc.stderr + proc.stdout
+    assert proc.returncode != 0, text
+    assert "Traceback (most recent call last)" not in text, text
+    for fragment in fragments:
+        assert fragment in text, text
+
+
+@pytest.fixture
+def food11_root(tmp_path: Path) -> Path:
+    """A Food-11-layout folder: 3 images per class and split, some smaller than the 256-px crop."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for split in ("training", "validation", "testing"):
+        folder = tmp_path / "food-11" / split
+        folder.mkdir(parents=True)
+        for label in range(11):
+            for n in range(3):
+                size = (200, 180) if n == 0 else (300, 280)
+                pixels = torch.randint(0, 256, (size[1], size[0], 3), generator=gen, dtype=torch.uint8)
+                name = f"{label * 3 + n}.jpg" if split == "testing" else f"{label}_{n}.jpg"
+                Image.fromarray(pixels.numpy()).save(folder / name)
+    return tmp_path / "food-11"

@@ -1,0 +1,109 @@
+"""The model registry, exact cost figures, and the checkpoint format."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+import models
+from amc.cost import profile
+
+# name, kwargs, input size, MACs (None = not pinned), params — figures from the reference's models.md
+REFERENCE = [
+    ("mobilenet_v1", {}, (1, 3, 224, 224), 568_740_352, 4_231_976),
+    ("mobilenet_v1", {"profile": "0.5flops"}, (1, 3, 224, 224), 293_870_000, 2_408_232),
+    ("mobilenet_v2", {}, (1, 3, 224, 224), 300_774_272, 3_504_872),
+    ("mobilenet_v1", {"in_channels": 1, "num_classes": 10, "small_input": True}, (1, 1, 28, 28), 42_030_208, 3_216_650),
+    ("hw7_student", {}, (1, 3, 256, 256), None, 256_779),
+    ("hw7_student", {"width_mult": 0.95}, (1, 3, 256, 256), None, 236_066),
+    ("hw7_student", {"width_mult": 0.7738}, (1, 3, 256, 256), None, 171_606),
+    ("resnet18", {"num_classes": 11}, (1, 3, 224, 224), None, 11_182_155),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "size", "macs", "params"), REFERENCE)
+def test_reference_figures(name, kwargs, size, macs, params):
+    report = profile(models.create_model(name, **kwargs), input_size=size)
+    assert report.params == params
+    if macs is not None:
+        assert report.macs == macs
+    assert report.flops == 2 * report.macs
+
+
+def fvcore_macs(model: nn.Module, size: tuple[int, ...]) -> int:
+    """A trace-based count (fvcore): its conv, linear and matmul counts (batch norm and pooling left out)."""
+    from fvcore.nn import FlopCountAnalysis
+
+    analysis = FlopCountAnalysis(model.eval(), torch.zeros(size))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    by_op = analysis.by_operator()
+    return int(sum(by_op.get(op, 0) for op in ("conv", "linear", "addmm", "matmul")))
+
+
+SMALL_INPUT = {"mobilenet_v1": (1, 3, 32, 32), "mobilenet_v2": (1, 3, 32, 32), "hw7_student": (1, 3, 64, 64),
+               "resnet18": (1, 3, 64, 64)}
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_every_registered_model_agrees_with_fvcore(name):
+    model = models.create_model(name, num_classes=10)
+    size = SMALL_INPUT[name]
+    report = profile(model, input_size=size)
+    assert report.macs == fvcore_macs(model, size)
+    assert report.params == sum(p.numel() for p in model.parameters())
+    assert sum(r.macs for r in report.layers) == report.macs
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_blocks_are_sequential_and_forward(name):
+    model = models.create_model(name, num_classes=7).eval()
+    out = model(torch.randn(2, 3, *SMALL_INPUT[name][2:]))
+    assert out.shape == (2, 7)
+    assert any(isinstance(m, nn.Sequential) for m in model.children())
+
+
+def test_mobilenet_v1_reference_layout_and_explicit_cfg():
+    model = models.create_model("mobilenet_v1", cfg=[16, (32, 2)], in_planes=8, num_classes=3)
+    keys = set(model.state_dict())
+    assert {"conv1.0.weight", "features.0.0.weight", "features.1.3.weight", "classifier.0.bias"} <= keys
+    assert model.features[1][0].stride == (2, 2)
+    assert models.create_model("mobilenet_v1", width_mult=0.5).features[0][3].out_channels == 32
+
+
+def test_unknown_model_and_bad_arguments_are_clear_errors():
+    with pytest.raises(models.UnknownModelError, match="registered models"):
+        models.create_model("no_such_model")
+    with pytest.raises(models.ModelConfigError, match="profile"):
+        models.create_model("mobilenet_v1", profile="tiny")
+
+
+def test_checkpoint_round_trip_carries_architecture(tmp_path):
+    model = models.create_model("mobilenet_v2", num_classes=10, hidden_channels=None, width_mult=0.5).eval()
+    path = models.save_checkpoint(model, tmp_path / "m.pt", note="hello")
+    back = models.load_checkpoint(path).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model(x), back(x))
+    assert back.checkpoint_metadata["note"] == "hello"
+    assert isinstance(torch.load(path, weights_only=True), dict)
+
+
+def test_bare_state_dict_with_dataparallel_prefix(tmp_path):
+    model = models.create_model("hw7_student").eval()
+    torch.save({"state_dict": {"module." + k: v for k, v in model.state_dict().items()}}, tmp_path / "dp.pth")
+    back = models.load_checkpoint(tmp_path / "dp.pth", name="hw7_student").eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(model(x), back(x))
+    with pytest.raises(models.CheckpointError, match="without an architecture"):
+        models.load_checkpoint(tmp_path / "dp.pth")
+
+
+def test_mismatched_and_corrupt_checkpoints(tmp_path):
+    models.save_checkpoint(models.create_model("hw7_student", width_mult=0.95), tmp_path / "s.pt")
+    with pytest.raises(models.CheckpointError, match="shape mismatches"):
+        models.load_checkpoint(tmp_path / "s.pt", width_mult=1.0)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(models.CheckpointError, match="not a readable"):
+        models.load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(models.CheckpointError, match="not found"):
+        models.load_checkpoint(tmp_path / "missing.pt")
