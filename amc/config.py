@@ -58,3 +58,19 @@ def model_kwargs(model_cfg: DictConfig, num_classes: int, in_channels: int, imag
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))
+
+
+def load_model_for_data(path: str, model_cfg: DictConfig, data_cfg: DictConfig):
+    """Load ``path``: our checkpoints carry their architecture; a bare state_dict is read as ``model_cfg``
+    with classes/channels/small-input filled from the dataset."""
+    from amc.data import dataset_info
+    from models import FORMAT, load_checkpoint, read_checkpoint
+
+    data = read_checkpoint(path)
+    if data.get("format") == FORMAT:
+        return load_checkpoint(path)
+    info = dataset_info(data_cfg.name, data_cfg.get("crop"))
+    kwargs = model_kwargs(model_cfg, info["num_classes"], info["in_channels"], info["image_size"])
+    model = load_checkpoint(path, name=model_cfg.name, **kwargs)
+    model.checkpoint_metadata.setdefault("image_size", info["image_size"])
+    return model

@@ -313,6 +313,26 @@ def _info(num_classes: int, in_channels: int, image_size: int) -> dict[str, int]
     return {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
 
 
+DATASET_INFO = {
+    "fashion_mnist": _info(10, 1, 28),
+    "digits": _info(10, 1, 8),
+    "cifar10": _info(10, 3, 32),
+    "cifar100": _info(100, 3, 32),
+    "imagefolder": _info(1000, 3, 224),
+    "food11": _info(11, 3, 256),
+}
+
+
+def dataset_info(name: str, crop: int | None = None) -> dict[str, int]:
+    """Classes, channels and image size of a dataset without loading it (ImageFolder: ImageNet's 1000)."""
+    if name not in DATASET_INFO:
+        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(DATASET_INFO)}")
+    info = dict(DATASET_INFO[name])
+    if crop:
+        info["image_size"] = int(crop)
+    return info
+
+
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int = 0, seed: int = 0, sampler=None):
     """A DataLoader whose shuffling is reproducible from ``seed``."""
     generator = torch.Generator().manual_seed(seed)

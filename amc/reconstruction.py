@@ -114,13 +114,14 @@ def collect_stats(model: nn.Module, layers: dict[str, nn.Module], images: torch.
             for name, layer in layers.items():
                 generator = torch.Generator().manual_seed(seed * 1_000_003 + batch_no)
                 xs, ys = sample_rows(layer, captured[name]["x"], captured[name]["y"], points, generator)
-                xs, ys = xs.double().cpu(), ys.double().cpu()
+                xs, ys = xs.float().cpu(), ys.float().cpu()  # float32 products, float64 sums
+                gram, cross = (xs.T @ xs).double(), (xs.T @ ys).double()
                 if name not in stats:
-                    stats[name] = ConsumerStats(xs.T @ xs, xs.T @ ys, kernel_area(layer), len(xs))
+                    stats[name] = ConsumerStats(gram, cross, kernel_area(layer), len(xs))
                 else:
                     s = stats[name]
-                    s.gram += xs.T @ xs
-                    s.cross += xs.T @ ys
+                    s.gram += gram
+                    s.cross += cross
                     s.rows += len(xs)
     finally:
         for h in handles:

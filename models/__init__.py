@@ -1,10 +1,11 @@
 """The model zoo: a registry of compressible architectures and one checkpoint format."""
 
 from models import hw7_student, mobilenet_v1, mobilenet_v2, resnet  # noqa: F401  (registers the models)
-from models.checkpoint import CheckpointError, load_checkpoint, load_weights, read_checkpoint, save_checkpoint
+from models.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, read_checkpoint, save_checkpoint
 from models.registry import ModelConfigError, UnknownModelError, create_model, list_models, register_model
 
 __all__ = [
+    "FORMAT",
     "CheckpointError",
     "ModelConfigError",
     "UnknownModelError",

@@ -1,0 +1,134 @@
+"""``python -m amc.export checkpoint=BASE channels=[...] | strategy=strategy.json``: a physically pruned checkpoint.
+
+Prints and saves (``export_summary.json``) the cfg, MACs, params and search-val / test top-1 of
+the base, the pruned network before reconstruction and after it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from amc.config import load_model_for_data, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
+from amc.data import build_data, stack_dataset
+from amc.distributed import pick_device
+from amc.engine import keep_indices
+from amc.errors import ConfigError, user_errors_exit
+from amc.evaluation import evaluate, tensor_batches
+from amc.pruning import check_channels, slice_model
+from amc.reconstruction import OpenLoopReconstructor, closed_loop_overrides
+from amc.structure import analyse
+from models import save_checkpoint
+
+
+def channels_from(cfg: DictConfig) -> list[int]:
+    if cfg.channels is not None and cfg.strategy is not None:
+        raise ConfigError("give either channels=[...] or strategy=PATH, not both")
+    if cfg.channels is not None:
+        return [int(c) for c in to_plain(cfg.channels)]
+    if cfg.strategy is not None:
+        path = Path(cfg.strategy)
+        if not path.is_file():
+            raise ConfigError(f"strategy file not found: {path}")
+        try:
+            return [int(c) for c in json.loads(path.read_text())["channels"]]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"{path} is not a strategy.json with a 'channels' list") from None
+    raise ConfigError("say what to keep: channels=[c0,c1,...] (one count per decision point) or strategy=strategy.json")
+
+
+def calibration_images(data_cfg: DictConfig, count: int, augment: bool) -> torch.Tensor:
+    """The first ``count`` images of the train split (not search-val, not test)."""
+    splits = build_data(**{**to_plain(data_cfg), "augment": augment})
+    return stack_dataset(splits.train, limit=count)[0]
+
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    set_threads(cfg.get("threads"))
+    seed_everything(cfg.seed)
+    if not cfg.checkpoint:
+        raise ConfigError("checkpoint=PATH (the base model to prune) is required")
+    base = load_model_for_data(cfg.checkpoint, cfg.model, cfg.data).eval()
+    image_size = int(base.checkpoint_metadata.get("image_size", 224))
+    in_channels = next(m for m in base.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+    structure = analyse(base, (1, in_channels, image_size, image_size))
+    channels = check_channels(structure, channels_from(cfg))
+    keep = keep_indices(base, structure, channels, cfg.selection, cfg.seed)
+    plain = slice_model(base, structure, keep)
+
+    result: dict[str, Any] = {
+        "arch": structure.new_arch_kwargs(channels),
+        "channels": channels,
+        "base_macs": structure.macs(structure.widths),
+        "macs": structure.macs(channels),
+        "base_params": structure.params(structure.widths),
+        "params": structure.params(channels),
+        "selection": cfg.selection,
+    }
+    result["macs_ratio"] = result["macs"] / result["base_macs"]
+    pruned, timings = plain, {}
+    if cfg.reconstruct:
+        t0 = time.perf_counter()
+        images = calibration_images(cfg.data, cfg.calibration_images, cfg.calibration_augment)
+        if cfg.reconstruction == "closed":
+            overrides = closed_loop_overrides(base, structure, keep, images, cfg.points_per_image, cfg.seed)
+        elif cfg.reconstruction == "open":
+            overrides = OpenLoopReconstructor(base, structure, images, cfg.points_per_image, cfg.seed).overrides(keep)
+        else:
+            raise ConfigError(f"unknown reconstruction {cfg.reconstruction!r}; use open or closed")
+        pruned = slice_model(base, structure, keep, overrides)
+        timings["reconstruction_s"] = time.perf_counter() - t0
+        result.update(calibration_images=len(images), points_per_image=cfg.points_per_image,
+                      reconstruction=cfg.reconstruction, **timings)
+
+    if cfg.evaluate:
+        device = pick_device(cfg.device)
+        splits = build_data(**{**to_plain(cfg.data), "augment": False})
+        for split in ("search-val", "test"):
+            x, y = stack_dataset(splits.split(split))
+            for label, net in (("base", base), ("pruned", plain), ("reconstructed", pruned if cfg.reconstruct else None)):
+                if net is not None:
+                    acc = evaluate(net.to(device), tensor_batches(x, y, 500), device)["top1"]
+                    result[f"{label}_{split.replace('-', '_')}_top1"] = acc
+
+    run_dir = run_dir_of(cfg)
+    save_resolved_config(cfg, run_dir)
+    output = Path(cfg.output) if cfg.output else run_dir / "pruned.pt"
+    if output.exists() and not cfg.overwrite:
+        raise ConfigError(f"{output} exists; choose another output= or pass overwrite=true")
+    save_checkpoint(pruned.cpu(), output, base_checkpoint=str(cfg.checkpoint), image_size=image_size,
+                    **{k: v for k, v in result.items() if k != "arch"})
+    (run_dir / "export_summary.json").write_text(json.dumps(result, indent=2))
+    print_summary(result, output)
+    return result
+
+
+def print_summary(r: dict[str, Any], output: Path) -> None:
+    print(f"channels per decision point: {r['channels']}")
+    print(f"MACs {r['macs']:,} of {r['base_macs']:,} ({100 * r['macs_ratio']:.2f} %; FLOPs = 2 x MACs), "
+          f"params {r['params']:,} of {r['base_params']:,}")
+    for split in ("search_val", "test"):
+        parts = [f"{label} {r[f'{label}_{split}_top1']:.2f} %" for label in ("base", "pruned", "reconstructed")
+                 if f"{label}_{split}_top1" in r]
+        if parts:
+            print(f"{split.replace('_', '-')} top-1: " + ", ".join(parts))
+    if "reconstruction_s" in r:
+        print(f"reconstruction: {r['reconstruction']} loop, {r['calibration_images']} images x "
+              f"{r['points_per_image']} points, {r['reconstruction_s']:.1f} s")
+    print(f"wrote {output}")
+
+
+@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
+@user_errors_exit
+def main(cfg: DictConfig) -> None:
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()
