@@ -49,6 +49,13 @@ class LayerCostTerm:
     in_per_group: int
     out_point: int | None
     in_point: int | None  # None for depthwise convs (in/groups stays 1)
+    kind: str = "conv"  # conv | linear
+    kernel_area: int = 1
+
+    @property
+    def feature_map(self) -> int:
+        """Output positions Ho·Wo (1 for Linear)."""
+        return self.spatial // self.kernel_area
 
 
 @dataclass(frozen=True)
@@ -120,11 +127,12 @@ def _derive_costs(model: nn.Module, structure: PrunableStructure) -> None:
             depthwise = m.groups > 1 and m.groups == m.in_channels
             structure.layer_terms.append(
                 LayerCostTerm(row.name, spatial, m.out_channels, m.in_channels // m.groups, out_of.get(row.name),
-                              None if depthwise else in_of.get(row.name))
+                              None if depthwise else in_of.get(row.name), "conv", m.kernel_size[0] * m.kernel_size[1])
             )
         else:
             structure.layer_terms.append(
-                LayerCostTerm(row.name, 1, m.out_features, m.in_features, out_of.get(row.name), in_of.get(row.name))
+                LayerCostTerm(row.name, 1, m.out_features, m.in_features, out_of.get(row.name), in_of.get(row.name),
+                              "linear")
             )
     for module_name, m in modules.items():
         for pname, param in m.named_parameters(recurse=False):

@@ -1,0 +1,169 @@
+"""The search agents: stable-baselines3's DDPG set up as AMC, plus random and uniform baselines.
+
+AMC's tricks live in SB3's extension points, each a few dozen lines:
+
+* ``TruncatedNormalNoise`` (an ``ActionNoise``): exploration σ = σ₀·decay^(episode − warm-up),
+  sampled as a normal *truncated* to the action range around the actor's output (not clipped,
+  which would pile mass on the bounds).
+* ``EpisodeRewardBuffer`` (a ``ReplayBuffer``): holds an episode's transitions until it ends, then
+  stores every one with the episode's final reward minus a moving baseline b ← b + α(R − b).
+* ``AMCDDPG`` (a ``DDPG``): separate actor/critic learning rates, the truncated noise, and pure
+  uniform actions during the warm-up episodes (SB3's ``learning_starts``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import truncnorm
+from stable_baselines3 import DDPG
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+
+
+class TruncatedNormalNoise(ActionNoise):
+    """Per-episode decaying, truncated-normal exploration (AMC: σ = 0.5·0.95^(episode − warm-up) on [0, 1]).
+
+    :param sigma: initial σ in the agent's action units (our actions span [-1, 1], so AMC's 0.5 is 1.0).
+    :param decay: factor per episode after the warm-up.
+    :param warmup_episodes: episodes of uniform random actions before the policy acts.
+    """
+
+    def __init__(self, sigma: float = 1.0, decay: float = 0.95, warmup_episodes: int = 100, low: float = -1.0,
+                 high: float = 1.0, seed: int = 0) -> None:
+        super().__init__()
+        self.sigma0, self.decay, self.warmup_episodes = sigma, decay, warmup_episodes
+        self.low, self.high = low, high
+        self.episode = 0
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def sigma(self) -> float:
+        return self.sigma0 * self.decay ** max(0, self.episode - self.warmup_episodes)
+
+    def set_episode(self, episode: int) -> None:
+        self.episode = episode
+
+    def sample_around(self, mean: np.ndarray) -> np.ndarray:
+        sigma = max(self.sigma, 1e-6)
+        a, b = (self.low - mean) / sigma, (self.high - mean) / sigma
+        return truncnorm.rvs(a, b, loc=mean, scale=sigma, random_state=self.rng).astype(np.float32)
+
+    def __call__(self) -> np.ndarray:  # plain ActionNoise interface (unused by AMCDDPG)
+        return self.rng.normal(0.0, self.sigma, size=1).astype(np.float32)
+
+    def reset(self) -> None:  # the episode counter is set by the search loop, which survives resumes
+        pass
+
+
+class EpisodeRewardBuffer(ReplayBuffer):
+    """Relabels every transition of an episode with (final reward − moving baseline)."""
+
+    def __init__(self, *args: Any, baseline_alpha: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.baseline_alpha = baseline_alpha
+        self.baseline: float | None = None
+        self.pending: list[tuple] = []
+
+    def add(self, obs, next_obs, action, reward, done, infos) -> None:
+        self.pending.append((obs, next_obs, action, done, infos))
+        if not bool(np.asarray(done).reshape(-1)[0]):
+            return
+        final = float(np.asarray(reward).reshape(-1)[0])
+        self.baseline = final if self.baseline is None else self.baseline + self.baseline_alpha * (final - self.baseline)
+        relabelled = np.array([final - self.baseline], dtype=np.float32)
+        for o, no, a, d, i in self.pending:
+            super().add(o, no, a, relabelled, d, i)
+        self.pending = []
+
+
+class AMCDDPG(DDPG):
+    """SB3's DDPG with AMC's exploration, warm-up and separate actor/critic learning rates."""
+
+    def __init__(self, *args: Any, actor_lr: float = 1e-4, critic_lr: float = 1e-3, **kwargs: Any) -> None:
+        self.actor_lr, self.critic_lr = actor_lr, critic_lr
+        super().__init__(*args, learning_rate=critic_lr, **kwargs)
+
+    def _update_learning_rate(self, optimizers) -> None:
+        for group in self.actor.optimizer.param_groups:
+            group["lr"] = self.actor_lr
+        for group in self.critic.optimizer.param_groups:
+            group["lr"] = self.critic_lr
+
+    def _sample_action(self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1):
+        if self.num_timesteps < learning_starts or not isinstance(action_noise, TruncatedNormalNoise):
+            return super()._sample_action(learning_starts, None, n_envs)  # warm-up: uniform, no noise
+        action, _ = self.predict(self._last_obs, deterministic=True)
+        scaled = action_noise.sample_around(self.policy.scale_action(action))
+        return self.policy.unscale_action(scaled), scaled
+
+
+def build_ddpg(env, steps_per_episode: int, cfg: dict[str, Any], seed: int, device: str = "cpu") -> AMCDDPG:
+    """AMCDDPG with AMC's hyper-parameters (``conf/agent/ddpg.yaml``)."""
+    noise = TruncatedNormalNoise(cfg["noise_sigma"], cfg["noise_decay"], cfg["warmup_episodes"], seed=seed)
+    hidden = list(cfg["hidden_sizes"])
+    return AMCDDPG(
+        "MlpPolicy",
+        env,
+        actor_lr=cfg["actor_lr"],
+        critic_lr=cfg["critic_lr"],
+        buffer_size=cfg["replay_episodes"] * steps_per_episode,
+        learning_starts=cfg["warmup_episodes"] * steps_per_episode,
+        batch_size=cfg["batch_size"],
+        tau=cfg["tau"],
+        gamma=cfg["discount"],
+        train_freq=(1, "episode"),
+        gradient_steps=-1,
+        action_noise=noise,
+        replay_buffer_class=EpisodeRewardBuffer,
+        replay_buffer_kwargs={"baseline_alpha": cfg["baseline_alpha"]},
+        policy_kwargs={"net_arch": {"pi": hidden, "qf": hidden}},
+        seed=seed,
+        device=device,
+        verbose=0,
+    )
+
+
+# ---------------------------------------------------------------- resumable agent state
+BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def ddpg_state(agent: AMCDDPG) -> tuple[dict[str, torch.Tensor | dict], dict[str, Any]]:
+    """(tensors for ``torch.save``, JSON-able scalars) that restore ``agent`` exactly."""
+    buffer = agent.replay_buffer
+    tensors: dict[str, Any] = {
+        "policy": agent.policy.state_dict(),
+        "actor_optimizer": agent.actor.optimizer.state_dict(),
+        "critic_optimizer": agent.critic.optimizer.state_dict(),
+        **{f"buffer.{k}": torch.from_numpy(np.ascontiguousarray(getattr(buffer, k))) for k in BUFFER_FIELDS},
+    }
+    noise = agent.action_noise
+    scalars = {
+        "num_timesteps": agent.num_timesteps,
+        "episode_num": agent._episode_num,
+        "n_updates": agent._n_updates,
+        "buffer_pos": buffer.pos,
+        "buffer_full": buffer.full,
+        "baseline": buffer.baseline,
+        "noise_rng": noise.rng.bit_generator.state,
+        "noise_episode": noise.episode,
+        "action_space_rng": agent.action_space.np_random.bit_generator.state,
+    }
+    return tensors, scalars
+
+
+def load_ddpg_state(agent: AMCDDPG, tensors: dict[str, Any], scalars: dict[str, Any]) -> None:
+    agent.policy.load_state_dict(tensors["policy"])
+    agent.actor.optimizer.load_state_dict(tensors["actor_optimizer"])
+    agent.critic.optimizer.load_state_dict(tensors["critic_optimizer"])
+    buffer = agent.replay_buffer
+    for k in BUFFER_FIELDS:
+        getattr(buffer, k)[...] = tensors[f"buffer.{k}"].numpy()
+    buffer.pos, buffer.full, buffer.baseline = scalars["buffer_pos"], scalars["buffer_full"], scalars["baseline"]
+    agent.num_timesteps, agent._episode_num = scalars["num_timesteps"], scalars["episode_num"]
+    agent._n_updates = scalars["n_updates"]
+    agent.action_noise.rng.bit_generator.state = scalars["noise_rng"]
+    agent.action_noise.episode = scalars["noise_episode"]
+    agent.action_space.np_random.bit_generator.state = scalars["action_space_rng"]

@@ -1,0 +1,133 @@
+"""Budgets and the action wall: channel choices that provably meet a MACs / params / latency budget.
+
+A constraint maps a channel list to a cost that is monotone in every entry. The wall caps each
+decision so that, even if every later decision went to its lower bound, the budget can still be
+met; an infeasible budget is an error up front, never silently exceeded. Channel counts are
+multiples of ``channel_round`` (or the full width), rounded to the nearest allowed count and then
+capped — never rounded up past the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from amc.errors import ConfigError
+from amc.structure import PrunableStructure
+
+CostFn = Callable[[Sequence[int]], float]
+
+
+def allowed_counts(width: int, multiple: int, lower_bound: float) -> list[int]:
+    """Channel counts a decision point may take: multiples of ``multiple`` at or above the lower bound, plus the width."""
+    multiple = max(1, int(multiple))
+    smallest = max(1, math.ceil(lower_bound * width - 1e-9))
+    counts = [c for c in range(multiple, width + 1, multiple) if c >= smallest]
+    if not counts or counts[0] > smallest:  # the lower bound itself, rounded up to the grid
+        first = min(width, math.ceil(smallest / multiple) * multiple)
+        counts = sorted({first, *counts})
+    if counts[-1] != width:
+        counts.append(width)
+    return counts
+
+
+@dataclass
+class Constraint:
+    kind: str  # flops | params | latency
+    budget: float  # fraction of the base network's cost, in (0, 1]
+    cost: CostFn
+    base_cost: float
+    unit: str
+
+    @property
+    def limit(self) -> float:
+        return self.budget * self.base_cost
+
+
+def make_constraint(kind: str, budget: float, structure: PrunableStructure, latency_fn: CostFn | None = None
+                    ) -> Constraint:
+    if not 0 < budget <= 1:
+        raise ConfigError(f"{kind}_budget must be in (0, 1], got {budget}")
+    widths = structure.widths
+    if kind == "flops":
+        return Constraint(kind, budget, structure.macs, structure.macs(widths), "MACs")
+    if kind == "params":
+        return Constraint(kind, budget, structure.params, structure.params(widths), "params")
+    if kind == "latency":
+        if latency_fn is None:
+            raise ConfigError("a latency budget needs a latency table")
+        return Constraint(kind, budget, latency_fn, latency_fn(widths), "ms")
+    raise ConfigError(f"unknown constraint {kind!r}; use flops, params or latency")
+
+
+class ActionWall:
+    """Turns desired keep ratios into channel counts that always meet ``constraint``."""
+
+    def __init__(self, structure: PrunableStructure, constraint: Constraint, lower_bound: float = 0.2,
+                 channel_round: int = 8) -> None:
+        if not 0 < lower_bound <= 1:
+            raise ConfigError(f"lower_bound must be in (0, 1], got {lower_bound}")
+        self.structure, self.constraint = structure, constraint
+        self.allowed = [allowed_counts(w, channel_round, lower_bound) for w in structure.widths]
+        self.minimum = [a[0] for a in self.allowed]
+        floor = constraint.cost(self.minimum)
+        if floor > constraint.limit + 1e-9:
+            raise ConfigError(
+                f"infeasible {constraint.kind} budget {constraint.budget:g}: with every layer at the lower bound "
+                f"{lower_bound:g} (channels rounded to {channel_round}) the network keeps "
+                f"{floor / constraint.base_cost:.4f} of the base {constraint.unit}; raise the budget or lower lower_bound"
+            )
+
+    def cap(self, decided: Sequence[int], index: int) -> int:
+        """The largest allowed count at ``index`` that still lets the budget be met."""
+        rest = self.minimum[index + 1 :]
+        best = self.minimum[index]
+        for count in self.allowed[index]:  # cost is monotone: stop at the first that overshoots
+            if self.constraint.cost([*decided, count, *rest]) > self.constraint.limit + 1e-9:
+                break
+            best = count
+        return best
+
+    def choose(self, decided: Sequence[int], index: int, keep_ratio: float) -> int:
+        """Nearest allowed count to ``keep_ratio × width``, capped by the wall."""
+        width = self.structure.widths[index]
+        wanted = min(self.allowed[index], key=lambda c: (abs(c - keep_ratio * width), c))
+        return min(wanted, self.cap(decided, index))
+
+    def fill(self, channels: Sequence[int]) -> list[int]:
+        """Spend budget left over by rounding: grow the most-pruned layers one grid step while it fits."""
+        channels = list(channels)
+        while True:
+            best = None
+            for i, c in enumerate(channels):
+                pos = self.allowed[i].index(c)
+                if pos + 1 == len(self.allowed[i]):
+                    continue
+                trial = [*channels[:i], self.allowed[i][pos + 1], *channels[i + 1 :]]
+                if self.constraint.cost(trial) <= self.constraint.limit + 1e-9:
+                    ratio = c / self.structure.widths[i]
+                    if best is None or ratio < best[0]:
+                        best = (ratio, i, trial)
+            if best is None:
+                return channels
+            channels = best[2]
+
+    def uniform(self) -> list[int]:
+        """The largest single keep ratio whose rounded channels meet the budget (the uniform baseline)."""
+        lo, hi = 0.0, 1.0
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            channels = self.uniform_channels(mid)
+            if self.constraint.cost(channels) <= self.constraint.limit + 1e-9:
+                lo = mid
+            else:
+                hi = mid
+        return self.uniform_channels(lo)
+
+    def uniform_channels(self, ratio: float) -> list[int]:
+        counts = []
+        for allowed, width in zip(self.allowed, self.structure.widths, strict=True):
+            fitting = [c for c in allowed if c <= ratio * width + 1e-9]
+            counts.append(fitting[-1] if fitting else allowed[0])
+        return counts

@@ -1,0 +1,154 @@
+"""Bookkeeping of a search: every episode to JSONL/CSV, the best strategy, progress, tracking and plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from amc.budget import Constraint
+from amc.plots import plot_episodes, plot_strategy
+from amc.structure import PrunableStructure
+from amc.tracking import Tracker
+
+TIMING_KEYS = ("prune_s", "reconstruct_s", "evaluate_s", "agent_s")
+
+
+class SearchRecorder:
+    def __init__(self, run_dir: Path, structure: PrunableStructure, constraint: Constraint, cfg: DictConfig,
+                 tracker: Tracker, setup_s: float) -> None:
+        self.run_dir, self.structure, self.constraint, self.cfg = run_dir, structure, constraint, cfg
+        self.tracker, self.setup_s = tracker, setup_s
+        self.path = run_dir / "episodes.jsonl"
+        self.rows: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.bar = tqdm(total=cfg.episodes, desc=f"search ({cfg.agent.name})", dynamic_ncols=True)
+        self.last_time = time.perf_counter()
+        if not cfg.get("resume") and self.path.exists():
+            self.path.unlink()
+
+    @property
+    def episodes(self) -> int:
+        return len(self.rows)
+
+    def truncate(self, episodes: int) -> None:
+        """Keep the first ``episodes`` rows (drop the episode that was in flight when the run was killed)."""
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()] if self.path.exists() else []
+        self.rows = rows[:episodes]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        self.best = None
+        for row in self.rows:
+            self._update_best(row)
+        self.bar.n = len(self.rows)
+        self.bar.refresh()
+        self.last_time = time.perf_counter()
+
+    def _update_best(self, row: dict[str, Any]) -> bool:
+        if self.best is None or row["reward"] > self.best["reward"]:
+            self.best = row
+            return True
+        return False
+
+    def record(self, info: dict[str, Any]) -> dict[str, Any]:
+        now = time.perf_counter()
+        wall = now - self.last_time
+        self.last_time = now
+        timings = dict(info["timings"])
+        timings["agent_s"] = max(0.0, wall - sum(timings.values()))
+        row = {
+            "episode": self.episodes + 1,
+            "reward": info["reward"],
+            "accuracy": info["accuracy"],
+            "top1": info["top1"],
+            "top5": info["top5"],
+            "macs": info["macs"],
+            "params": info["params"],
+            "cost_ratio": info["cost_ratio"],
+            "channels": info["channels"],
+            "agent_channels": info["agent_channels"],
+            "wall_s": wall,
+            **timings,
+        }
+        self.rows.append(row)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._update_best(row):
+            self._write_strategy(self.strategy(row))
+        self.bar.update(1)
+        self.bar.set_postfix(reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.2f}%",
+                             best=f"{self.best['accuracy']:.2f}%", cost=f"{row['cost_ratio']:.3f}")
+        self.tracker.log({k: v for k, v in row.items() if not isinstance(v, list)}, step=row["episode"])
+        return row
+
+    def strategy(self, row: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        s = self.structure
+        widths = s.widths
+        return {
+            "flops_budget": self.constraint.budget if self.constraint.kind == "flops" else None,
+            "constraint": self.constraint.kind,
+            "budget": self.constraint.budget,
+            "cost": self.constraint.cost(row["channels"]),
+            "base_cost": self.constraint.base_cost,
+            "macs": row["macs"],
+            "base_macs": s.macs(widths),
+            "macs_ratio": row["macs"] / s.macs(widths),
+            "params": row["params"],
+            "base_params": s.params(widths),
+            "channels": row["channels"],
+            "widths": widths,
+            "decision_points": [p.name for p in s.points],
+            "keep_ratios": [c / w for c, w in zip(row["channels"], widths, strict=True)],
+            "accuracy": row["accuracy"],
+            "metric": f"search-val {self.cfg.metric}",
+            "search_val_top1": row["top1"],
+            "episode": row["episode"],
+            "model": s.arch_name,
+            "arch_kwargs": s.new_arch_kwargs(row["channels"]),
+            "seed": self.cfg.seed,
+            "agent": self.cfg.agent.name,
+            **extra,
+        }
+
+    def _write_strategy(self, strategy: dict[str, Any]) -> None:
+        path = self.run_dir / "strategy.json"
+        tmp = path.with_name("strategy.json.tmp")
+        tmp.write_text(json.dumps(strategy, indent=2))
+        os.replace(tmp, path)
+
+    def median_timings(self, warmup: int) -> dict[str, float]:
+        rows = self.rows[warmup:] or self.rows
+        return {k: statistics.median(r[k] for r in rows) for k in (*TIMING_KEYS, "wall_s")}
+
+    def finish(self, warmup: int) -> None:
+        with open(self.run_dir / "episodes.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
+        best = self.best
+        plot_strategy(self.structure.widths, best["channels"], [p.name for p in self.structure.points],
+                      self.run_dir / "strategy.png",
+                      f"best strategy (episode {best['episode']}): {self.cfg.metric} {best['accuracy']:.2f} %, "
+                      f"{self.constraint.kind} {self.constraint.cost(best['channels']) / self.constraint.base_cost:.4f}")
+        plot_episodes([r["reward"] for r in self.rows], [r["accuracy"] for r in self.rows], warmup,
+                      self.run_dir / "episodes.png", self.cfg.metric)
+
+    def summary_line(self, strategy: dict[str, Any]) -> str:
+        t = self.median_timings(self.cfg.agent.get("warmup_episodes", 0))
+        split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in TIMING_KEYS)
+        return (
+            f"best: episode {strategy['episode']}, search-val {self.cfg.metric} {strategy['accuracy']:.2f} %, "
+            f"test top-1 {strategy['test_top1']:.2f} %, MACs {strategy['macs']:,} = {strategy['macs_ratio']:.4f} of "
+            f"{strategy['base_macs']:,} (FLOPs = 2 x MACs), params {strategy['params']:,}\n"
+            f"median seconds per episode {t['wall_s']:.2f} ({split})"
+        )
+
+    def close(self) -> None:
+        self.bar.close()

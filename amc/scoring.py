@@ -1,0 +1,88 @@
+"""Scores channel strategies during a search: prune physically, reconstruct, evaluate on search-val.
+
+Everything that does not depend on the strategy is computed once: the channel rankings, the
+least-squares statistics, and the (normalised) search-val tensors. Per strategy we only solve
+small least-squares systems, slice weights, fold BN and run a physically smaller network.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from amc.evaluation import topk_correct
+from amc.fusion import fold_batchnorms
+from amc.pruning import channel_scores, slice_model
+from amc.reconstruction import OpenLoopReconstructor
+from amc.structure import PrunableStructure
+
+
+@dataclass
+class Score:
+    accuracy: float  # percent, on search-val, by ``metric``
+    top1: float
+    top5: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class StrategyScorer:
+    """Turns a channel list into a search-val accuracy of the pruned, reconstructed network.
+
+    :param model: the base network (eval mode).
+    :param calibration_images: images for least squares (``None`` or empty: no reconstruction).
+    :param val_images: / :param val_labels: the search-val split, stacked.
+    :param metric: ``top1`` (default) or ``top5``.
+    """
+
+    def __init__(self, model: nn.Module, structure: PrunableStructure, val_images: torch.Tensor,
+                 val_labels: torch.Tensor, calibration_images: torch.Tensor | None = None, points_per_image: int = 10,
+                 selection: str = "l1", metric: str = "top1", batch_size: int = 1000, seed: int = 0,
+                 device: torch.device | str = "cpu", channels_last: bool = True) -> None:
+        self.model, self.structure = model.eval(), structure
+        self.device = torch.device(device)
+        generator = torch.Generator().manual_seed(seed)
+        # Channel rankings do not change during a search: the top-c of a fixed order is a prefix.
+        self.rankings = [torch.argsort(channel_scores(model, p, selection, generator), descending=True, stable=True)
+                         for p in structure.points]
+        t0 = time.perf_counter()
+        self.reconstructor = None
+        if calibration_images is not None and len(calibration_images):
+            self.reconstructor = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed)
+        self.setup_s = time.perf_counter() - t0
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.memory_format = fmt
+        self.val_images = val_images.to(self.device).contiguous(memory_format=fmt)
+        self.val_labels = val_labels.to(self.device)
+        self.metric, self.batch_size = metric, batch_size
+
+    def keep(self, channels: Sequence[int]) -> list[torch.Tensor]:
+        return [r[: int(c)].sort().values for r, c in zip(self.rankings, channels, strict=True)]
+
+    def build(self, channels: Sequence[int]) -> tuple[nn.Module, dict[str, float]]:
+        """The physically pruned (and reconstructed) network, with timings of each stage."""
+        t0 = time.perf_counter()
+        keep = self.keep(channels)
+        overrides = self.reconstructor.overrides(keep) if self.reconstructor else None
+        t1 = time.perf_counter()
+        pruned = slice_model(self.model, self.structure, keep, overrides)
+        t2 = time.perf_counter()
+        return pruned, {"reconstruct_s": t1 - t0, "prune_s": t2 - t1}
+
+    @torch.inference_mode()
+    def score(self, channels: Sequence[int]) -> Score:
+        pruned, timings = self.build(channels)
+        t0 = time.perf_counter()
+        net = fold_batchnorms(pruned).to(self.device, memory_format=self.memory_format)
+        c1 = c5 = 0
+        for i in range(0, len(self.val_labels), self.batch_size):
+            logits = net(self.val_images[i : i + self.batch_size])
+            a, b = topk_correct(logits, self.val_labels[i : i + self.batch_size])
+            c1, c5 = c1 + a, c5 + b
+        n = len(self.val_labels)
+        timings["evaluate_s"] = time.perf_counter() - t0
+        top1, top5 = 100 * c1 / n, 100 * c5 / n
+        return Score(top5 if self.metric == "top5" else top1, top1, top5, timings)

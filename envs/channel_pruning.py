@@ -1,0 +1,110 @@
+"""``ChannelPruningEnv``: AMC's layer-by-layer channel-pruning MDP as a Gymnasium environment.
+
+One episode walks the decision points of a network (``amc.structure``). At step t the agent
+sees the layer embedding (``envs.observation``) and answers a keep ratio; the action wall turns
+it into a channel count that provably meets the budget. After the last step the strategy is
+(optionally) topped up to spend budget that rounding left over, the network is physically
+pruned, reconstructed by least squares and scored on search-val; the reward comes only then.
+
+Action: ``Box(-1, 1, (1,))`` (the symmetric range stable-baselines3 recommends), mapped linearly
+to a keep ratio in ``[lower_bound, 1]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from amc.budget import ActionWall
+from amc.errors import ConfigError
+from amc.scoring import StrategyScorer
+from envs.observation import FEATURES, LayerEmbedding
+
+REWARDS = ("acc", "acc_flops", "acc_params")
+
+
+def reward_of(kind: str, accuracy: float, macs: int, params: int) -> float:
+    """AMC's rewards: accuracy (×0.01), or error × log(cost) (the paper's R_FLOPs), or its params twin."""
+    if kind == "acc":
+        return 0.01 * accuracy
+    if kind == "acc_flops":
+        return -(100 - accuracy) * 0.01 * math.log(macs)
+    if kind == "acc_params":
+        return -(100 - accuracy) * 0.01 * math.log(params)
+    raise ConfigError(f"unknown reward {kind!r}; use one of {', '.join(REWARDS)}")
+
+
+class ChannelPruningEnv(gym.Env):
+    """AMC's channel-pruning environment.
+
+    :param scorer: prunes, reconstructs and evaluates a channel list (``amc.scoring.StrategyScorer``).
+    :param wall: the budget's action wall (``amc.budget.ActionWall``).
+    :param reward: ``acc`` (default), ``acc_flops`` or ``acc_params``.
+    :param fill_budget: top up the finished strategy with budget left over by rounding.
+    Built with no arguments (e.g. by ``gymnasium.make``) it wraps a tiny MobileNetV1 on scikit-learn's digits.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, scorer: StrategyScorer | None = None, wall: ActionWall | None = None, reward: str = "acc",
+                 fill_budget: bool = True, **tiny_task: Any) -> None:
+        super().__init__()
+        if scorer is None or wall is None:
+            from envs.tiny import tiny_task as build_tiny
+
+            scorer, wall = build_tiny(**tiny_task)
+        reward_of(reward, 50.0, 2, 2)  # validate the name now, not at the end of the first episode
+        self.scorer, self.wall, self.reward_kind, self.fill_budget = scorer, wall, reward, fill_budget
+        self.structure = scorer.structure
+        self.embedding = LayerEmbedding(self.structure, wall)
+        self.lower_bound = min(m / w for m, w in zip(wall.minimum, self.structure.widths, strict=True))
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (len(FEATURES),), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.steps = len(self.structure.points)
+        self._decided: list[int] = []
+        self._previous_ratio = 1.0
+
+    def keep_ratio(self, action: np.ndarray | float) -> float:
+        a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+        return self.lower_bound + (a + 1) / 2 * (1 - self.lower_bound)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._decided, self._previous_ratio = [], 1.0
+        return self.embedding(0, [], 1.0), {}
+
+    def step(self, action):
+        t = len(self._decided)
+        count = self.wall.choose(self._decided, t, self.keep_ratio(action))
+        self._decided.append(count)
+        self._previous_ratio = count / self.structure.widths[t]
+        if t + 1 < self.steps:
+            return self.embedding(t + 1, self._decided, self._previous_ratio), 0.0, False, False, {}
+        info = self.evaluate(self._decided)
+        return self.embedding(t, self._decided, self._previous_ratio), info["reward"], True, False, info
+
+    def evaluate(self, channels: list[int]) -> dict[str, Any]:
+        """Score a finished strategy; the info every episode reports."""
+        wanted = list(channels)
+        if self.fill_budget:
+            channels = self.wall.fill(channels)
+        score = self.scorer.score(channels)
+        macs, params = self.structure.macs(channels), self.structure.params(channels)
+        constraint = self.wall.constraint
+        return {
+            "channels": channels,
+            "agent_channels": wanted,
+            "keep_ratios": [c / w for c, w in zip(channels, self.structure.widths, strict=True)],
+            "macs": macs,
+            "params": params,
+            "cost": constraint.cost(channels),
+            "cost_ratio": constraint.cost(channels) / constraint.base_cost,
+            "accuracy": score.accuracy,
+            "top1": score.top1,
+            "top5": score.top5,
+            "reward": reward_of(self.reward_kind, score.accuracy, macs, params),
+            "timings": score.timings,
+        }

@@ -1,0 +1,25 @@
+"""A tiny, self-contained pruning task (digits + a narrow MobileNetV1) for ``gymnasium.make`` and tests."""
+
+from __future__ import annotations
+
+import torch
+
+from amc.budget import ActionWall, make_constraint
+from amc.data import build_data, stack_dataset
+from amc.scoring import StrategyScorer
+from amc.structure import analyse
+from models import create_model
+
+
+def tiny_task(flops_budget: float = 0.5, seed: int = 0, lower_bound: float = 0.2, channel_round: int = 4,
+              calibration_images: int = 64) -> tuple[StrategyScorer, ActionWall]:
+    torch.manual_seed(seed)
+    model = create_model("mobilenet_v1", cfg=[16, (32, 2), 32, (64, 2)], in_planes=8, in_channels=1,
+                         num_classes=10, small_input=True).eval()
+    data = build_data("digits", search_val_size=300, augment=False)
+    val_x, val_y = stack_dataset(data.search_val)
+    calib = stack_dataset(data.train, limit=calibration_images)[0]
+    structure = analyse(model, (1, 1, 8, 8))
+    scorer = StrategyScorer(model, structure, val_x, val_y, calib, points_per_image=4, seed=seed)
+    wall = ActionWall(structure, make_constraint("flops", flops_budget, structure), lower_bound, channel_round)
+    return scorer, wall
