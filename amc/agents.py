@@ -31,8 +31,15 @@ class TruncatedNormalNoise(ActionNoise):
     :param warmup_episodes: episodes of uniform random actions before the policy acts.
     """
 
-    def __init__(self, sigma: float = 1.0, decay: float = 0.95, warmup_episodes: int = 100, low: float = -1.0,
-                 high: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        sigma: float = 1.0,
+        decay: float = 0.95,
+        warmup_episodes: int = 100,
+        low: float = -1.0,
+        high: float = 1.0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.sigma0, self.decay, self.warmup_episodes = sigma, decay, warmup_episodes
         self.low, self.high = low, high
@@ -49,7 +56,9 @@ class TruncatedNormalNoise(ActionNoise):
     def sample_around(self, mean: np.ndarray) -> np.ndarray:
         sigma = max(self.sigma, 1e-6)
         a, b = (self.low - mean) / sigma, (self.high - mean) / sigma
-        return truncnorm.rvs(a, b, loc=mean, scale=sigma, random_state=self.rng).astype(np.float32)
+        mean = np.asarray(mean, dtype=np.float64)
+        sample = truncnorm.rvs(a, b, loc=mean, scale=sigma, size=mean.shape, random_state=self.rng)
+        return np.asarray(sample, dtype=np.float32).reshape(mean.shape)
 
     def __call__(self) -> np.ndarray:  # plain ActionNoise interface (unused by AMCDDPG)
         return self.rng.normal(0.0, self.sigma, size=1).astype(np.float32)
@@ -72,7 +81,9 @@ class EpisodeRewardBuffer(ReplayBuffer):
         if not bool(np.asarray(done).reshape(-1)[0]):
             return
         final = float(np.asarray(reward).reshape(-1)[0])
-        self.baseline = final if self.baseline is None else self.baseline + self.baseline_alpha * (final - self.baseline)
+        self.baseline = (
+            final if self.baseline is None else self.baseline + self.baseline_alpha * (final - self.baseline)
+        )
         relabelled = np.array([final - self.baseline], dtype=np.float32)
         for o, no, a, d, i in self.pending:
             super().add(o, no, a, relabelled, d, i)

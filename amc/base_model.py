@@ -30,16 +30,32 @@ def obtain_base_model(cfg: DictConfig) -> tuple[nn.Module, str]:
     if path.is_file():
         print(f"using the cached base model {path}")
         return load_checkpoint(path), str(path)
-    print(f"no checkpoint= given: training a base {cfg.model.name} on {cfg.data.name} for "
-          f"{cfg.base_training.epochs} epoch(s) once; it is cached at {path} for the next run")
+    print(
+        f"no checkpoint= given: training a base {cfg.model.name} on {cfg.data.name} for "
+        f"{cfg.base_training.epochs} epoch(s) once; it is cached at {path} for the next run"
+    )
     data = build_data(**to_plain(cfg.data))
     model = create_model(cfg.model.name, **model_kwargs(cfg.model, data.num_classes, data.in_channels, data.image_size))
     work = path.with_suffix(".run")
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     train_cfg = TrainConfig.from_mapping({**to_plain(cfg.base_training), "seed": cfg.seed})
-    meta = {"data": cfg.data.name, "image_size": data.image_size, "seed": cfg.seed, "job": "base training for amc.search"}
-    fit(model, data, train_cfg, work, Dist(device=pick_device(cfg.device)), Tracker("none", work, {}), metadata=meta,
-        resume=True, description="base")
+    meta = {
+        "data": cfg.data.name,
+        "image_size": data.image_size,
+        "seed": cfg.seed,
+        "job": "base training for amc.search",
+    }
+    fit(
+        model,
+        data,
+        train_cfg,
+        work,
+        Dist(device=pick_device(cfg.device)),
+        Tracker("none", work, {}),
+        metadata=meta,
+        resume=True,
+        description="base",
+    )
     shutil.copyfile(work / "best.pt", path)
     return load_checkpoint(path), str(path)

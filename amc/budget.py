@@ -20,7 +20,7 @@ CostFn = Callable[[Sequence[int]], float]
 
 
 def allowed_counts(width: int, multiple: int, lower_bound: float) -> list[int]:
-    """Channel counts a decision point may take: multiples of ``multiple`` at or above the lower bound, plus the width."""
+    """Counts a decision point may take: multiples of ``multiple`` at or above the lower bound, and the width."""
     multiple = max(1, int(multiple))
     smallest = max(1, math.ceil(lower_bound * width - 1e-9))
     counts = [c for c in range(multiple, width + 1, multiple) if c >= smallest]
@@ -45,8 +45,9 @@ class Constraint:
         return self.budget * self.base_cost
 
 
-def make_constraint(kind: str, budget: float, structure: PrunableStructure, latency_fn: CostFn | None = None
-                    ) -> Constraint:
+def make_constraint(
+    kind: str, budget: float, structure: PrunableStructure, latency_fn: CostFn | None = None
+) -> Constraint:
     if not 0 < budget <= 1:
         raise ConfigError(f"{kind}_budget must be in (0, 1], got {budget}")
     widths = structure.widths
@@ -64,8 +65,9 @@ def make_constraint(kind: str, budget: float, structure: PrunableStructure, late
 class ActionWall:
     """Turns desired keep ratios into channel counts that always meet ``constraint``."""
 
-    def __init__(self, structure: PrunableStructure, constraint: Constraint, lower_bound: float = 0.2,
-                 channel_round: int = 8) -> None:
+    def __init__(
+        self, structure: PrunableStructure, constraint: Constraint, lower_bound: float = 0.2, channel_round: int = 8
+    ) -> None:
         if not 0 < lower_bound <= 1:
             raise ConfigError(f"lower_bound must be in (0, 1], got {lower_bound}")
         self.structure, self.constraint = structure, constraint
@@ -76,7 +78,8 @@ class ActionWall:
             raise ConfigError(
                 f"infeasible {constraint.kind} budget {constraint.budget:g}: with every layer at the lower bound "
                 f"{lower_bound:g} (channels rounded to {channel_round}) the network keeps "
-                f"{floor / constraint.base_cost:.4f} of the base {constraint.unit}; raise the budget or lower lower_bound"
+                f"{floor / constraint.base_cost:.4f} of the base {constraint.unit}; "
+                "raise the budget or lower lower_bound"
             )
 
     def cap(self, decided: Sequence[int], index: int) -> int:

@@ -36,7 +36,9 @@ def save_resolved_config(cfg: DictConfig, run_dir: Path, name: str = "config.yam
 
 
 def to_plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig | type(OmegaConf.create([]))) else cfg
+    return (
+        OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig | type(OmegaConf.create([]))) else cfg
+    )
 
 
 def seed_everything(seed: int) -> None:

@@ -44,7 +44,10 @@ class CostReport:
             rows.append(f"{r.name:<28} {r.kind:<10} {shape:<18} {r.macs:>14,} {r.params:>11,}")
         rows.append("-" * len(head))
         rows.append(f"{'total (per image)':<58} {self.macs:>14,} {self.params:>11,}")
-        rows.append(f"MACs {self.macs / 1e6:,.3f} M = FLOPs {self.flops / 1e6:,.3f} M (FLOPs = 2 x MACs); params {self.params:,}")
+        rows.append(
+            f"MACs {self.macs / 1e6:,.3f} M = FLOPs {self.flops / 1e6:,.3f} M (FLOPs = 2 x MACs); "
+            f"params {self.params:,}"
+        )
         return "\n".join(rows)
 
 

@@ -129,7 +129,9 @@ def food11_label(path: str | os.PathLike) -> int:
     """Food-11 label = the file name's prefix before ``_`` (``3_100.jpg`` → 3)."""
     match = re.match(r"(\d+)_", Path(path).name)
     if match is None:
-        raise DataNotFoundError(f"cannot read a Food-11 label from file name {Path(path).name!r} (want <label>_<n>.jpg)")
+        raise DataNotFoundError(
+            f"cannot read a Food-11 label from file name {Path(path).name!r} (want <label>_<n>.jpg)"
+        )
     return int(match.group(1))
 
 
@@ -212,7 +214,7 @@ def build_data(
     test_limit: int | None = None,
     **_: object,
 ) -> DataSplits:
-    """Build train / search-val / test for a dataset name (fashion_mnist, digits, cifar10, cifar100, imagefolder, food11)."""
+    """Train / search-val / test of a dataset: fashion_mnist, digits, cifar10, cifar100, imagefolder or food11."""
     builders = {
         "fashion_mnist": _fashion_mnist,
         "digits": _digits,
@@ -348,7 +350,9 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
     )
 
 
-def stack_dataset(dataset: Dataset, limit: int | None = None, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_dataset(
+    dataset: Dataset, limit: int | None = None, batch_size: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Materialise a (deterministic) dataset as ``(inputs, labels)`` tensors — for repeated evaluation."""
     if limit is not None:
         dataset = _limit(dataset, limit)

@@ -15,8 +15,9 @@ from amc.structure import PrunableStructure
 RECONSTRUCTIONS = ("none", "open", "closed")
 
 
-def keep_indices(model: nn.Module, structure: PrunableStructure, channels: Sequence[int], selection: str = "l1",
-                 seed: int = 0) -> list[torch.Tensor]:
+def keep_indices(
+    model: nn.Module, structure: PrunableStructure, channels: Sequence[int], selection: str = "l1", seed: int = 0
+) -> list[torch.Tensor]:
     """Which channels each decision point keeps, by ``selection`` (l1, l2, bn_gamma, random)."""
     channels = check_channels(structure, channels)
     generator = torch.Generator().manual_seed(seed)
@@ -49,7 +50,9 @@ def prune_model(
         if calibration_images is None or len(calibration_images) == 0:
             raise ConfigError("reconstruction needs calibration images")
         if reconstruction == "open":
-            overrides = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed).overrides(keep)
+            overrides = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed).overrides(
+                keep
+            )
         else:
             overrides = closed_loop_overrides(model, structure, keep, calibration_images, points_per_image, seed)
     return slice_model(model, structure, keep, overrides)

@@ -84,15 +84,23 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             raise ConfigError(f"unknown reconstruction {cfg.reconstruction!r}; use open or closed")
         pruned = slice_model(base, structure, keep, overrides)
         timings["reconstruction_s"] = time.perf_counter() - t0
-        result.update(calibration_images=len(images), points_per_image=cfg.points_per_image,
-                      reconstruction=cfg.reconstruction, **timings)
+        result.update(
+            calibration_images=len(images),
+            points_per_image=cfg.points_per_image,
+            reconstruction=cfg.reconstruction,
+            **timings,
+        )
 
     if cfg.evaluate:
         device = pick_device(cfg.device)
         splits = build_data(**{**to_plain(cfg.data), "augment": False})
         for split in ("search-val", "test"):
             x, y = stack_dataset(splits.split(split))
-            for label, net in (("base", base), ("pruned", plain), ("reconstructed", pruned if cfg.reconstruct else None)):
+            for label, net in (
+                ("base", base),
+                ("pruned", plain),
+                ("reconstructed", pruned if cfg.reconstruct else None),
+            ):
                 if net is not None:
                     acc = evaluate(net.to(device), tensor_batches(x, y, 500), device)["top1"]
                     result[f"{label}_{split.replace('-', '_')}_top1"] = acc
@@ -102,8 +110,13 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     output = Path(cfg.output) if cfg.output else run_dir / "pruned.pt"
     if output.exists() and not cfg.overwrite:
         raise ConfigError(f"{output} exists; choose another output= or pass overwrite=true")
-    save_checkpoint(pruned.cpu(), output, base_checkpoint=str(cfg.checkpoint), image_size=image_size,
-                    **{k: v for k, v in result.items() if k != "arch"})
+    save_checkpoint(
+        pruned.cpu(),
+        output,
+        base_checkpoint=str(cfg.checkpoint),
+        image_size=image_size,
+        **{k: v for k, v in result.items() if k != "arch"},
+    )
     (run_dir / "export_summary.json").write_text(json.dumps(result, indent=2))
     print_summary(result, output)
     return result
@@ -111,16 +124,23 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 
 def print_summary(r: dict[str, Any], output: Path) -> None:
     print(f"channels per decision point: {r['channels']}")
-    print(f"MACs {r['macs']:,} of {r['base_macs']:,} ({100 * r['macs_ratio']:.2f} %; FLOPs = 2 x MACs), "
-          f"params {r['params']:,} of {r['base_params']:,}")
+    print(
+        f"MACs {r['macs']:,} of {r['base_macs']:,} ({100 * r['macs_ratio']:.2f} %; FLOPs = 2 x MACs), "
+        f"params {r['params']:,} of {r['base_params']:,}"
+    )
     for split in ("search_val", "test"):
-        parts = [f"{label} {r[f'{label}_{split}_top1']:.2f} %" for label in ("base", "pruned", "reconstructed")
-                 if f"{label}_{split}_top1" in r]
+        parts = [
+            f"{label} {r[f'{label}_{split}_top1']:.2f} %"
+            for label in ("base", "pruned", "reconstructed")
+            if f"{label}_{split}_top1" in r
+        ]
         if parts:
             print(f"{split.replace('_', '-')} top-1: " + ", ".join(parts))
     if "reconstruction_s" in r:
-        print(f"reconstruction: {r['reconstruction']} loop, {r['calibration_images']} images x "
-              f"{r['points_per_image']} points, {r['reconstruction_s']:.1f} s")
+        print(
+            f"reconstruction: {r['reconstruction']} loop, {r['calibration_images']} images x "
+            f"{r['points_per_image']} points, {r['reconstruction_s']:.1f} s"
+        )
     print(f"wrote {output}")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def plot_strategy(widths: Sequence[int], channels: Sequence[int], names: Sequence[str], path: Path, title: str) -> None:

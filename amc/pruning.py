@@ -15,8 +15,9 @@ from models import create_model, load_weights
 SELECTIONS = ("l1", "l2", "bn_gamma", "random")
 
 
-def channel_scores(model: nn.Module, point: DecisionPoint, method: str, generator: torch.Generator | None = None
-                   ) -> torch.Tensor:
+def channel_scores(
+    model: nn.Module, point: DecisionPoint, method: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Importance of each channel of ``point`` (higher = keep).
 
     ``l1``/``l2``: norm of the consumer's weights on that input channel (AMC's criterion; for several
@@ -64,8 +65,12 @@ def check_channels(structure: PrunableStructure, channels: Sequence[int]) -> lis
     return out
 
 
-def slice_state_dict(model: nn.Module, structure: PrunableStructure, keep: Sequence[torch.Tensor],
-                     overrides: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def slice_state_dict(
+    model: nn.Module,
+    structure: PrunableStructure,
+    keep: Sequence[torch.Tensor],
+    overrides: dict[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """The model's state_dict with every decision point's dropped channels removed.
 
     :param overrides: full-width replacement weights (e.g. reconstructed consumers) applied before slicing.
@@ -85,8 +90,12 @@ def slice_state_dict(model: nn.Module, structure: PrunableStructure, keep: Seque
     return state
 
 
-def slice_model(model: nn.Module, structure: PrunableStructure, keep: Sequence[torch.Tensor],
-                overrides: dict[str, torch.Tensor] | None = None) -> nn.Module:
+def slice_model(
+    model: nn.Module,
+    structure: PrunableStructure,
+    keep: Sequence[torch.Tensor],
+    overrides: dict[str, torch.Tensor] | None = None,
+) -> nn.Module:
     """A new, physically smaller model of the same family holding the kept channels."""
     channels = [len(k) for k in keep]
     small = create_model(structure.arch_name, **structure.new_arch_kwargs(channels))

@@ -34,8 +34,9 @@ class ConsumerStats:
     rows: int
 
 
-def sample_rows(layer: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int, generator: torch.Generator
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_rows(
+    layer: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows (X, Y) of the regression for one batch: ``points`` random output positions per image."""
     if isinstance(layer, nn.Linear):
         y = y - layer.bias if layer.bias is not None else y
@@ -87,8 +88,15 @@ def _batches(images: torch.Tensor, batch_size: int):
 
 
 @torch.inference_mode()
-def collect_stats(model: nn.Module, layers: dict[str, nn.Module], images: torch.Tensor, points: int, seed: int,
-                  batch_size: int = 250, source: nn.Module | None = None) -> dict[str, ConsumerStats]:
+def collect_stats(
+    model: nn.Module,
+    layers: dict[str, nn.Module],
+    images: torch.Tensor,
+    points: int,
+    seed: int,
+    batch_size: int = 250,
+    source: nn.Module | None = None,
+) -> dict[str, ConsumerStats]:
     """Accumulate XᵀX and XᵀY for each named consumer over the calibration images.
 
     X is read from ``source`` (default: ``model``), Y from ``model`` — so ``source`` = the pruned
@@ -101,7 +109,9 @@ def collect_stats(model: nn.Module, layers: dict[str, nn.Module], images: torch.
     handles = []
     for name, layer in layers.items():
         handles.append(layer.register_forward_hook(lambda m, i, o, n=name: captured[n].__setitem__("y", o)))
-        handles.append(src_layers[name].register_forward_hook(lambda m, i, o, n=name: captured[n].__setitem__("x", i[0])))
+        handles.append(
+            src_layers[name].register_forward_hook(lambda m, i, o, n=name: captured[n].__setitem__("x", i[0]))
+        )
     model.eval()
     source.eval()
     device = next(model.parameters()).device
@@ -132,8 +142,15 @@ def collect_stats(model: nn.Module, layers: dict[str, nn.Module], images: torch.
 class OpenLoopReconstructor:
     """AMC's reconstruction with the calibration statistics computed once for a whole search."""
 
-    def __init__(self, model: nn.Module, structure: PrunableStructure, images: torch.Tensor,
-                 points_per_image: int = 10, seed: int = 0, batch_size: int = 250) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        structure: PrunableStructure,
+        images: torch.Tensor,
+        points_per_image: int = 10,
+        seed: int = 0,
+        batch_size: int = 250,
+    ) -> None:
         modules = dict(model.named_modules())
         self.consumers = {p.reconstructed: modules[p.reconstructed] for p in structure.points if p.reconstructed}
         self.stats = collect_stats(model, self.consumers, images, points_per_image, seed, batch_size)
@@ -150,9 +167,15 @@ class OpenLoopReconstructor:
         return out
 
 
-def closed_loop_overrides(model: nn.Module, structure: PrunableStructure, keep: Sequence[torch.Tensor],
-                          images: torch.Tensor, points_per_image: int = 10, seed: int = 0, batch_size: int = 250
-                          ) -> dict[str, torch.Tensor]:
+def closed_loop_overrides(
+    model: nn.Module,
+    structure: PrunableStructure,
+    keep: Sequence[torch.Tensor],
+    images: torch.Tensor,
+    points_per_image: int = 10,
+    seed: int = 0,
+    batch_size: int = 250,
+) -> dict[str, torch.Tensor]:
     """Reconstruct consumers one decision point at a time, X taken from the network pruned so far."""
     work = copy.deepcopy(model)
     work_modules = dict(work.named_modules())

@@ -22,8 +22,15 @@ TIMING_KEYS = ("prune_s", "reconstruct_s", "evaluate_s", "agent_s")
 
 
 class SearchRecorder:
-    def __init__(self, run_dir: Path, structure: PrunableStructure, constraint: Constraint, cfg: DictConfig,
-                 tracker: Tracker, setup_s: float) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        structure: PrunableStructure,
+        constraint: Constraint,
+        cfg: DictConfig,
+        tracker: Tracker,
+        setup_s: float,
+    ) -> None:
         self.run_dir, self.structure, self.constraint, self.cfg = run_dir, structure, constraint, cfg
         self.tracker, self.setup_s = tracker, setup_s
         self.path = run_dir / "episodes.jsonl"
@@ -40,7 +47,11 @@ class SearchRecorder:
 
     def truncate(self, episodes: int) -> None:
         """Keep the first ``episodes`` rows (drop the episode that was in flight when the run was killed)."""
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()] if self.path.exists() else []
+        rows = (
+            [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            if self.path.exists()
+            else []
+        )
         self.rows = rows[:episodes]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
         self.best = None
@@ -82,8 +93,12 @@ class SearchRecorder:
         if self._update_best(row):
             self._write_strategy(self.strategy(row))
         self.bar.update(1)
-        self.bar.set_postfix(reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.2f}%",
-                             best=f"{self.best['accuracy']:.2f}%", cost=f"{row['cost_ratio']:.3f}")
+        self.bar.set_postfix(
+            reward=f"{row['reward']:.3f}",
+            acc=f"{row['accuracy']:.2f}%",
+            best=f"{self.best['accuracy']:.2f}%",
+            cost=f"{row['cost_ratio']:.3f}",
+        )
         self.tracker.log({k: v for k, v in row.items() if not isinstance(v, list)}, step=row["episode"])
         return row
 
@@ -133,12 +148,21 @@ class SearchRecorder:
             for row in self.rows:
                 writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
         best = self.best
-        plot_strategy(self.structure.widths, best["channels"], [p.name for p in self.structure.points],
-                      self.run_dir / "strategy.png",
-                      f"best strategy (episode {best['episode']}): {self.cfg.metric} {best['accuracy']:.2f} %, "
-                      f"{self.constraint.kind} {self.constraint.cost(best['channels']) / self.constraint.base_cost:.4f}")
-        plot_episodes([r["reward"] for r in self.rows], [r["accuracy"] for r in self.rows], warmup,
-                      self.run_dir / "episodes.png", self.cfg.metric)
+        plot_strategy(
+            self.structure.widths,
+            best["channels"],
+            [p.name for p in self.structure.points],
+            self.run_dir / "strategy.png",
+            f"best strategy (episode {best['episode']}): {self.cfg.metric} {best['accuracy']:.2f} %, "
+            f"{self.constraint.kind} {self.constraint.cost(best['channels']) / self.constraint.base_cost:.4f}",
+        )
+        plot_episodes(
+            [r["reward"] for r in self.rows],
+            [r["accuracy"] for r in self.rows],
+            warmup,
+            self.run_dir / "episodes.png",
+            self.cfg.metric,
+        )
 
     def summary_line(self, strategy: dict[str, Any]) -> str:
         t = self.median_timings(self.cfg.agent.get("warmup_episodes", 0))

@@ -38,16 +38,29 @@ class StrategyScorer:
     :param metric: ``top1`` (default) or ``top5``.
     """
 
-    def __init__(self, model: nn.Module, structure: PrunableStructure, val_images: torch.Tensor,
-                 val_labels: torch.Tensor, calibration_images: torch.Tensor | None = None, points_per_image: int = 10,
-                 selection: str = "l1", metric: str = "top1", batch_size: int = 1000, seed: int = 0,
-                 device: torch.device | str = "cpu", channels_last: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        structure: PrunableStructure,
+        val_images: torch.Tensor,
+        val_labels: torch.Tensor,
+        calibration_images: torch.Tensor | None = None,
+        points_per_image: int = 10,
+        selection: str = "l1",
+        metric: str = "top1",
+        batch_size: int = 1000,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        channels_last: bool = True,
+    ) -> None:
         self.model, self.structure = model.eval(), structure
         self.device = torch.device(device)
         generator = torch.Generator().manual_seed(seed)
         # Channel rankings do not change during a search: the top-c of a fixed order is a prefix.
-        self.rankings = [torch.argsort(channel_scores(model, p, selection, generator), descending=True, stable=True)
-                         for p in structure.points]
+        self.rankings = [
+            torch.argsort(channel_scores(model, p, selection, generator), descending=True, stable=True)
+            for p in structure.points
+        ]
         t0 = time.perf_counter()
         self.reconstructor = None
         if calibration_images is not None and len(calibration_images):

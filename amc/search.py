@@ -84,8 +84,19 @@ def build_task(cfg: DictConfig, device: torch.device):
         latency_fn = LatencyTable.measure(base, structure, device, cfg.channel_round, cfg.lower_bound)
     constraint = make_constraint(kind, budget, structure, latency_fn)
     wall = ActionWall(structure, constraint, cfg.lower_bound, cfg.channel_round)
-    scorer = StrategyScorer(base, structure, val_x, val_y, calib_x, cfg.points_per_image, cfg.selection, cfg.metric,
-                            cfg.eval_batch_size, cfg.seed, device)
+    scorer = StrategyScorer(
+        base,
+        structure,
+        val_x,
+        val_y,
+        calib_x,
+        cfg.points_per_image,
+        cfg.selection,
+        cfg.metric,
+        cfg.eval_batch_size,
+        cfg.seed,
+        device,
+    )
     env = ChannelPruningEnv(scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget)
     return base, base_path, data, structure, constraint, scorer, env
 
@@ -112,8 +123,11 @@ class RecordEpisodes(BaseCallback):
 
 def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
-    return {"numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]], "python": random.getstate(),
-            "torch": torch.get_rng_state().tolist()}
+    return {
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": random.getstate(),
+        "torch": torch.get_rng_state().tolist(),
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -153,8 +167,9 @@ def run_ddpg(cfg: DictConfig, env: ChannelPruningEnv, recorder: SearchRecorder, 
     remaining = (cfg.episodes - recorder.episodes) * env.steps
     if remaining > 0:
         callback = RecordEpisodes(recorder, save_state, cfg.get("stop_after"))
+        # State is saved at each episode boundary, after the agent's update; a stop (or a kill) loses at
+        # most the episode in flight, which a resume replays exactly.
         agent.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=False, progress_bar=False)
-        save_state(agent)
 
 
 def run_random(cfg: DictConfig, env: ChannelPruningEnv, recorder: SearchRecorder, run_dir: Path) -> None:
@@ -184,8 +199,16 @@ def run_uniform(cfg: DictConfig, env: ChannelPruningEnv, recorder: SearchRecorde
     recorder.record(info)
 
 
-def finish(cfg: DictConfig, run_dir: Path, recorder: SearchRecorder, scorer: StrategyScorer, data, base_path: str,
-           device: torch.device, tracker: Tracker) -> dict[str, Any]:
+def finish(
+    cfg: DictConfig,
+    run_dir: Path,
+    recorder: SearchRecorder,
+    scorer: StrategyScorer,
+    data,
+    base_path: str,
+    device: torch.device,
+    tracker: Tracker,
+) -> dict[str, Any]:
     """Export the best strategy: test top-1, strategy.json, pruned.pt, plots."""
     best = recorder.best
     pruned, _ = scorer.build(best["channels"])
@@ -193,8 +216,9 @@ def finish(cfg: DictConfig, run_dir: Path, recorder: SearchRecorder, scorer: Str
     test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     strategy = recorder.strategy(best, base_checkpoint=base_path, test_top1=test["top1"], test_top5=test["top5"])
     write_json_atomic(run_dir / "strategy.json", strategy)
-    save_checkpoint(pruned.cpu(), run_dir / "pruned.pt", strategy=strategy, image_size=data.image_size,
-                    base_checkpoint=base_path)
+    save_checkpoint(
+        pruned.cpu(), run_dir / "pruned.pt", strategy=strategy, image_size=data.image_size, base_checkpoint=base_path
+    )
     recorder.finish(cfg.agent.get("warmup_episodes", 0))
     tracker.summary({"best_" + k: v for k, v in strategy.items() if isinstance(v, int | float)})
     print(recorder.summary_line(strategy))
@@ -218,18 +242,23 @@ def search(cfg: DictConfig) -> dict[str, Any]:
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     started = time.perf_counter()
-    base, base_path, data, structure, constraint, scorer, env = build_task(cfg, device)
+    _base, base_path, data, structure, constraint, scorer, env = build_task(cfg, device)
     setup_s = time.perf_counter() - started
     tracker = Tracker(cfg.logger.kind, run_dir, to_plain(cfg), cfg.logger.project, mode=cfg.logger.mode)
     recorder = SearchRecorder(run_dir, structure, constraint, cfg, tracker, setup_s)
-    print(f"searching {cfg.agent.name} over {len(structure.points)} decision points of {structure.arch_name}: "
-          f"{constraint.kind} budget {constraint.budget:g} of {constraint.base_cost:,.0f} {constraint.unit}, "
-          f"scored by search-val {cfg.metric} on {len(scorer.val_labels)} images")
+    print(
+        f"searching {cfg.agent.name} over {len(structure.points)} decision points of {structure.arch_name}: "
+        f"{constraint.kind} budget {constraint.budget:g} of {constraint.base_cost:,.0f} {constraint.unit}, "
+        f"scored by search-val {cfg.metric} on {len(scorer.val_labels)} images"
+    )
     runner = {"ddpg": run_ddpg, "random": run_random, "uniform": run_uniform}[cfg.agent.name]
     runner(cfg, env, recorder, run_dir)
     recorder.close()
     if recorder.episodes < cfg.episodes and cfg.agent.name != "uniform":
-        print(f"stopped after episode {recorder.episodes} of {cfg.episodes}; continue with resume={run_dir}")
+        print(
+            f"stopped with {recorder.episodes} of {cfg.episodes} episodes recorded; continue with resume={run_dir} "
+            "(it replays from the last episode whose agent update was saved)"
+        )
         tracker.finish()
         return recorder.best or {}
     strategy = finish(cfg, run_dir, recorder, scorer, data, base_path, device, tracker)

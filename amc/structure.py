@@ -126,20 +126,31 @@ def _derive_costs(model: nn.Module, structure: PrunableStructure) -> None:
             spatial = row.output_shape[2] * row.output_shape[3] * m.kernel_size[0] * m.kernel_size[1]
             depthwise = m.groups > 1 and m.groups == m.in_channels
             structure.layer_terms.append(
-                LayerCostTerm(row.name, spatial, m.out_channels, m.in_channels // m.groups, out_of.get(row.name),
-                              None if depthwise else in_of.get(row.name), "conv", m.kernel_size[0] * m.kernel_size[1])
+                LayerCostTerm(
+                    row.name,
+                    spatial,
+                    m.out_channels,
+                    m.in_channels // m.groups,
+                    out_of.get(row.name),
+                    None if depthwise else in_of.get(row.name),
+                    "conv",
+                    m.kernel_size[0] * m.kernel_size[1],
+                )
             )
         else:
             structure.layer_terms.append(
-                LayerCostTerm(row.name, 1, m.out_features, m.in_features, out_of.get(row.name), in_of.get(row.name),
-                              "linear")
+                LayerCostTerm(
+                    row.name, 1, m.out_features, m.in_features, out_of.get(row.name), in_of.get(row.name), "linear"
+                )
             )
     for module_name, m in modules.items():
         for pname, param in m.named_parameters(recurse=False):
             if not param.requires_grad:
                 continue
             structure.param_terms.append(
-                ParamTerm(tuple(param.shape), out_of.get(module_name), in_of.get(module_name) if pname == "weight" else None)
+                ParamTerm(
+                    tuple(param.shape), out_of.get(module_name), in_of.get(module_name) if pname == "weight" else None
+                )
             )
 
 
@@ -149,8 +160,14 @@ def mobilenet_v1_structure(model: nn.Module) -> tuple[list[DecisionPoint], Calla
     n = len(blocks)
     strides = [blocks[i][0].stride[0] for i in range(n)]
     points = [
-        DecisionPoint("conv1", model.conv1[0].out_channels, ("conv1.0", "conv1.1"), ("features.0.3",),
-                      ("features.0.0", "features.0.1"), "conv1.1")
+        DecisionPoint(
+            "conv1",
+            model.conv1[0].out_channels,
+            ("conv1.0", "conv1.1"),
+            ("features.0.3",),
+            ("features.0.0", "features.0.1"),
+            "conv1.1",
+        )
     ]
     for k in range(1, n + 1):
         prev = f"features.{k - 1}"
@@ -167,8 +184,12 @@ def mobilenet_v1_structure(model: nn.Module) -> tuple[list[DecisionPoint], Calla
         )
 
     def rebuild(channels: Sequence[int]) -> dict[str, Any]:
-        return {"profile": "normal", "width_mult": 1.0, "in_planes": channels[0],
-                "cfg": [[c, s] for c, s in zip(channels[1:], strides, strict=True)]}
+        return {
+            "profile": "normal",
+            "width_mult": 1.0,
+            "in_planes": channels[0],
+            "cfg": [[c, s] for c, s in zip(channels[1:], strides, strict=True)],
+        }
 
     return points, rebuild
 
@@ -180,8 +201,16 @@ def mobilenet_v2_structure(model: nn.Module) -> tuple[list[DecisionPoint], Calla
     points = []
     for i in expandable:
         pre = f"features.{i + 1}.conv"
-        points.append(DecisionPoint(f"{pre}.0.0", hidden[i], (f"{pre}.0.0", f"{pre}.0.1"), (f"{pre}.2.0",),
-                                    (f"{pre}.1.0", f"{pre}.1.1"), f"{pre}.0.1"))
+        points.append(
+            DecisionPoint(
+                f"{pre}.0.0",
+                hidden[i],
+                (f"{pre}.0.0", f"{pre}.0.1"),
+                (f"{pre}.2.0",),
+                (f"{pre}.1.0", f"{pre}.1.1"),
+                f"{pre}.0.1",
+            )
+        )
 
     def rebuild(channels: Sequence[int]) -> dict[str, Any]:
         new_hidden = list(hidden)
@@ -198,8 +227,9 @@ def hw7_student_structure(model: nn.Module) -> tuple[list[DecisionPoint], Callab
     for k in range(7):  # the last width feeds the fc and stays, as in the course
         producers = ("cnn.0.0", "cnn.0.1") if k == 0 else (f"cnn.{k}.3",)
         nxt = f"cnn.{k + 1}"
-        points.append(DecisionPoint(producers[0], widths[k], producers, (f"{nxt}.3",), (f"{nxt}.0", f"{nxt}.1"),
-                                    f"{nxt}.1"))
+        points.append(
+            DecisionPoint(producers[0], widths[k], producers, (f"{nxt}.3",), (f"{nxt}.0", f"{nxt}.1"), f"{nxt}.1")
+        )
 
     def rebuild(channels: Sequence[int]) -> dict[str, Any]:
         return {"widths": [*channels, widths[7]]}
@@ -211,8 +241,14 @@ def resnet18_structure(model: nn.Module) -> tuple[list[DecisionPoint], Callable]
     names = [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)]
     modules = dict(model.named_modules())
     points = [
-        DecisionPoint(f"{n}.conv1", modules[f"{n}.conv1"].out_channels, (f"{n}.conv1", f"{n}.bn1"), (f"{n}.conv2",),
-                      (), f"{n}.bn1")
+        DecisionPoint(
+            f"{n}.conv1",
+            modules[f"{n}.conv1"].out_channels,
+            (f"{n}.conv1", f"{n}.bn1"),
+            (f"{n}.conv2",),
+            (),
+            f"{n}.bn1",
+        )
         for n in names
     ]
     return points, lambda channels: {"inner_widths": list(channels)}

@@ -10,8 +10,16 @@ from typing import Any
 class Tracker:
     """A thin wandb wrapper; ``kind="none"`` turns every call into a no-op."""
 
-    def __init__(self, kind: str, run_dir: Path, config: dict[str, Any], project: str = "amc", name: str | None = None,
-                 mode: str | None = None, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        kind: str,
+        run_dir: Path,
+        config: dict[str, Any],
+        project: str = "amc",
+        name: str | None = None,
+        mode: str | None = None,
+        enabled: bool = True,
+    ) -> None:
         self.run = None
         if kind == "none" or not enabled:
             return

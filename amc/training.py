@@ -56,7 +56,9 @@ class TrainConfig:
 
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; use sgd or adamw")
@@ -117,11 +119,15 @@ def fit(
     model.to(ctx.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     net: nn.Module = model
     if ctx.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
     params = list(model.parameters()) + list(extra_params or [])
     optimizer = build_optimizer(params, cfg)
     sampler = DistributedSampler(data.train, shuffle=True, seed=cfg.seed) if ctx.enabled else None
-    loader = make_loader(data.train, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, seed=cfg.seed, sampler=sampler)
+    loader = make_loader(
+        data.train, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, seed=cfg.seed, sampler=sampler
+    )
     steps_per_epoch = min(len(loader), cfg.max_steps_per_epoch or len(loader))
     scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch))
     criterion = loss_fn or (lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing))
@@ -135,7 +141,12 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         for p, saved in zip(extra_params or [], state.get("extra_params", []), strict=False):
             p.data.copy_(saved)
-        start_epoch, best_top1, history, elapsed = state["epoch"], state["best_top1"], state["history"], state["elapsed_s"]
+        start_epoch, best_top1, history, elapsed = (
+            state["epoch"],
+            state["best_top1"],
+            state["history"],
+            state["elapsed_s"],
+        )
         torch.set_rng_state(state["rng"])
         if ctx.is_main:
             print(f"resuming {description} from epoch {start_epoch} of {cfg.epochs} ({run_dir})")
@@ -148,8 +159,14 @@ def fit(
         net.train()
         seen = correct = 0
         loss_sum = 0.0
-        bar = tqdm(loader, total=steps_per_epoch, desc=f"{description} epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not ctx.is_main, leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            loader,
+            total=steps_per_epoch,
+            desc=f"{description} epoch {epoch + 1}/{cfg.epochs}",
+            disable=not ctx.is_main,
+            leave=False,
+            dynamic_ncols=True,
+        )
         for step, (x, y) in enumerate(bar):
             if step >= steps_per_epoch:
                 break
@@ -215,5 +232,7 @@ def fit(
     if ctx.is_main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if tracker:
-            tracker.summary({"best_search_val_top1": best.get("search_val_top1"), "best_test_top1": best.get("test_top1")})
+            tracker.summary(
+                {"best_search_val_top1": best.get("search_val_top1"), "best_test_top1": best.get("test_top1")}
+            )
     return summary

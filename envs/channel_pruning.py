@@ -13,7 +13,7 @@ to a keep ratio in ``[lower_bound, 1]``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -47,10 +47,16 @@ class ChannelPruningEnv(gym.Env):
     Built with no arguments (e.g. by ``gymnasium.make``) it wraps a tiny MobileNetV1 on scikit-learn's digits.
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
-    def __init__(self, scorer: StrategyScorer | None = None, wall: ActionWall | None = None, reward: str = "acc",
-                 fill_budget: bool = True, **tiny_task: Any) -> None:
+    def __init__(
+        self,
+        scorer: StrategyScorer | None = None,
+        wall: ActionWall | None = None,
+        reward: str = "acc",
+        fill_budget: bool = True,
+        **tiny_task: Any,
+    ) -> None:
         super().__init__()
         if scorer is None or wall is None:
             from envs.tiny import tiny_task as build_tiny

@@ -31,8 +31,19 @@ import numpy as np
 from amc.budget import ActionWall
 from amc.structure import PrunableStructure
 
-FEATURES = ("index", "consumer_is_linear", "width", "feature_map", "kernel", "point_macs", "reduced", "rest",
-            "budget", "budget_left", "previous_keep_ratio")
+FEATURES = (
+    "index",
+    "consumer_is_linear",
+    "width",
+    "feature_map",
+    "kernel",
+    "point_macs",
+    "reduced",
+    "rest",
+    "budget",
+    "budget_left",
+    "previous_keep_ratio",
+)
 
 
 class LayerEmbedding:
@@ -59,9 +70,14 @@ class LayerEmbedding:
             ]
         self.later_only = []  # per t: layer indices whose points are all > t
         for t in range(n):
-            self.later_only.append([i for i, term in enumerate(structure.layer_terms)
-                                    if all(q is None or q > t for q in (term.out_point, term.in_point))
-                                    and not (term.out_point is None and term.in_point is None)])
+            self.later_only.append(
+                [
+                    i
+                    for i, term in enumerate(structure.layer_terms)
+                    if all(q is None or q > t for q in (term.out_point, term.in_point))
+                    and not (term.out_point is None and term.in_point is None)
+                ]
+            )
 
     def __call__(self, t: int, decided: Sequence[int], previous_ratio: float) -> np.ndarray:
         widths = self.structure.widths
@@ -74,4 +90,3 @@ class LayerEmbedding:
         left = min(1.0, max(0.0, (c.limit - floor) / c.base_cost))
         dynamic = [reduced, rest, c.budget, left, previous_ratio]
         return np.clip(np.concatenate([self.static[t], np.asarray(dynamic, dtype=np.float32)]), 0, 1).astype(np.float32)
-

@@ -11,11 +11,17 @@ from amc.structure import analyse
 from models import create_model
 
 
-def tiny_task(flops_budget: float = 0.5, seed: int = 0, lower_bound: float = 0.2, channel_round: int = 4,
-              calibration_images: int = 64) -> tuple[StrategyScorer, ActionWall]:
+def tiny_task(
+    flops_budget: float = 0.5,
+    seed: int = 0,
+    lower_bound: float = 0.2,
+    channel_round: int = 4,
+    calibration_images: int = 64,
+) -> tuple[StrategyScorer, ActionWall]:
     torch.manual_seed(seed)
-    model = create_model("mobilenet_v1", cfg=[16, (32, 2), 32, (64, 2)], in_planes=8, in_channels=1,
-                         num_classes=10, small_input=True).eval()
+    model = create_model(
+        "mobilenet_v1", cfg=[16, (32, 2), 32, (64, 2)], in_planes=8, in_channels=1, num_classes=10, small_input=True
+    ).eval()
     data = build_data("digits", search_val_size=300, augment=False)
     val_x, val_y = stack_dataset(data.search_val)
     calib = stack_dataset(data.train, limit=calibration_images)[0]

@@ -40,7 +40,9 @@ class StudentNet(nn.Module):
             raise ValueError(f"StudentNet needs {len(MULTIPLIERS)} widths, got {len(widths)}")
         w = list(widths)
         blocks: list[nn.Module] = [
-            nn.Sequential(nn.Conv2d(in_channels, w[0], 3, 1, 1), nn.BatchNorm2d(w[0]), nn.ReLU6(), nn.MaxPool2d(2, 2, 0))
+            nn.Sequential(
+                nn.Conv2d(in_channels, w[0], 3, 1, 1), nn.BatchNorm2d(w[0]), nn.ReLU6(), nn.MaxPool2d(2, 2, 0)
+            )
         ]
         blocks += [separable_block(w[i - 1], w[i], pool=i <= 3) for i in range(1, 8)]
         self.cnn = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d((1, 1)))

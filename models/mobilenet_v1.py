@@ -30,9 +30,7 @@ def _split(spec: BlockSpec) -> tuple[int, int]:
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
-    )
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 def depthwise_separable(c_in: int, c_out: int, stride: int) -> nn.Sequential:

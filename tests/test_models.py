@@ -41,8 +41,12 @@ def fvcore_macs(model: nn.Module, size: tuple[int, ...]) -> int:
     return int(sum(by_op.get(op, 0) for op in ("conv", "linear", "addmm", "matmul")))
 
 
-SMALL_INPUT = {"mobilenet_v1": (1, 3, 32, 32), "mobilenet_v2": (1, 3, 32, 32), "hw7_student": (1, 3, 64, 64),
-               "resnet18": (1, 3, 64, 64)}
+SMALL_INPUT = {
+    "mobilenet_v1": (1, 3, 32, 32),
+    "mobilenet_v2": (1, 3, 32, 32),
+    "hw7_student": (1, 3, 64, 64),
+    "resnet18": (1, 3, 64, 64),
+}
 
 
 @pytest.mark.parametrize("name", models.list_models())

@@ -1,0 +1,121 @@
+"""A per-layer latency table measured on the current device, for ``latency_budget``.
+
+Each Conv2d/Linear is timed alone at batch 1 (best of ``repeats``) on its real input size, with its channel counts set
+to each allowed count of the decision point that controls them (the other side at full width);
+a layer's latency for a pair of counts is modelled as ``t_full · f_out(out) · f_in(in)``, monotone
+in both. The network's latency is the sum over layers (BN, activations and pooling are folded or
+cheap at inference and are left out).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from amc.budget import allowed_counts
+from amc.structure import LayerCostTerm, PrunableStructure
+
+
+def _time_ms(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:
+    with torch.inference_mode():
+        for _ in range(3):
+            layer(x)
+        samples = []
+        for _ in range(repeats):
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            layer(x)
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            samples.append(time.perf_counter() - t0)
+    return 1000 * min(samples)  # the least-disturbed run: robust to other load on the machine
+
+
+def _layer(term: LayerCostTerm, original: nn.Module, out_c: int, in_c: int) -> tuple[nn.Module, tuple[int, ...]]:
+    if isinstance(original, nn.Linear):
+        return nn.Linear(in_c, out_c), (1, in_c)
+    depthwise = original.groups > 1
+    groups = out_c if depthwise else 1
+    conv = nn.Conv2d(
+        out_c if depthwise else in_c,
+        out_c,
+        original.kernel_size,
+        original.stride,
+        original.padding,
+        groups=groups,
+        bias=original.bias is not None,
+    )
+    side = round((term.feature_map) ** 0.5) * original.stride[0]
+    return conv, (1, conv.in_channels, side, side)
+
+
+def _monotone(factors: dict[int, float]) -> dict[int, float]:
+    """Timing noise must not make more channels look faster: the action wall relies on monotone costs."""
+    out, running = {}, 0.0
+    for c in sorted(factors):
+        running = max(running, factors[c])
+        out[c] = running
+    full = out[max(out)]  # the full width is the reference: its factor is exactly 1
+    return {c: f / full for c, f in out.items()}
+
+
+class LatencyTable:
+    def __init__(
+        self,
+        structure: PrunableStructure,
+        full: list[float],
+        out_factor: list[dict[int, float]],
+        in_factor: list[dict[int, float]],
+    ) -> None:
+        self.structure, self.full, self.out_factor, self.in_factor = structure, full, out_factor, in_factor
+
+    @classmethod
+    def measure(
+        cls,
+        model: nn.Module,
+        structure: PrunableStructure,
+        device: torch.device,
+        channel_round: int,
+        lower_bound: float,
+        repeats: int = 20,
+    ) -> LatencyTable:
+        modules = dict(model.named_modules())
+        grids = [allowed_counts(w, channel_round, lower_bound) for w in structure.widths]
+        full, outs, ins = [], [], []
+        for term in structure.layer_terms:
+            m = modules[term.name]
+            out_w = term.out_channels
+            in_w = term.in_per_group if term.in_point is not None or m.__class__ is nn.Linear else m.in_channels
+            depthwise = isinstance(m, nn.Conv2d) and m.groups > 1
+
+            def measure(out_c: int, in_c: int, term=term, m=m) -> float:
+                layer, shape = _layer(term, m, out_c, in_c)
+                return _time_ms(layer.to(device).eval(), torch.randn(shape, device=device), repeats)
+
+            base = measure(out_w, in_w if not depthwise else out_w)
+            full.append(base)
+            outs.append(
+                _monotone({c: measure(c, in_w if not depthwise else c) / base for c in grids[term.out_point]})
+                if term.out_point is not None
+                else {}
+            )
+            ins.append(
+                _monotone({c: measure(out_w, c) / base for c in grids[term.in_point]})
+                if term.in_point is not None
+                else {}
+            )
+        return cls(structure, full, outs, ins)
+
+    def __call__(self, channels: Sequence[int]) -> float:
+        total = 0.0
+        for term, base, fo, fi in zip(
+            self.structure.layer_terms, self.full, self.out_factor, self.in_factor, strict=True
+        ):
+            f = fo.get(int(channels[term.out_point]), 1.0) if term.out_point is not None else 1.0
+            g = fi.get(int(channels[term.in_point]), 1.0) if term.in_point is not None else 1.0
+            total += base * f * g
+        return total

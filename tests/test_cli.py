@@ -1,0 +1,124 @@
+"""Entry points as a user runs them: amc.train, amc.profile, amc.export, and their bad-input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import models
+from tests.conftest import assert_clean_error, run_module
+
+TINY_MODEL = ["+model.kwargs.cfg=[16,[32,2],32]", "+model.kwargs.in_planes=8"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("train") / "run"
+    proc = run_module(
+        "amc.train",
+        "data=digits",
+        "logger=none",
+        "train.epochs=3",
+        "train.lr=0.05",
+        "train.batch_size=32",
+        f"hydra.run.dir={run_dir}",
+        *TINY_MODEL,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir
+
+
+def test_train_writes_checkpoints_metrics_and_config(trained):
+    for name in ("best.pt", "last.pt", "config.yaml", "metrics.jsonl", "summary.json", "train_state.pt"):
+        assert (trained / name).is_file(), name
+    rows = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    model = models.load_checkpoint(trained / "best.pt")
+    assert model.checkpoint_metadata["image_size"] == 8
+    assert rows[-1]["search_val_top1"] > 20  # it learned something real (10 classes: chance is 10 %)
+
+
+def test_train_resumes_from_its_run_dir(trained, tmp_path):
+    run_dir = tmp_path / "resumable"
+    args = ["data=digits", "logger=none", "train.lr=0.05", f"hydra.run.dir={run_dir}", *TINY_MODEL]
+    assert run_module("amc.train", *args, "train.epochs=1").returncode == 0
+    state = torch.load(run_dir / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 1
+    # a longer schedule continued from epoch 1, in the same run dir
+    proc = run_module("amc.train", *args, "train.epochs=2", f"resume={run_dir}")
+    assert proc.returncode == 0 and "resuming train from epoch 1" in proc.stdout
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_profile_prints_macs_and_params(trained):
+    proc = run_module("amc.profile", "model=mobilenet_v2")
+    assert proc.returncode == 0 and "300,774,272" in proc.stdout and "FLOPs = 2 x MACs" in proc.stdout
+    proc = run_module("amc.profile", f"checkpoint={trained / 'best.pt'}")
+    assert proc.returncode == 0 and "(1, 1, 8, 8)" in proc.stdout
+
+
+def test_export_prunes_and_reconstructs_a_trained_model(trained, tmp_path):
+    out = tmp_path / "pruned.pt"
+    proc = run_module(
+        "amc.export",
+        f"checkpoint={trained / 'best.pt'}",
+        "data=digits",
+        "channels=[4,8,16,16]",
+        "calibration_images=200",
+        f"output={out}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "export_summary.json").read_text())
+    assert summary["channels"] == [4, 8, 16, 16]
+    pruned = models.load_checkpoint(out).eval()
+    assert sum(p.numel() for p in pruned.parameters()) == summary["params"]
+    from amc.data import build_data, stack_dataset
+    from amc.evaluation import evaluate, tensor_batches
+
+    x, y = stack_dataset(build_data("digits", search_val_size=300, augment=False).test)
+    assert evaluate(pruned, tensor_batches(x, y, 100))["top1"] == pytest.approx(summary["reconstructed_test_top1"])
+    # never overwrite what a user wrote
+    again = run_module(
+        "amc.export",
+        f"checkpoint={trained / 'best.pt'}",
+        "data=digits",
+        "channels=[4,8,16,16]",
+        "reconstruct=false",
+        "evaluate=false",
+        f"output={out}",
+        f"hydra.run.dir={tmp_path / 'run2'}",
+    )
+    assert_clean_error(again, "exists")
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "fragment"),
+    [
+        ("amc.profile", ["model=no_such_model"], "no_such_model"),
+        ("amc.train", ["model=no_such_model"], "no_such_model"),
+        ("amc.train", ["data=food11", "data.root=/nonexistent/food-11"], "/nonexistent/food-11"),
+        ("amc.export", ["checkpoint=/nonexistent/base.pt"], "not found"),
+        ("amc.export", ["checkpoint=BEST", "data=digits", "channels=[4,8]"], "decision points"),
+        ("amc.export", ["checkpoint=BEST", "data=digits", "channels=[4,8,16,99]"], "cannot keep"),
+        ("amc.export", ["checkpoint=MISMATCH", "data=digits", "channels=[4,8,16,16]"], "does not match"),
+    ],
+)
+def test_bad_inputs_get_one_clear_line(module, args, fragment, trained, tmp_path):
+    mismatch = tmp_path / "mismatch.pt"
+    models.save_checkpoint(models.create_model("hw7_student"), mismatch)
+    state = torch.load(mismatch, weights_only=True)
+    state["arch"] = {"name": "mobilenet_v1", "kwargs": {"in_channels": 1, "num_classes": 10, "small_input": True}}
+    torch.save(state, mismatch)
+    args = [a.replace("BEST", str(trained / "best.pt")).replace("MISMATCH", str(mismatch)) for a in args]
+    proc = run_module(module, *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert_clean_error(proc, fragment)
+
+
+def test_corrupt_checkpoint_is_a_clean_error(tmp_path):
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    assert_clean_error(run_module("amc.profile", f"checkpoint={bad}"), "not a readable")

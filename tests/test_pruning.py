@@ -1,0 +1,174 @@
+"""The pruning engine on every registered model: exact costs, masking equivalence, slicing, reconstruction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+import models
+from amc.cost import profile
+from amc.engine import keep_indices, prune_model
+from amc.errors import ConfigError
+from amc.pruning import channel_scores, masked_inputs, select_channels
+from amc.reconstruction import OpenLoopReconstructor, collect_stats, solve
+from amc.structure import analyse
+
+CASES = {
+    "mobilenet_v1": ({"num_classes": 10, "small_input": True}, (1, 3, 32, 32)),
+    "mobilenet_v2": ({"num_classes": 10, "small_input": True}, (1, 3, 32, 32)),
+    "hw7_student": ({}, (1, 3, 64, 64)),
+    "resnet18": ({"num_classes": 10, "small_input": True}, (1, 3, 32, 32)),
+}
+
+
+def randomised(name: str) -> tuple[nn.Module, tuple[int, ...]]:
+    """A model with non-trivial BN statistics, so a wrong channel mapping shows in the outputs."""
+    kwargs, size = CASES[name]
+    torch.manual_seed(0)
+    model = models.create_model(name, **kwargs)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval(), size
+
+
+def random_channels(structure, generator: torch.Generator) -> list[int]:
+    ratios = torch.rand(len(structure.points), generator=generator).clamp_min(0.05).tolist()
+    return [max(1, int(w * r)) for w, r in zip(structure.widths, ratios, strict=True)]
+
+
+def test_every_registered_model_has_a_structure():
+    assert set(models.list_models()) <= set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_keeping_every_channel_changes_nothing(name):
+    model, size = randomised(name)
+    structure = analyse(model, size)
+    same = prune_model(model, structure, structure.widths, reconstruction="none").eval()
+    x = torch.randn(2, *size[1:])
+    assert torch.equal(same(x), model(x))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_pruned_equals_masked_original_and_costs_are_exact(name):
+    model, size = randomised(name)
+    structure = analyse(model, size)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(3, *size[1:])
+    for _ in range(3):
+        channels = random_channels(structure, generator)
+        keep = keep_indices(model, structure, channels)
+        small = prune_model(model, structure, channels, reconstruction="none").eval()
+        with torch.no_grad(), masked_inputs(model, structure, keep):
+            want = model(x)
+        with torch.no_grad():
+            got = small(x)
+        assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+        report = profile(small, size)
+        assert report.macs == structure.macs(channels)
+        assert report.params == structure.params(channels)
+        assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18"])
+def test_residual_networks_prune_at_random_ratios(name, tmp_path):
+    model, size = randomised(name)
+    structure = analyse(model, size)
+    generator = torch.Generator().manual_seed(2)
+    for i in range(5):
+        channels = random_channels(structure, generator)
+        small = prune_model(model, structure, channels, reconstruction="none").eval()
+        out = small(torch.randn(2, *size[1:]))
+        assert out.shape == (2, 10) and torch.isfinite(out).all()
+        path = models.save_checkpoint(small, tmp_path / f"p{i}.pt")
+        back = models.load_checkpoint(path).eval()
+        x = torch.randn(1, *size[1:])
+        assert torch.equal(back(x), small(x))
+
+
+def test_mobilenet_v1_reference_channel_list_gives_the_0_5flops_profile():
+    model = models.create_model("mobilenet_v1")
+    structure = analyse(model, (1, 3, 224, 224))
+    channels = [24, 48, 96, 80, 192, 200, 328, 352, 368, 360, 328, 400, 736, 752]
+    assert structure.macs(channels) == 293_870_000 and structure.params(channels) == 2_408_232
+    small = prune_model(model, structure, channels, reconstruction="none")
+    ref = models.create_model("mobilenet_v1", profile="0.5flops")
+    assert {k: v.shape for k, v in small.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+
+
+@pytest.mark.parametrize("method", ["l1", "l2", "bn_gamma", "random"])
+def test_channel_selection_methods(method):
+    model, size = randomised("mobilenet_v1")
+    structure = analyse(model, size)
+    point = structure.points[3]
+    scores = channel_scores(model, point, method, torch.Generator().manual_seed(0))
+    kept = select_channels(scores, 10)
+    assert len(kept) == 10 and kept.unique().numel() == 10 and torch.all(kept[:-1] < kept[1:])
+    assert float(scores[kept].min()) >= float(scores[~torch.isin(torch.arange(len(scores)), kept)].max())
+
+
+def test_l1_ranks_by_the_consumers_input_weights():
+    model, size = randomised("mobilenet_v1")
+    structure = analyse(model, size)
+    point = structure.points[2]
+    consumer = dict(model.named_modules())[point.consumers[0]]
+    with torch.no_grad():
+        consumer.weight[:, 5] = 0  # an input channel nobody reads is the first to go
+    assert 5 not in select_channels(channel_scores(model, point, "l1"), point.channels - 1).tolist()
+
+
+def test_bad_channel_lists_are_clear_errors():
+    model, size = randomised("mobilenet_v1")
+    structure = analyse(model, size)
+    with pytest.raises(ConfigError, match="decision points"):
+        keep_indices(model, structure, [8] * 3)
+    with pytest.raises(ConfigError, match="cannot keep"):
+        keep_indices(model, structure, [structure.widths[0] + 1, *structure.widths[1:]])
+
+
+def test_least_squares_recovers_a_kxk_conv_exactly():
+    """If the target really is a conv of the kept channels, least squares must find its weights."""
+    torch.manual_seed(0)
+    layer = nn.Conv2d(6, 4, 3, padding=1, bias=True)
+    kept = torch.tensor([0, 2, 3, 5])
+    with torch.no_grad():
+        layer.weight[:, [1, 4]] = 0  # the truth uses only the kept inputs
+    wrapper = nn.Sequential(layer)
+    stats = collect_stats(wrapper, {"0": layer}, torch.randn(20, 6, 8, 8), points=16, seed=0)
+    w = solve(stats["0"], kept).reshape(4, 4, 3, 3)
+    assert torch.allclose(w, layer.weight[:, kept].detach(), atol=1e-4)
+
+
+def test_dead_channels_give_finite_reconstruction():
+    model, size = randomised("mobilenet_v1")
+    with torch.no_grad():
+        model.features[2][4].weight.zero_()  # a BN with gamma 0 and beta<=0 after ReLU: dead channels
+        model.features[2][4].bias.fill_(-1)
+    structure = analyse(model, size)
+    images = torch.randn(16, *size[1:])
+    channels = [max(1, w // 2) for w in structure.widths]
+    keep = keep_indices(model, structure, channels)
+    overrides = OpenLoopReconstructor(model, structure, images, 4).overrides(keep)
+    assert overrides and all(torch.isfinite(w).all() for w in overrides.values())
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_reconstruction_brings_outputs_closer_on_calibration_like_data(mode):
+    model, size = randomised("hw7_student")
+    structure = analyse(model, size)
+    torch.manual_seed(3)
+    images = torch.rand(48, *size[1:])
+    channels = [max(1, int(w * 0.6)) for w in structure.widths]
+    plain = prune_model(model, structure, channels, reconstruction="none").eval()
+    fixed = prune_model(
+        model, structure, channels, reconstruction=mode, calibration_images=images, points_per_image=16
+    ).eval()
+    x = torch.rand(16, *size[1:])
+    with torch.no_grad():
+        ref = model(x)
+        assert (fixed(x) - ref).pow(2).mean() < 0.5 * (plain(x) - ref).pow(2).mean()

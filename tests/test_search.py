@@ -1,0 +1,116 @@
+"""``amc.search`` end to end on the smoke preset: outputs, budget, determinism, resume, baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import models
+from tests.conftest import assert_clean_error, run_module
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("amc-cache")
+
+
+def smoke(run_dir: Path, cache: Path, *extra: str):
+    proc = run_module(
+        "amc.search", "experiment=smoke", "seed=7", f"cache_dir={cache}", f"hydra.run.dir={run_dir}", *extra
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, cache) -> Path:
+    run_dir = tmp_path_factory.mktemp("search") / "run"
+    proc = smoke(run_dir, cache)
+    assert "training a base" in proc.stdout  # no checkpoint on the default: one is trained and cached
+    return run_dir
+
+
+def test_search_writes_its_outputs(first_run):
+    for name in (
+        "config.yaml",
+        "strategy.json",
+        "pruned.pt",
+        "episodes.jsonl",
+        "episodes.csv",
+        "strategy.png",
+        "episodes.png",
+    ):
+        assert (first_run / name).is_file(), name
+    strategy = json.loads((first_run / "strategy.json").read_text())
+    for key in (
+        "flops_budget",
+        "macs",
+        "base_macs",
+        "params",
+        "channels",
+        "keep_ratios",
+        "accuracy",
+        "episode",
+        "base_checkpoint",
+        "test_top1",
+    ):
+        assert key in strategy
+    assert 0.49 <= strategy["macs"] / strategy["base_macs"] <= 0.5
+    rows = [json.loads(line) for line in (first_run / "episodes.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(r["macs"] <= 0.5 * strategy["base_macs"] for r in rows)
+    assert max(r["reward"] for r in rows) == rows[strategy["episode"] - 1]["reward"]
+    pruned = models.load_checkpoint(first_run / "pruned.pt")
+    assert sum(p.numel() for p in pruned.parameters()) == strategy["params"]
+
+
+def test_same_seed_same_strategy_and_cached_base(first_run, cache, tmp_path):
+    proc = smoke(tmp_path / "again", cache)
+    assert "using the cached base model" in proc.stdout
+    a = json.loads((first_run / "strategy.json").read_text())
+    b = json.loads((tmp_path / "again" / "strategy.json").read_text())
+    assert a["channels"] == b["channels"] and a["accuracy"] == b["accuracy"]
+
+
+def test_killed_search_resumes_to_the_same_result(first_run, cache, tmp_path):
+    run_dir = tmp_path / "stopped"
+    proc = smoke(run_dir, cache, "stop_after=5")
+    assert "resume=" in proc.stdout and not (run_dir / "pruned.pt").exists()
+    resumed = run_module("amc.search", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    full = [json.loads(line) for line in (first_run / "episodes.jsonl").read_text().splitlines()]
+    again = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
+    assert [r["channels"] for r in full] == [r["channels"] for r in again]
+    assert (
+        json.loads((run_dir / "strategy.json").read_text())["channels"]
+        == json.loads((first_run / "strategy.json").read_text())["channels"]
+    )
+
+
+@pytest.mark.parametrize("agent", ["random", "uniform"])
+def test_baseline_agents_run_through_the_same_entry_point(agent, cache, tmp_path):
+    smoke(tmp_path / agent, cache, f"agent={agent}")
+    strategy = json.loads((tmp_path / agent / "strategy.json").read_text())
+    assert strategy["agent"] == agent and strategy["macs"] <= 0.5 * strategy["base_macs"]
+
+
+def test_params_budget(cache, tmp_path):
+    smoke(tmp_path / "params", cache, "params_budget=0.4", "agent=random")
+    strategy = json.loads((tmp_path / "params" / "strategy.json").read_text())
+    assert strategy["constraint"] == "params" and strategy["params"] <= 0.4 * strategy["base_params"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["flops_budget=0"],
+        ["flops_budget=1.5"],
+        ["flops_budget=0.01"],
+        ["flops_budget=0.5", "checkpoint=/nonexistent/base.pt"],
+        ["agent=nope"],
+    ],
+)
+def test_bad_search_inputs(args, cache, tmp_path):
+    proc = run_module("amc.search", "experiment=smoke", f"cache_dir={cache}", f"hydra.run.dir={tmp_path}", *args)
+    assert_clean_error(proc)
