@@ -98,6 +98,32 @@ class ActionWall:
         wanted = min(self.allowed[index], key=lambda c: (abs(c - keep_ratio * width), c))
         return min(wanted, self.cap(decided, index))
 
+    def scale_to_budget(self, channels: Sequence[int]) -> list[int]:
+        """Grow every layer by one common factor (on the channel grid) until the budget is used.
+
+        This keeps the agent's *allocation* of the budget across layers — which is what it learns —
+        while making every strategy spend the budget; ``fill`` then spends what the grid leaves.
+        """
+        ratios = [c / w for c, w in zip(channels, self.structure.widths, strict=True)]
+
+        def scaled(factor: float) -> list[int]:
+            out = []
+            for allowed, width, r in zip(self.allowed, self.structure.widths, ratios, strict=True):
+                fitting = [c for c in allowed if c <= factor * r * width + 1e-9]
+                out.append(fitting[-1] if fitting else allowed[0])
+            return out
+
+        lo, hi = 1.0, 1.0 / min(ratios)
+        if self.constraint.cost(scaled(hi)) <= self.constraint.limit + 1e-9:
+            return scaled(hi)
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            if self.constraint.cost(scaled(mid)) <= self.constraint.limit + 1e-9:
+                lo = mid
+            else:
+                hi = mid
+        return scaled(lo)
+
     def fill(self, channels: Sequence[int]) -> list[int]:
         """Spend budget left over by rounding: grow the most-pruned layers one grid step while it fits."""
         channels = list(channels)

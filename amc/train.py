@@ -5,8 +5,9 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from amc.config import model_kwargs, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
+from amc.config import load_model_for_data, model_kwargs, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
 from amc.data import build_data
+from amc.distill import Distiller
 from amc.distributed import setup, teardown
 from amc.errors import user_errors_exit
 from amc.tracking import Tracker
@@ -30,7 +31,14 @@ def train(cfg: DictConfig) -> dict:
         tracker = Tracker(cfg.logger.kind, run_dir, to_plain(cfg), cfg.logger.project, mode=cfg.logger.mode)
     train_cfg = TrainConfig.from_mapping({**to_plain(cfg.train), "seed": cfg.seed})
     meta = {"data": cfg.data.name, "image_size": data.image_size, "seed": cfg.seed, "job": "amc.train"}
-    summary = fit(model, data, train_cfg, run_dir, ctx, tracker, metadata=meta, resume=bool(cfg.get("resume")))
+    loss = None
+    if cfg.get("teacher"):  # knowledge distillation from scratch (e.g. HW7's StudentNet from a ResNet-18)
+        teacher = load_model_for_data(cfg.teacher, cfg.teacher_model, cfg.data).to(ctx.device).eval()
+        d = cfg.distill
+        loss = Distiller(teacher, d.kind, d.temperature, d.alpha, cfg.train.label_smoothing)
+        meta["teacher"] = str(cfg.teacher)
+    summary = fit(model, data, train_cfg, run_dir, ctx, tracker, loss_fn=loss, metadata=meta,
+                  resume=bool(cfg.get("resume")))
     if ctx.is_main:
         best = summary["best"]
         print(

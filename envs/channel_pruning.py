@@ -43,7 +43,8 @@ class ChannelPruningEnv(gym.Env):
     :param scorer: prunes, reconstructs and evaluates a channel list (``amc.scoring.StrategyScorer``).
     :param wall: the budget's action wall (``amc.budget.ActionWall``).
     :param reward: ``acc`` (default), ``acc_flops`` or ``acc_params``.
-    :param fill_budget: top up the finished strategy with budget left over by rounding.
+    :param fill_budget: make the finished strategy spend the budget: scale every layer by one common
+        factor (keeping the agent's allocation across layers), then spend what rounding leaves.
     Built with no arguments (e.g. by ``gymnasium.make``) it wraps a tiny MobileNetV1 on scikit-learn's digits.
     """
 
@@ -96,7 +97,7 @@ class ChannelPruningEnv(gym.Env):
         """Score a finished strategy; the info every episode reports."""
         wanted = list(channels)
         if self.fill_budget:
-            channels = self.wall.fill(channels)
+            channels = self.wall.fill(self.wall.scale_to_budget(channels))
         score = self.scorer.score(channels)
         macs, params = self.structure.macs(channels), self.structure.params(channels)
         constraint = self.wall.constraint

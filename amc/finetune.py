@@ -1,0 +1,98 @@
+"""``python -m amc.finetune checkpoint=PRUNED``: recover a pruned network's accuracy, by distillation by default.
+
+The teacher defaults to the base checkpoint recorded in the pruned checkpoint (by ``amc.search`` or
+``amc.export``); ``teacher=PATH`` takes any checkpoint of a registered model. Runs under
+``torchrun --nproc_per_node=N -m amc.finetune ...`` as DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from amc.config import load_model_for_data, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
+from amc.data import build_data
+from amc.distill import Distiller
+from amc.distributed import setup, teardown
+from amc.errors import ConfigError, user_errors_exit
+from amc.tracking import Tracker
+from amc.training import TrainConfig, evaluate_split, fit
+from models import load_checkpoint
+
+
+def num_classes_of(model: nn.Module) -> int:
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    return last.out_features
+
+
+def load_teacher(cfg: DictConfig, student: nn.Module) -> nn.Module | None:
+    if cfg.distill.kind == "ce":
+        return None
+    path = cfg.teacher or student.checkpoint_metadata.get("base_checkpoint")
+    if not path:
+        raise ConfigError("no teacher: pass teacher=PATH (the checkpoint records no base model)")
+    teacher = load_model_for_data(str(path), cfg.model, cfg.data).eval()
+    if num_classes_of(teacher) != num_classes_of(student):
+        raise ConfigError(
+            f"the teacher {path} predicts {num_classes_of(teacher)} classes, the student {num_classes_of(student)}"
+        )
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def finetune(cfg: DictConfig) -> dict:
+    set_threads(cfg.get("threads"))
+    if not cfg.checkpoint:
+        raise ConfigError("checkpoint=PATH (the pruned model to fine-tune) is required")
+    student = load_checkpoint(cfg.checkpoint)
+    ctx = setup(cfg.device)
+    seed_everything(cfg.seed)
+    data = build_data(**to_plain(cfg.data))
+    if num_classes_of(student) != data.num_classes:
+        raise ConfigError(f"{cfg.checkpoint} predicts {num_classes_of(student)} classes, {cfg.data.name} has "
+                          f"{data.num_classes}")
+    teacher = load_teacher(cfg, student)
+    student.to(ctx.device)
+    d = cfg.distill
+    loss = Distiller(teacher, d.kind, d.temperature, d.alpha, cfg.train.label_smoothing, student,
+                     to_plain(d.get("hint_layers")) or (), d.get("hint_weight", 1.0)).to(ctx.device)
+    run_dir = run_dir_of(cfg)
+    train_cfg = TrainConfig.from_mapping({**to_plain(cfg.train), "seed": cfg.seed})
+    tracker = None
+    before = {}
+    if ctx.is_main:
+        save_resolved_config(cfg, run_dir)
+        tracker = Tracker(cfg.logger.kind, run_dir, to_plain(cfg), cfg.logger.project, mode=cfg.logger.mode)
+    if not cfg.get("resume"):
+        before = {split: evaluate_split(student, data.split(split), train_cfg, ctx)["top1"]
+                  for split in ("search-val", "test")}
+        if ctx.is_main:
+            print(f"before fine-tuning: search-val top-1 {before['search-val']:.2f} %, test top-1 {before['test']:.2f} %")
+    meta = {**student.checkpoint_metadata, "finetuned_from": str(cfg.checkpoint), "distill": d.kind,
+            "image_size": data.image_size}
+    summary = fit(student, data, train_cfg, run_dir, ctx, tracker, loss_fn=loss, extra_params=loss.parameters(),
+                  metadata=meta, resume=bool(cfg.get("resume")), description=f"finetune ({d.kind})")
+    if ctx.is_main:
+        summary["before"] = before
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        last = summary["last"]
+        print(f"done: test top-1 {last.get('test_top1', float('nan')):.2f} % after {cfg.train.epochs} epochs "
+              f"({d.kind}); checkpoints in {run_dir}")
+        tracker.finish()
+    teardown(ctx)
+    return summary
+
+
+@hydra.main(config_path="../conf", config_name="finetune", version_base="1.3")
+@user_errors_exit
+def main(cfg: DictConfig) -> None:
+    finetune(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Distillation losses: the definitions hold on real tensors and real gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import models
+from amc.distill import Distiller, kd_loss
+from amc.errors import ConfigError
+
+
+def logits(seed: int, n: int = 16, c: int = 10) -> torch.Tensor:
+    return torch.randn(n, c, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def test_alpha_zero_is_cross_entropy():
+    s, t, y = logits(0), logits(1), torch.arange(16) % 10
+    assert torch.allclose(kd_loss(s, t, y, 4.0, 0.0), F.cross_entropy(s, y))
+
+
+def test_kd_term_vanishes_when_student_matches_teacher():
+    s, y = logits(0), torch.arange(16) % 10
+    pure_kd = kd_loss(s, s.clone(), y, 4.0, 1.0)
+    assert pure_kd.abs() < 1e-6
+    assert kd_loss(s, logits(1), y, 4.0, 1.0) > 0.01
+
+
+def test_t_squared_keeps_gradient_magnitudes_comparable():
+    y = torch.arange(16) % 10
+    teacher = logits(1)
+    norms = []
+    for temperature in (2.0, 8.0, 32.0):
+        s = logits(0).requires_grad_()
+        kd_loss(s, teacher, y, temperature, 1.0).backward()
+        norms.append(float(s.grad.norm()))
+        # without T^2 the gradient shrinks like 1/T^2
+    assert max(norms) / min(norms) < 4  # within a small factor; unscaled it would be (32/2)^2 = 256
+
+
+def test_distiller_kinds_and_class_mismatch():
+    teacher = models.create_model("hw7_student", num_classes=10).eval()
+    student = models.create_model("hw7_student", width_mult=0.5, num_classes=10)
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    for kind in ("kd", "ce"):
+        loss = Distiller(teacher, kind)(student(x), y, x)
+        assert loss.ndim == 0 and torch.isfinite(loss)
+    hint = Distiller(teacher, "hint", student=student, hint_layers=[("cnn.4.3", "cnn.4.3")])
+    assert len(hint.parameters()) == 1  # widths differ (64 vs 128): one learned 1x1 adapter
+    loss = hint(student(x), y, x)
+    loss.backward()
+    assert hint.parameters()[0].grad is not None
+    other = models.create_model("hw7_student", num_classes=11).eval()
+    with pytest.raises(ConfigError, match="classes"):
+        Distiller(other, "kd")(student(x), y, x)
+    with pytest.raises(ConfigError, match="unknown distillation"):
+        Distiller(teacher, "fitnet++")
