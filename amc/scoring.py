@@ -17,7 +17,7 @@ import torch.nn as nn
 from amc.evaluation import topk_correct
 from amc.fusion import fold_batchnorms
 from amc.pruning import channel_scores, slice_model
-from amc.reconstruction import OpenLoopReconstructor
+from amc.reconstruction import OpenLoopReconstructor, closed_loop_overrides
 from amc.structure import PrunableStructure
 
 
@@ -63,6 +63,7 @@ class StrategyScorer:
         ]
         t0 = time.perf_counter()
         self.reconstructor = None
+        self.calibration_images, self.points_per_image, self.seed = calibration_images, points_per_image, seed
         if calibration_images is not None and len(calibration_images):
             self.reconstructor = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed)
         self.setup_s = time.perf_counter() - t0
@@ -84,6 +85,15 @@ class StrategyScorer:
         pruned = slice_model(self.model, self.structure, keep, overrides)
         t2 = time.perf_counter()
         return pruned, {"reconstruct_s": t1 - t0, "prune_s": t2 - t1}
+
+    def build_closed_loop(self, channels: Sequence[int]) -> nn.Module:
+        """The final export: each consumer refit on the features of the network pruned so far (slower, better)."""
+        keep = self.keep(channels)
+        if self.calibration_images is None or not len(self.calibration_images):
+            return slice_model(self.model, self.structure, keep)
+        overrides = closed_loop_overrides(self.model, self.structure, keep, self.calibration_images,
+                                          self.points_per_image, self.seed)
+        return slice_model(self.model, self.structure, keep, overrides)
 
     @torch.inference_mode()
     def score(self, channels: Sequence[int]) -> Score:

@@ -61,6 +61,8 @@ def check_inputs(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown agent {cfg.agent.name!r}; use ddpg, random or uniform")
     if cfg.checkpoint and not Path(str(cfg.checkpoint)).is_file():
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
+    if cfg.export_reconstruction not in ("open", "closed"):
+        raise ConfigError("export_reconstruction must be open or closed")
     if cfg.episodes < 1:
         raise ConfigError("episodes must be at least 1")
 
@@ -211,12 +213,15 @@ def finish(
 ) -> dict[str, Any]:
     """Export the best strategy: test top-1, strategy.json, pruned.pt, plots."""
     best = recorder.best
-    pruned, _ = scorer.build(best["channels"])
+    if cfg.export_reconstruction == "closed":
+        pruned = scorer.build_closed_loop(best["channels"])
+    else:
+        pruned, _ = scorer.build(best["channels"])
     test_x, test_y = stack_dataset(data.test, limit=cfg.get("test_images"))
     test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     strategy = recorder.strategy(best, base_checkpoint=base_path, test_top1=test["top1"], test_top5=test["top5"],
-                                 base_test_top1=base_test["top1"])
+                                 base_test_top1=base_test["top1"], export_reconstruction=cfg.export_reconstruction)
     write_json_atomic(run_dir / "strategy.json", strategy)
     save_checkpoint(
         pruned.cpu(), run_dir / "pruned.pt", strategy=strategy, image_size=data.image_size, base_checkpoint=base_path
