@@ -17,8 +17,14 @@ from amc.errors import ConfigError
 KINDS = ("kd", "hint", "ce")
 
 
-def kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float, alpha: float,
-            label_smoothing: float = 0.0) -> torch.Tensor:
+def kd_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """``(1 − α)·CE(s, y) + α·T²·KL(softmax(t/T) ‖ softmax(s/T))``, KL averaged over the batch.
 
     The T² keeps the soft term's gradients on the same scale for any T (Hinton et al., 2015).
@@ -26,8 +32,12 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, 
     ce = F.cross_entropy(student, labels, label_smoothing=label_smoothing)
     if alpha == 0:
         return ce
-    soft = F.kl_div(F.log_softmax(student / temperature, dim=1), F.log_softmax(teacher / temperature, dim=1),
-                    reduction="batchmean", log_target=True)
+    soft = F.kl_div(
+        F.log_softmax(student / temperature, dim=1),
+        F.log_softmax(teacher / temperature, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
     return (1 - alpha) * ce + alpha * temperature**2 * soft
 
 
@@ -57,9 +67,17 @@ class Distiller:
         student's channels to the teacher's where they differ.
     """
 
-    def __init__(self, teacher: nn.Module | None, kind: str = "kd", temperature: float = 4.0, alpha: float = 0.9,
-                 label_smoothing: float = 0.0, student: nn.Module | None = None,
-                 hint_layers: Sequence[Sequence[str]] = (), hint_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        teacher: nn.Module | None,
+        kind: str = "kd",
+        temperature: float = 4.0,
+        alpha: float = 0.9,
+        label_smoothing: float = 0.0,
+        student: nn.Module | None = None,
+        hint_layers: Sequence[Sequence[str]] = (),
+        hint_weight: float = 1.0,
+    ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"unknown distillation {kind!r}; use one of {', '.join(KINDS)}")
         if kind != "ce" and teacher is None:

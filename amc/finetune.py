@@ -8,7 +8,6 @@ The teacher defaults to the base checkpoint recorded in the pruned checkpoint (b
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import hydra
 import torch.nn as nn
@@ -54,13 +53,22 @@ def finetune(cfg: DictConfig) -> dict:
     seed_everything(cfg.seed)
     data = build_data(**to_plain(cfg.data))
     if num_classes_of(student) != data.num_classes:
-        raise ConfigError(f"{cfg.checkpoint} predicts {num_classes_of(student)} classes, {cfg.data.name} has "
-                          f"{data.num_classes}")
+        raise ConfigError(
+            f"{cfg.checkpoint} predicts {num_classes_of(student)} classes, {cfg.data.name} has {data.num_classes}"
+        )
     teacher = load_teacher(cfg, student)
     student.to(ctx.device)
     d = cfg.distill
-    loss = Distiller(teacher, d.kind, d.temperature, d.alpha, cfg.train.label_smoothing, student,
-                     to_plain(d.get("hint_layers")) or (), d.get("hint_weight", 1.0)).to(ctx.device)
+    loss = Distiller(
+        teacher,
+        d.kind,
+        d.temperature,
+        d.alpha,
+        cfg.train.label_smoothing,
+        student,
+        to_plain(d.get("hint_layers")) or (),
+        d.get("hint_weight", 1.0),
+    ).to(ctx.device)
     run_dir = run_dir_of(cfg)
     train_cfg = TrainConfig.from_mapping({**to_plain(cfg.train), "seed": cfg.seed})
     tracker = None
@@ -69,20 +77,41 @@ def finetune(cfg: DictConfig) -> dict:
         save_resolved_config(cfg, run_dir)
         tracker = Tracker(cfg.logger.kind, run_dir, to_plain(cfg), cfg.logger.project, mode=cfg.logger.mode)
     if not cfg.get("resume"):
-        before = {split: evaluate_split(student, data.split(split), train_cfg, ctx)["top1"]
-                  for split in ("search-val", "test")}
+        before = {
+            split: evaluate_split(student, data.split(split), train_cfg, ctx)["top1"]
+            for split in ("search-val", "test")
+        }
         if ctx.is_main:
-            print(f"before fine-tuning: search-val top-1 {before['search-val']:.2f} %, test top-1 {before['test']:.2f} %")
-    meta = {**student.checkpoint_metadata, "finetuned_from": str(cfg.checkpoint), "distill": d.kind,
-            "image_size": data.image_size}
-    summary = fit(student, data, train_cfg, run_dir, ctx, tracker, loss_fn=loss, extra_params=loss.parameters(),
-                  metadata=meta, resume=bool(cfg.get("resume")), description=f"finetune ({d.kind})")
+            print(
+                f"before fine-tuning: search-val top-1 {before['search-val']:.2f} %, test top-1 {before['test']:.2f} %"
+            )
+    meta = {
+        **student.checkpoint_metadata,
+        "finetuned_from": str(cfg.checkpoint),
+        "distill": d.kind,
+        "image_size": data.image_size,
+    }
+    summary = fit(
+        student,
+        data,
+        train_cfg,
+        run_dir,
+        ctx,
+        tracker,
+        loss_fn=loss,
+        extra_params=loss.parameters(),
+        metadata=meta,
+        resume=bool(cfg.get("resume")),
+        description=f"finetune ({d.kind})",
+    )
     if ctx.is_main:
         summary["before"] = before
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         last = summary["last"]
-        print(f"done: test top-1 {last.get('test_top1', float('nan')):.2f} % after {cfg.train.epochs} epochs "
-              f"({d.kind}); checkpoints in {run_dir}")
+        print(
+            f"done: test top-1 {last.get('test_top1', float('nan')):.2f} % after {cfg.train.epochs} epochs "
+            f"({d.kind}); checkpoints in {run_dir}"
+        )
         tracker.finish()
     teardown(ctx)
     return summary

@@ -36,8 +36,14 @@ def pipeline(cfg: DictConfig) -> dict[str, Any]:
         raise AmcError(f"checkpoint not found: {cfg.checkpoint}")
     root = run_dir_of(cfg)
     save_resolved_config(cfg, root)
-    common = [f"data={cfg.data_group}", f"model={cfg.model_group}", f"seed={cfg.seed}", f"logger={cfg.logger_group}",
-              *([f"checkpoint={cfg.checkpoint}"] if cfg.checkpoint else []), *to_plain(cfg.extra_search_args)]
+    common = [
+        f"data={cfg.data_group}",
+        f"model={cfg.model_group}",
+        f"seed={cfg.seed}",
+        f"logger={cfg.logger_group}",
+        *([f"checkpoint={cfg.checkpoint}"] if cfg.checkpoint else []),
+        *to_plain(cfg.extra_search_args),
+    ]
     budget = [f"flops_budget={cfg.flops_budget}"]
     searches = {"amc": ["agent=ddpg", f"episodes={cfg.episodes}"], "uniform": ["agent=uniform"]}
     for name, args in searches.items():
@@ -47,9 +53,19 @@ def pipeline(cfg: DictConfig) -> dict[str, Any]:
     finetunes = {"amc_kd": ("amc", "kd"), "amc_ce": ("amc", "ce"), "uniform_kd": ("uniform", "kd")}
     for name, (source, kind) in finetunes.items():
         if not (root / name / "summary.json").is_file():
-            stage("amc.finetune", [f"checkpoint={root / source / 'pruned.pt'}", f"data={cfg.data_group}",
-                                   f"model={cfg.model_group}", f"distill={kind}", f"train.epochs={cfg.finetune_epochs}",
-                                   f"logger={cfg.logger_group}", f"seed={cfg.seed}"], root / name)
+            stage(
+                "amc.finetune",
+                [
+                    f"checkpoint={root / source / 'pruned.pt'}",
+                    f"data={cfg.data_group}",
+                    f"model={cfg.model_group}",
+                    f"distill={kind}",
+                    f"train.epochs={cfg.finetune_epochs}",
+                    f"logger={cfg.logger_group}",
+                    f"seed={cfg.seed}",
+                ],
+                root / name,
+            )
     return report(root, strategy)
 
 
@@ -70,8 +86,11 @@ def report(root: Path, strategy: dict[str, Any]) -> dict[str, Any]:
         lines.append(f"| {label} | {macs:,} | {macs / strategy['base_macs']:.4f} | {acc_text} |")
     table = "\n".join(lines)
     (root / "report.md").write_text(table + "\n")
-    plot_accuracy_vs_macs([(r[0], r[1], r[2]) for r in rows if r[2] is not None], root / "report.png",
-                          "test top-1 vs MACs (FLOPs = 2 x MACs)")
+    plot_accuracy_vs_macs(
+        [(r[0], r[1], r[2]) for r in rows if r[2] is not None],
+        root / "report.png",
+        "test top-1 vs MACs (FLOPs = 2 x MACs)",
+    )
     print(table)
     return {"rows": rows}
 

@@ -35,8 +35,13 @@ def encode(state: dict[str, torch.Tensor], bits: int) -> dict[str, Any]:
     names = [k for k, v in state.items() if _quantizable(v)]
     raw = {k: v.clone() for k, v in state.items() if not _quantizable(v)}
     flat = torch.cat([state[k].detach().float().flatten() for k in names]) if names else torch.zeros(0)
-    out: dict[str, Any] = {"format": FORMAT, "bits": bits, "names": names,
-                           "shapes": [list(state[k].shape) for k in names], "raw": raw}
+    out: dict[str, Any] = {
+        "format": FORMAT,
+        "bits": bits,
+        "names": names,
+        "shapes": [list(state[k].shape) for k in names],
+        "raw": raw,
+    }
     if bits == 32:
         out["data"] = flat
     elif bits == 16:

@@ -39,8 +39,10 @@ def quantize(cfg: DictConfig) -> dict:
         size = save_quantized(model, path, bits)
         top1 = evaluate(load_quantized(path), tensor_batches(x, y, 256))["top1"]
         result[NAMES[bits]] = {"bytes": size, "test_top1": top1, "file": str(path)}
-        print(f"{NAMES[bits]:>5}: {size:>10,} bytes ({size / result['fp32']['bytes']:.3f} of fp32), "
-              f"test top-1 {top1:.2f} %")
+        print(
+            f"{NAMES[bits]:>5}: {size:>10,} bytes ({size / result['fp32']['bytes']:.3f} of fp32), "
+            f"test top-1 {top1:.2f} %"
+        )
     if cfg.int8_ptq:
         calib = stack_dataset(data.train, limit=cfg.calibration_images)[0]
         quantized = int8_ptq(model, calib)
@@ -52,8 +54,10 @@ def quantize(cfg: DictConfig) -> dict:
             "threads": torch.get_num_threads(),
         }
         q = result["int8_ptq"]
-        print(f"int8 PTQ (torch.ao, x86): test top-1 {q['test_top1']:.2f} %, CPU latency batch 1 "
-              f"{q['fp32_latency_ms']:.2f} ms fp32 -> {q['int8_latency_ms']:.2f} ms int8")
+        print(
+            f"int8 PTQ (torch.ao, x86): test top-1 {q['test_top1']:.2f} %, CPU latency batch 1 "
+            f"{q['fp32_latency_ms']:.2f} ms fp32 -> {q['int8_latency_ms']:.2f} ms int8"
+        )
     (run_dir / "quantization.json").write_text(json.dumps(result, indent=2))
     return result
 

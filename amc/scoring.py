@@ -91,8 +91,9 @@ class StrategyScorer:
         keep = self.keep(channels)
         if self.calibration_images is None or not len(self.calibration_images):
             return slice_model(self.model, self.structure, keep)
-        overrides = closed_loop_overrides(self.model, self.structure, keep, self.calibration_images,
-                                          self.points_per_image, self.seed)
+        overrides = closed_loop_overrides(
+            self.model, self.structure, keep, self.calibration_images, self.points_per_image, self.seed
+        )
         return slice_model(self.model, self.structure, keep, overrides)
 
     @torch.inference_mode()

@@ -220,8 +220,14 @@ def finish(
     test_x, test_y = stack_dataset(data.test, limit=cfg.get("test_images"))
     test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
-    strategy = recorder.strategy(best, base_checkpoint=base_path, test_top1=test["top1"], test_top5=test["top5"],
-                                 base_test_top1=base_test["top1"], export_reconstruction=cfg.export_reconstruction)
+    strategy = recorder.strategy(
+        best,
+        base_checkpoint=base_path,
+        test_top1=test["top1"],
+        test_top5=test["top5"],
+        base_test_top1=base_test["top1"],
+        export_reconstruction=cfg.export_reconstruction,
+    )
     write_json_atomic(run_dir / "strategy.json", strategy)
     save_checkpoint(
         pruned.cpu(), run_dir / "pruned.pt", strategy=strategy, image_size=data.image_size, base_checkpoint=base_path

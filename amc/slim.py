@@ -46,15 +46,30 @@ def slim(cfg: DictConfig) -> list[dict]:
         before = evaluate_split(model.to(ctx.device), data.test, train_cfg, ctx)["top1"]
         step_dir = run_dir / f"step{step}"
         step_dir.mkdir(exist_ok=True)
-        summary = fit(model, data, train_cfg, step_dir, ctx, tracker, metadata={"width_mult": width},
-                      description=f"slim {step}/{cfg.steps}")
+        summary = fit(
+            model,
+            data,
+            train_cfg,
+            step_dir,
+            ctx,
+            tracker,
+            metadata={"width_mult": width},
+            description=f"slim {step}/{cfg.steps}",
+        )
         model = load_checkpoint(step_dir / "best.pt")
-        row = {"step": step, "width_mult": round(width, 4), "params": count_params(model),
-               "test_top1_after_slimming": before, "test_top1": summary["best"]["test_top1"],
-               "search_val_top1": summary["best"]["search_val_top1"]}
+        row = {
+            "step": step,
+            "width_mult": round(width, 4),
+            "params": count_params(model),
+            "test_top1_after_slimming": before,
+            "test_top1": summary["best"]["test_top1"],
+            "search_val_top1": summary["best"]["search_val_top1"],
+        }
         rows.append(row)
-        print(f"step {step}: width {width:.4f}, {row['params']:,} params, test top-1 {before:.2f} % after slimming, "
-              f"{row['test_top1']:.2f} % after {cfg.train.epochs} epochs of fine-tuning")
+        print(
+            f"step {step}: width {width:.4f}, {row['params']:,} params, test top-1 {before:.2f} % after slimming, "
+            f"{row['test_top1']:.2f} % after {cfg.train.epochs} epochs of fine-tuning"
+        )
     save_checkpoint(model, run_dir / "slimmed.pt", image_size=data.image_size)
     (run_dir / "slimming.json").write_text(json.dumps(rows, indent=2))
     tracker.finish()

@@ -5,7 +5,15 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from amc.config import load_model_for_data, model_kwargs, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
+from amc.config import (
+    load_model_for_data,
+    model_kwargs,
+    run_dir_of,
+    save_resolved_config,
+    seed_everything,
+    set_threads,
+    to_plain,
+)
 from amc.data import build_data
 from amc.distill import Distiller
 from amc.distributed import setup, teardown
@@ -37,8 +45,9 @@ def train(cfg: DictConfig) -> dict:
         d = cfg.distill
         loss = Distiller(teacher, d.kind, d.temperature, d.alpha, cfg.train.label_smoothing)
         meta["teacher"] = str(cfg.teacher)
-    summary = fit(model, data, train_cfg, run_dir, ctx, tracker, loss_fn=loss, metadata=meta,
-                  resume=bool(cfg.get("resume")))
+    summary = fit(
+        model, data, train_cfg, run_dir, ctx, tracker, loss_fn=loss, metadata=meta, resume=bool(cfg.get("resume"))
+    )
     if ctx.is_main:
         best = summary["best"]
         print(

@@ -8,8 +8,16 @@ import sys
 
 from tests.conftest import ROOT, run_module
 
-ARGS = ["data=digits", "logger=none", "train.epochs=4", "train.lr=0.05", "train.batch_size=32", "seed=3",
-        "+model.kwargs.cfg=[16,[32,2],32]", "+model.kwargs.in_planes=8"]
+ARGS = [
+    "data=digits",
+    "logger=none",
+    "train.epochs=4",
+    "train.lr=0.05",
+    "train.batch_size=32",
+    "seed=3",
+    "+model.kwargs.cfg=[16,[32,2],32]",
+    "+model.kwargs.in_planes=8",
+]
 
 
 def test_two_processes_match_one(tmp_path):
@@ -17,9 +25,22 @@ def test_two_processes_match_one(tmp_path):
     assert one.returncode == 0, one.stderr[-2000:]
     # each rank sees half the batches per epoch with the same per-rank batch: the same number of samples per step x2
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "amc.train", *ARGS,
-         "train.batch_size=16", f"hydra.run.dir={tmp_path / 'two'}"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "amc.train",
+            *ARGS,
+            "train.batch_size=16",
+            f"hydra.run.dir={tmp_path / 'two'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert two.returncode == 0, two.stderr[-3000:]
     rows_one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]

@@ -37,23 +37,48 @@ def food(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def student(food, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("student")
-    proc = run_module("amc.train", "model=hw7_student", "data=food11", f"data.root={food}", *FAST,
-                      "train.optimizer=adamw", "train.lr=1e-3", f"hydra.run.dir={run}")
+    proc = run_module(
+        "amc.train",
+        "model=hw7_student",
+        "data=food11",
+        f"data.root={food}",
+        *FAST,
+        "train.optimizer=adamw",
+        "train.lr=1e-3",
+        f"hydra.run.dir={run}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return run / "best.pt"
 
 
 def test_teacher_and_kd_parts_run(food, student, tmp_path):
     teacher_dir = tmp_path / "teacher"
-    proc = run_module("amc.train", "model=resnet18", "data=food11", f"data.root={food}", *FAST,
-                      f"hydra.run.dir={teacher_dir}")
+    proc = run_module(
+        "amc.train",
+        "model=resnet18",
+        "+model.kwargs.small_input=false",
+        "data=food11",
+        f"data.root={food}",
+        *FAST,
+        f"hydra.run.dir={teacher_dir}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     # the course ships the teacher as a bare state_dict file
     bin_path = tmp_path / "teacher_resnet18.bin"
     torch.save(models.load_checkpoint(teacher_dir / "best.pt").state_dict(), bin_path)
-    proc = run_module("amc.train", "model=hw7_student", "data=food11", f"data.root={food}", *FAST,
-                      f"teacher={bin_path}", "distill.temperature=20", "distill.alpha=0.5", "train.optimizer=adamw",
-                      "train.lr=1e-3", f"hydra.run.dir={tmp_path / 'kd'}")
+    proc = run_module(
+        "amc.train",
+        "model=hw7_student",
+        "data=food11",
+        f"data.root={food}",
+        *FAST,
+        f"teacher={bin_path}",
+        "distill.temperature=20",
+        "distill.alpha=0.5",
+        "train.optimizer=adamw",
+        "train.lr=1e-3",
+        f"hydra.run.dir={tmp_path / 'kd'}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert models.load_checkpoint(tmp_path / "kd" / "best.pt").checkpoint_metadata["teacher"] == str(bin_path)
 
@@ -68,8 +93,9 @@ def test_slimming_at_width_one_is_a_permutation(student):
 
 
 def test_slimming_schedule_runs(food, student, tmp_path):
-    proc = run_module("amc.slim", f"checkpoint={student}", f"data.root={food}", *FAST, "steps=2",
-                      f"hydra.run.dir={tmp_path}")
+    proc = run_module(
+        "amc.slim", f"checkpoint={student}", f"data.root={food}", *FAST, "steps=2", f"hydra.run.dir={tmp_path}"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads((tmp_path / "slimming.json").read_text())
     assert [r["params"] for r in rows] == [236_066, 217_850]
@@ -96,28 +122,57 @@ def test_file_sizes_and_the_300000_byte_limit(tmp_path):
 
 
 def test_quantize_and_predict_parts(food, student, tmp_path):
-    proc = run_module("amc.quantize", f"checkpoint={student}", f"data.root={food}", "data.crop=64",
-                      "data.search_val_size=5", "calibration_images=16", f"hydra.run.dir={tmp_path / 'q'}")
+    proc = run_module(
+        "amc.quantize",
+        f"checkpoint={student}",
+        f"data.root={food}",
+        "data.crop=64",
+        "data.search_val_size=5",
+        "calibration_images=16",
+        f"hydra.run.dir={tmp_path / 'q'}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "q" / "quantization.json").read_text())
     assert result["uint8"]["bytes"] < result["fp16"]["bytes"] < result["fp32"]["bytes"]
     assert result["int8_ptq"]["int8_latency_ms"] > 0
     out = tmp_path / "pred.csv"
-    proc = run_module("amc.predict", f"data.root={food}", f"model_file={tmp_path / 'q' / 'model_uint8.pt'}",
-                      f"output={out}", "crop=64")
+    proc = run_module(
+        "amc.predict",
+        f"data.root={food}",
+        f"model_file={tmp_path / 'q' / 'model_uint8.pt'}",
+        f"output={out}",
+        "crop=64",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["Id", "label"] and len(rows) == 34
     assert [int(r[0]) for r in rows[1:]] == list(range(33)) and all(0 <= int(r[1]) < 11 for r in rows[1:])
-    too_big = run_module("amc.predict", f"data.root={food}", f"model_file={tmp_path / 'q' / 'model_fp32.pt'}",
-                         f"output={tmp_path / 'p2.csv'}", "crop=64")
+    too_big = run_module(
+        "amc.predict",
+        f"data.root={food}",
+        f"model_file={tmp_path / 'q' / 'model_fp32.pt'}",
+        f"output={tmp_path / 'p2.csv'}",
+        "crop=64",
+    )
     assert_clean_error(too_big, "300,000-byte limit")
 
 
 def test_amc_on_the_student_with_a_params_budget(food, student, tmp_path):
-    proc = run_module("amc.search", "model=hw7_student", "data=food11", f"data.root={food}", "data.crop=64",
-                      "data.search_val_size=5", f"checkpoint={student}", "params_budget=0.6", "episodes=3",
-                      "agent.warmup_episodes=2", "calibration_images=16", "logger=none", f"hydra.run.dir={tmp_path}")
+    proc = run_module(
+        "amc.search",
+        "model=hw7_student",
+        "data=food11",
+        f"data.root={food}",
+        "data.crop=64",
+        "data.search_val_size=5",
+        f"checkpoint={student}",
+        "params_budget=0.6",
+        "episodes=3",
+        "agent.warmup_episodes=2",
+        "calibration_images=16",
+        "logger=none",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     strategy = json.loads((tmp_path / "strategy.json").read_text())
     assert strategy["params"] <= 0.6 * strategy["base_params"]

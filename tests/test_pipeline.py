@@ -10,9 +10,16 @@ from tests.conftest import assert_clean_error, run_module
 
 def test_pipeline_runs_every_stage_and_reports(tmp_path):
     cache = tmp_path / "cache"
-    proc = run_module("amc.pipeline", "data_group=digits", "logger_group=none", "episodes=5", "finetune_epochs=1",
-                      f"extra_search_args=[experiment=smoke,cache_dir={cache}]", f"hydra.run.dir={tmp_path / 'run'}",
-                      timeout=900)
+    proc = run_module(
+        "amc.pipeline",
+        "data_group=digits",
+        "logger_group=none",
+        "episodes=5",
+        "finetune_epochs=1",
+        f"extra_search_args=[experiment=smoke,cache_dir={cache}]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        timeout=900,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     run = tmp_path / "run"
     for stage in ("amc", "uniform"):
@@ -28,12 +35,18 @@ def test_pipeline_runs_every_stage_and_reports(tmp_path):
 
 def test_finetune_bad_inputs(tmp_path):
     assert_clean_error(run_module("amc.finetune", "checkpoint=/nonexistent/pruned.pt"), "not found")
-    student = models.create_model("mobilenet_v1", cfg=[16], in_planes=8, in_channels=1, num_classes=10,
-                                  small_input=True)
-    teacher = models.create_model("mobilenet_v1", cfg=[16], in_planes=8, in_channels=1, num_classes=7,
-                                  small_input=True)
+    student = models.create_model(
+        "mobilenet_v1", cfg=[16], in_planes=8, in_channels=1, num_classes=10, small_input=True
+    )
+    teacher = models.create_model("mobilenet_v1", cfg=[16], in_planes=8, in_channels=1, num_classes=7, small_input=True)
     models.save_checkpoint(teacher, tmp_path / "teacher.pt")
     models.save_checkpoint(student, tmp_path / "student.pt", image_size=8)
-    proc = run_module("amc.finetune", f"checkpoint={tmp_path / 'student.pt'}", f"teacher={tmp_path / 'teacher.pt'}",
-                      "data=digits", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_module(
+        "amc.finetune",
+        f"checkpoint={tmp_path / 'student.pt'}",
+        f"teacher={tmp_path / 'teacher.pt'}",
+        "data=digits",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert_clean_error(proc, "classes")

@@ -7,7 +7,7 @@ out=${OUT:-runs/hw7}
 data=${DATA:-runs/hw7-data/food-11}
 E_TEACHER=${E_TEACHER:-3} E_STUDENT=${E_STUDENT:-6} E_SLIM=${E_SLIM:-1} EPISODES=${EPISODES:-60}
 [ -d "$data/training" ] || python experiments/hw7/make_fmnist_food11.py "$data"
-d=(data=food11 "data.root=$data" data.crop=28 data.search_val_size=500 logger=none threads=2)
+d=(data=food11 "data.root=$data" data.crop=28 data.search_val_size=500 logger=none "threads=${THREADS:-2}")
 adam=(train.optimizer=adamw train.lr=1e-3 train.weight_decay=1e-2 train.batch_size=32 train.channels_last=false)
 step() { [ -f "$out/$1/$2" ] && return 0; shift 2; python -m "$@"; }
 
@@ -22,7 +22,7 @@ step slim slimming.json amc.slim "checkpoint=$out/kd/best.pt" "${d[@]}" steps=5 
   train.batch_size=32 "hydra.run.dir=$out/slim"
 # Part 4: fp32 / fp16 / uint8 files of the KD student, and torch's int8 PTQ latency
 step quantize quantization.json amc.quantize "checkpoint=$out/kd/best.pt" data=food11 "data.root=$data" data.crop=28 \
-  data.search_val_size=500 "hydra.run.dir=$out/quantize"
+  data.search_val_size=500 "threads=${THREADS:-2}" "hydra.run.dir=$out/quantize"
 # The course's test script: size check, uint8 decode, predictions for testing/
 [ -f "$out/pred.csv" ] || python -m amc.predict "data.root=$data" "model_file=$out/quantize/model_uint8.pt" \
   "output=$out/pred.csv" crop=28
