@@ -16,7 +16,7 @@ def test_pipeline_runs_every_stage_and_reports(tmp_path):
         "logger_group=none",
         "episodes=5",
         "finetune_epochs=1",
-        f"extra_search_args=[experiment=smoke,cache_dir={cache}]",
+        f"extra_search_args=['experiment=smoke','cache_dir={cache}']",
         f"hydra.run.dir={tmp_path / 'run'}",
         timeout=900,
     )
