@@ -56,10 +56,10 @@ class LayerEmbedding:
         fmaps = [terms[p.producers[0]].feature_map for p in structure.points]
         big = max(fmaps)
         self.static = np.zeros((n, 6), dtype=np.float32)
+        base = structure.layer_macs(structure.widths)
         for t, p in enumerate(structure.points):
             consumer = terms[p.consumers[0]]
             touched = [i for i, term in enumerate(structure.layer_terms) if t in (term.out_point, term.in_point)]
-            base = structure.layer_macs(structure.widths)
             self.static[t] = [
                 t / max(1, n - 1),
                 float(consumer.kind == "linear"),
