@@ -47,12 +47,26 @@ def prune_model(
     keep = keep_indices(model, structure, channels, selection, seed)
     overrides = None
     if reconstruction != "none":
-        if calibration_images is None or len(calibration_images) == 0:
-            raise ConfigError("reconstruction needs calibration images")
-        if reconstruction == "open":
-            overrides = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed).overrides(
-                keep
-            )
-        else:
-            overrides = closed_loop_overrides(model, structure, keep, calibration_images, points_per_image, seed)
+        overrides = reconstruction_overrides(
+            model, structure, keep, reconstruction, calibration_images, points_per_image, seed
+        )
     return slice_model(model, structure, keep, overrides)
+
+
+def reconstruction_overrides(
+    model: nn.Module,
+    structure: PrunableStructure,
+    keep: Sequence[torch.Tensor],
+    mode: str,
+    calibration_images: torch.Tensor | None,
+    points_per_image: int = 10,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Least-squares consumer weights for ``keep``: ``open`` loop (as AMC) or ``closed`` loop."""
+    if calibration_images is None or len(calibration_images) == 0:
+        raise ConfigError("reconstruction needs calibration images")
+    if mode == "open":
+        return OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed).overrides(keep)
+    if mode == "closed":
+        return closed_loop_overrides(model, structure, keep, calibration_images, points_per_image, seed)
+    raise ConfigError(f"unknown reconstruction {mode!r}; use open or closed")

@@ -18,11 +18,10 @@ from omegaconf import DictConfig
 from amc.config import load_model_for_data, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
 from amc.data import build_data, stack_dataset
 from amc.distributed import pick_device
-from amc.engine import keep_indices
+from amc.engine import keep_indices, reconstruction_overrides
 from amc.errors import ConfigError, user_errors_exit
 from amc.evaluation import evaluate, tensor_batches
 from amc.pruning import check_channels, slice_model
-from amc.reconstruction import OpenLoopReconstructor, closed_loop_overrides
 from amc.structure import analyse
 from models import save_checkpoint
 
@@ -76,12 +75,9 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     if cfg.reconstruct:
         t0 = time.perf_counter()
         images = calibration_images(cfg.data, cfg.calibration_images, cfg.calibration_augment)
-        if cfg.reconstruction == "closed":
-            overrides = closed_loop_overrides(base, structure, keep, images, cfg.points_per_image, cfg.seed)
-        elif cfg.reconstruction == "open":
-            overrides = OpenLoopReconstructor(base, structure, images, cfg.points_per_image, cfg.seed).overrides(keep)
-        else:
-            raise ConfigError(f"unknown reconstruction {cfg.reconstruction!r}; use open or closed")
+        overrides = reconstruction_overrides(
+            base, structure, keep, cfg.reconstruction, images, cfg.points_per_image, cfg.seed
+        )
         pruned = slice_model(base, structure, keep, overrides)
         timings["reconstruction_s"] = time.perf_counter() - t0
         result.update(
