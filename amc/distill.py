@@ -1,7 +1,9 @@
 """Distillation losses: Hinton KD, FitNets-style feature hints, and plain cross-entropy.
 
-All are callables ``loss(student_logits, labels, inputs) -> scalar`` so the one training loop
-(``amc.training.fit``) runs them; the teacher runs in eval mode without gradients.
+All are callables ``loss(student_logits, labels, inputs[, teacher_logits]) -> scalar`` so the one training
+loop (``amc.training.fit``) runs them; the teacher runs in eval mode without gradients. Without augmentation
+a teacher's logits are the same every epoch, so ``with_teacher_logits`` computes them once and the
+training set carries them (``teacher_logits``), sparing the teacher's forward pass in every step.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from amc.errors import ConfigError
 
@@ -120,11 +124,18 @@ class Distiller:
     def parameters(self) -> list[nn.Parameter]:
         return list(self.adapters.parameters())
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        inputs: torch.Tensor,
+        teacher_logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if self.kind == "ce":
             return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        with torch.no_grad():
-            teacher_logits = self.teacher(inputs)
+        if teacher_logits is None or self.pairs:  # hints need the teacher's features of this very batch
+            with torch.no_grad():
+                teacher_logits = self.teacher(inputs)
         if teacher_logits.shape != logits.shape:
             raise ConfigError(f"teacher outputs {tuple(teacher_logits.shape[1:])} classes, student {logits.shape[1]}")
         loss = kd_loss(logits, teacher_logits, labels, self.temperature, self.alpha, self.label_smoothing)
@@ -135,3 +146,33 @@ class Distiller:
                 t = F.adaptive_avg_pool2d(t, s.shape[-2:])
             loss = loss + self.hint_weight * F.mse_loss(s, t)
         return loss
+
+
+class WithTeacherLogits(Dataset):
+    """``dataset`` with each sample's precomputed teacher logits: ``(x, y, teacher_logits)``."""
+
+    def __init__(self, dataset: Dataset, logits: torch.Tensor) -> None:
+        if len(dataset) != len(logits):
+            raise ValueError(f"{len(logits)} teacher logits for {len(dataset)} samples")
+        self.dataset, self.logits = dataset, logits
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        x, y = self.dataset[index]
+        return x, y, self.logits[index]
+
+
+@torch.inference_mode()
+def with_teacher_logits(
+    teacher: nn.Module, dataset: Dataset, batch_size: int = 500, device: torch.device | str = "cpu"
+) -> WithTeacherLogits:
+    """One teacher pass over a deterministic (non-augmented) dataset, kept on the CPU in dataset order."""
+    teacher.eval()
+    chunks = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc="teacher logits", leave=False, dynamic_ncols=True):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        x = torch.stack([item[0] for item in items]).to(device)
+        chunks.append(teacher(x).float().cpu())
+    return WithTeacherLogits(dataset, torch.cat(chunks))

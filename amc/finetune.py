@@ -7,7 +7,9 @@ The teacher defaults to the base checkpoint recorded in the pruned checkpoint (b
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 
 import hydra
 import torch.nn as nn
@@ -15,7 +17,7 @@ from omegaconf import DictConfig
 
 from amc.config import load_model_for_data, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
 from amc.data import build_data
-from amc.distill import Distiller
+from amc.distill import Distiller, with_teacher_logits
 from amc.distributed import setup, teardown
 from amc.errors import ConfigError, user_errors_exit
 from amc.tracking import Tracker
@@ -42,6 +44,17 @@ def load_teacher(cfg: DictConfig, student: nn.Module) -> nn.Module | None:
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
+
+
+def use_teacher_logit_cache(cfg: DictConfig) -> bool:
+    """``auto``: cache when the teacher's logits cannot change between epochs (no augmentation, no hints)."""
+    setting, kind = cfg.get("cache_teacher_logits", "auto"), cfg.distill.kind
+    deterministic = not cfg.data.get("augment", True)
+    if setting == "auto":
+        return kind == "kd" and deterministic
+    if setting and kind == "kd" and not deterministic:
+        raise ConfigError("cache_teacher_logits=true needs data.augment=false (augmented images change every epoch)")
+    return bool(setting) and kind == "kd"
 
 
 def finetune(cfg: DictConfig) -> dict:
@@ -85,6 +98,12 @@ def finetune(cfg: DictConfig) -> dict:
             print(
                 f"before fine-tuning: search-val top-1 {before['search-val']:.2f} %, test top-1 {before['test']:.2f} %"
             )
+    if use_teacher_logit_cache(cfg):
+        t0 = time.perf_counter()
+        train = with_teacher_logits(teacher, data.train, train_cfg.eval_batch_size, ctx.device)
+        data = dataclasses.replace(data, train=train)
+        if ctx.is_main:
+            print(f"teacher logits of {len(train):,} training images cached in {time.perf_counter() - t0:.1f} s")
     meta = {
         **student.checkpoint_metadata,
         "finetuned_from": str(cfg.checkpoint),

@@ -86,6 +86,7 @@ class SearchRecorder:
             "agent_channels": info["agent_channels"],
             "wall_s": wall,
             **timings,
+            "reused_stages": info.get("reused_stages", 0),
         }
         self.rows.append(row)
         with open(self.path, "a") as f:
@@ -143,7 +144,8 @@ class SearchRecorder:
 
     def finish(self, warmup: int) -> None:
         with open(self.run_dir / "episodes.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+            fields = list(dict.fromkeys(k for row in self.rows for k in row))  # rows of older runs may lack a column
+            writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             for row in self.rows:
                 writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
@@ -171,7 +173,9 @@ class SearchRecorder:
             f"best: episode {strategy['episode']}, search-val {self.cfg.metric} {strategy['accuracy']:.2f} %, "
             f"test top-1 {strategy['test_top1']:.2f} %, MACs {strategy['macs']:,} = {strategy['macs_ratio']:.4f} of "
             f"{strategy['base_macs']:,} (FLOPs = 2 x MACs), params {strategy['params']:,}\n"
-            f"median seconds per episode {t['wall_s']:.2f} ({split})"
+            f"median seconds per episode {t['wall_s']:.2f} ({split}); "
+            f"{sum(r.get('reused_stages', 0) > 0 for r in self.rows)} of {len(self.rows)} episodes started from "
+            "cached early-layer activations"
         )
 
     def close(self) -> None:

@@ -2,12 +2,14 @@
 
 Everything that does not depend on the strategy is computed once: the channel rankings, the
 least-squares statistics, and the (normalised) search-val tensors. Per strategy we only solve
-small least-squares systems, slice weights, fold BN and run a physically smaller network.
+small least-squares systems, slice weights, fold BN and run a physically smaller network, starting from
+cached activations where the strategy agrees with earlier ones on the early layers (``amc.prefix_cache``).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +18,7 @@ import torch.nn as nn
 
 from amc.evaluation import topk_correct
 from amc.fusion import fold_batchnorms
+from amc.prefix_cache import PrefixCache, trunk_stages
 from amc.pruning import channel_scores, slice_model
 from amc.reconstruction import OpenLoopReconstructor, closed_loop_overrides
 from amc.structure import PrunableStructure
@@ -27,6 +30,7 @@ class Score:
     top1: float
     top5: float
     timings: dict[str, float] = field(default_factory=dict)
+    reused_stages: int = 0  # leading trunk stages taken from the prefix cache instead of computed
 
 
 class StrategyScorer:
@@ -36,6 +40,7 @@ class StrategyScorer:
     :param calibration_images: images for least squares (``None`` or empty: no reconstruction).
     :param val_images: / :param val_labels: the search-val split, stacked.
     :param metric: ``top1`` (default) or ``top5``.
+    :param prefix_cache_mb: memory for reused early activations (0: evaluate every strategy in full).
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class StrategyScorer:
         seed: int = 0,
         device: torch.device | str = "cpu",
         channels_last: bool = True,
+        prefix_cache_mb: float = 0,
     ) -> None:
         self.model, self.structure = model.eval(), structure
         self.device = torch.device(device)
@@ -72,6 +78,20 @@ class StrategyScorer:
         self.val_images = val_images.to(self.device).contiguous(memory_format=fmt)
         self.val_labels = val_labels.to(self.device)
         self.metric, self.batch_size = metric, batch_size
+        self.prefix_cache = None
+        if prefix_cache_mb > 0 and trunk_stages(model, structure.arch_name) is not None:
+            self.prefix_cache = PrefixCache(model, structure, int(prefix_cache_mb * 2**20))
+            if not self._stages_match_forward():
+                warnings.warn(f"{structure.arch_name}: trunk split != forward(); no prefix cache", stacklevel=2)
+                self.prefix_cache = None
+
+    @torch.inference_mode()
+    def _stages_match_forward(self) -> bool:
+        x = self.val_images[:2]
+        h = x
+        for name in self.prefix_cache.stages:
+            h = self.model.get_submodule(name)(h)
+        return torch.allclose(self.prefix_cache.tail(self.model, h), self.model(x), rtol=1e-4, atol=1e-5)
 
     def keep(self, channels: Sequence[int]) -> list[torch.Tensor]:
         return [r[: int(c)].sort().values for r, c in zip(self.rankings, channels, strict=True)]
@@ -101,12 +121,38 @@ class StrategyScorer:
         pruned, timings = self.build(channels)
         t0 = time.perf_counter()
         net = fold_batchnorms(pruned).to(self.device, memory_format=self.memory_format)
-        c1 = c5 = 0
-        for i in range(0, len(self.val_labels), self.batch_size):
-            logits = net(self.val_images[i : i + self.batch_size])
-            a, b = topk_correct(logits, self.val_labels[i : i + self.batch_size])
-            c1, c5 = c1 + a, c5 + b
+        logits, reused = self._logits(net, channels)
+        c1, c5 = topk_correct(logits, self.val_labels)
         n = len(self.val_labels)
         timings["evaluate_s"] = time.perf_counter() - t0
         top1, top5 = 100 * c1 / n, 100 * c5 / n
-        return Score(top5 if self.metric == "top5" else top1, top1, top5, timings)
+        return Score(top5 if self.metric == "top5" else top1, top1, top5, timings, reused)
+
+    @torch.inference_mode()
+    def logits(self, channels: Sequence[int]) -> torch.Tensor:
+        """Search-val logits of the pruned, reconstructed network (through the prefix cache when on)."""
+        net = fold_batchnorms(self.build(channels)[0]).to(self.device, memory_format=self.memory_format)
+        return self._logits(net, channels)[0]
+
+    def _logits(self, net: nn.Module, channels: Sequence[int]) -> tuple[torch.Tensor, int]:
+        """All search-val logits, and how many leading trunk stages came from the prefix cache."""
+        batches = range(0, len(self.val_labels), self.batch_size)
+        if self.prefix_cache is None:
+            return torch.cat([net(self.val_images[i : i + self.batch_size]) for i in batches]), 0
+        cache = self.prefix_cache
+        start, stored, store_at, keys = cache.plan(channels)
+        stages = [net.get_submodule(name) for name in cache.stages[start:]]
+        kept: list[torch.Tensor] | None = [] if store_at is not None else None
+        outputs = []
+        for b, i in enumerate(batches):
+            h = stored[b] if stored is not None else self.val_images[i : i + self.batch_size]
+            for index, stage in enumerate(stages, start):
+                h = stage(h)
+                if kept is not None and index == store_at:
+                    kept.append(h)
+                    if b == 0 and not cache.fits(h, len(batches)):
+                        kept = None
+            outputs.append(cache.tail(net, h))
+        if kept is not None:
+            cache.put(keys[store_at], kept)
+        return torch.cat(outputs), start

@@ -98,6 +98,7 @@ def build_task(cfg: DictConfig, device: torch.device):
         cfg.eval_batch_size,
         cfg.seed,
         device,
+        prefix_cache_mb=cfg.get("prefix_cache_mb", 0),
     )
     env = ChannelPruningEnv(scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget)
     return base, base_path, data, structure, constraint, scorer, env

@@ -27,7 +27,7 @@ from amc.evaluation import topk_correct
 from amc.tracking import Tracker
 from models import save_checkpoint
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[..., torch.Tensor]  # (logits, labels, inputs, *extras of the training set) -> loss
 STATE_FILE = "train_state.pt"
 
 
@@ -130,7 +130,7 @@ def fit(
     )
     steps_per_epoch = min(len(loader), cfg.max_steps_per_epoch or len(loader))
     scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch))
-    criterion = loss_fn or (lambda logits, y, _x: F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing))
+    criterion = loss_fn or (lambda logits, y, *_: F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing))
 
     start_epoch, best_top1, history, elapsed = 0, -1.0, [], 0.0
     state_path = run_dir / STATE_FILE
@@ -167,12 +167,12 @@ def fit(
             leave=False,
             dynamic_ncols=True,
         )
-        for step, (x, y) in enumerate(bar):
+        for step, (x, y, *extra) in enumerate(bar):  # extra: e.g. cached teacher logits (amc.distill)
             if step >= steps_per_epoch:
                 break
             x, y = x.to(ctx.device, non_blocking=True), torch.as_tensor(y).to(ctx.device, non_blocking=True)
             logits = net(x)
-            loss = criterion(logits, y, x)
+            loss = criterion(logits, y, x, *(e.to(ctx.device, non_blocking=True) for e in extra))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -114,4 +114,5 @@ class ChannelPruningEnv(gym.Env):
             "top5": score.top5,
             "reward": reward_of(self.reward_kind, score.accuracy, macs, params),
             "timings": score.timings,
+            "reused_stages": score.reused_stages,
         }

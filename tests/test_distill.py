@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from amc.distill import Distiller, kd_loss
+from amc.distill import Distiller, kd_loss, with_teacher_logits
 from amc.errors import ConfigError
 
 
@@ -56,3 +56,37 @@ def test_distiller_kinds_and_class_mismatch():
         Distiller(other, "kd")(student(x), y, x)
     with pytest.raises(ConfigError, match="unknown distillation"):
         Distiller(teacher, "fitnet++")
+
+
+def test_cached_teacher_logits_give_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    teacher = models.create_model("mobilenet_v1", cfg=[16], in_planes=8, in_channels=1, num_classes=10).eval()
+    student = models.create_model("mobilenet_v1", cfg=[8], in_planes=8, in_channels=1, num_classes=10)
+    images = torch.randn(10, 1, 16, 16)
+    dataset = torch.utils.data.TensorDataset(images, torch.arange(10) % 10)
+    cached = with_teacher_logits(teacher, dataset, batch_size=4)
+    x, y, t = cached[7]
+    assert torch.equal(x, images[7]) and int(y) == 7
+    with torch.no_grad():
+        torch.testing.assert_close(t, teacher(images[7:8])[0])
+    loss = Distiller(teacher, "kd", temperature=3.0, alpha=0.7)
+    xs, ys, ts = torch.utils.data.default_collate([cached[i] for i in range(10)])
+    grads = []
+    for extra in ((), (ts,)):
+        student.zero_grad()
+        loss(student(xs), ys, xs, *extra).backward()
+        grads.append(next(student.parameters()).grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_teacher_logit_cache_refuses_augmented_data(tmp_path):
+    from tests.conftest import assert_clean_error, run_module
+
+    student = models.create_model("mobilenet_v1", cfg=[16], in_planes=8, in_channels=1, num_classes=10)
+    models.save_checkpoint(student, tmp_path / "student.pt", base_checkpoint=str(tmp_path / "student.pt"))
+    args = (f"checkpoint={tmp_path / 'student.pt'}", "data=digits", "logger=none", "train.epochs=1")
+    proc = run_module("amc.finetune", *args, "cache_teacher_logits=true", f"hydra.run.dir={tmp_path / 'a'}")
+    assert_clean_error(proc, "data.augment=false")
+    proc = run_module("amc.finetune", *args, "data.augment=false", f"hydra.run.dir={tmp_path / 'b'}")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert "teacher logits of" in proc.stdout and (tmp_path / "b" / "best.pt").is_file()

@@ -1,0 +1,105 @@
+"""Reuse the evaluation work a strategy leaves unchanged: search-val activations cached by strategy prefix.
+
+A converging agent keeps proposing the same widths for the early, high-resolution layers, which is where
+most of the evaluation time goes. The activations after trunk stage ``i`` depend only on the decision points
+whose layers (producers, pass-through, consumers) lie in stages ``0..i``, so a strategy that agrees with an
+earlier one on those points can start from the stored activations. The result is bit-identical to a full
+evaluation: same batches, same modules, same kernels.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from amc.structure import PrunableStructure
+
+Tail = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+# Each family's forward as trunk stages + tail. "name.*" expands a Sequential into one stage per child.
+TRUNKS: dict[str, tuple[tuple[str, ...], Tail]] = {
+    "mobilenet_v1": (("conv1", "features.*"), lambda m, h: m.classifier(h.mean((2, 3)))),
+    "mobilenet_v2": (("features.*",), lambda m, h: m.classifier(h.mean((2, 3)))),
+    "hw7_student": (("cnn.*",), lambda m, h: m.fc(h.flatten(1))),
+    "resnet18": (
+        ("conv1", "bn1", "relu", "maxpool", "layer1.*", "layer2.*", "layer3.*", "layer4.*"),
+        lambda m, h: m.fc(torch.flatten(m.avgpool(h), 1)),
+    ),
+}
+
+
+def trunk_stages(model: nn.Module, family: str) -> list[str] | None:
+    """Module names of the trunk stages, in forward order (``None``: family not split into stages)."""
+    if family not in TRUNKS:
+        return None
+    names: list[str] = []
+    for entry in TRUNKS[family][0]:
+        if entry.endswith(".*"):
+            parent = entry[:-2]
+            names += [f"{parent}.{child}" for child, _ in model.get_submodule(parent).named_children()]
+        else:
+            names.append(entry)
+    return names
+
+
+def _inside(module_name: str, stage: str) -> bool:
+    return module_name == stage or module_name.startswith(stage + ".")
+
+
+class PrefixCache:
+    """LRU store of per-batch activations after one trunk stage, keyed by the channels that shaped them.
+
+    Only prefixes seen at least twice are stored (a random strategy's prefix rarely returns), the deepest
+    such stage first (it saves the most work); ``budget_bytes`` bounds the memory held.
+    """
+
+    def __init__(self, model: nn.Module, structure: PrunableStructure, budget_bytes: int) -> None:
+        names = trunk_stages(model, structure.arch_name)
+        if names is None:
+            raise ValueError(f"no trunk split for {structure.arch_name!r}")
+        self.stages = names
+        self.tail = TRUNKS[structure.arch_name][1]
+        # The decision points whose widths the output of stage i depends on: all touched by stages 0..i.
+        touched: set[int] = set()
+        self.points_upto: list[tuple[int, ...]] = []
+        for stage in names:
+            for j, p in enumerate(structure.points):
+                if any(_inside(m, stage) for m in p.producers + p.passthrough + p.consumers):
+                    touched.add(j)
+            self.points_upto.append(tuple(sorted(touched)))
+        self.budget_bytes = budget_bytes
+        self.entries: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
+        self.seen: Counter[tuple] = Counter()
+        self.held_bytes = 0
+
+    def keys(self, channels: Sequence[int]) -> list[tuple]:
+        return [(i, tuple(int(channels[j]) for j in pts)) for i, pts in enumerate(self.points_upto)]
+
+    def plan(self, channels: Sequence[int]) -> tuple[int, list[torch.Tensor] | None, int | None, list[tuple]]:
+        """(first stage to run, stored batches to start from, stage whose output to store, keys)."""
+        keys = self.keys(channels)
+        self.seen.update(keys)
+        start, stored = 0, None
+        for key in reversed(keys):
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                start, stored = key[0] + 1, self.entries[key]
+                break
+        store = next((k[0] for k in reversed(keys[start:]) if self.seen[k] >= 2 and k not in self.entries), None)
+        return start, stored, store, keys
+
+    def fits(self, batch: torch.Tensor, batches: int) -> bool:
+        return batch.numel() * batch.element_size() * batches <= self.budget_bytes
+
+    def put(self, key: tuple, batches: list[torch.Tensor]) -> None:
+        size = sum(b.numel() * b.element_size() for b in batches)
+        if size > self.budget_bytes:
+            return
+        while self.held_bytes + size > self.budget_bytes:
+            _, evicted = self.entries.popitem(last=False)
+            self.held_bytes -= sum(b.numel() * b.element_size() for b in evicted)
+        self.entries[key] = batches
+        self.held_bytes += size

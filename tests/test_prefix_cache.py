@@ -1,0 +1,63 @@
+"""The prefix cache: trunk splits reproduce every family's forward; cached scoring is bit-identical and reuses work."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from amc.prefix_cache import TRUNKS, trunk_stages
+from amc.scoring import StrategyScorer
+from amc.structure import analyse
+from tests.test_pruning import CASES, random_channels, randomised
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_trunk_stages_and_tail_reproduce_forward(name):
+    model, size = randomised(name)
+    x = torch.randn(3, *size[1:])
+    h = x
+    for stage in trunk_stages(model, name):
+        h = model.get_submodule(stage)(h)
+    with torch.no_grad():
+        torch.testing.assert_close(TRUNKS[name][1](model, h), model(x))
+
+
+def scorers(name: str, cache_mb: float) -> tuple[StrategyScorer, StrategyScorer]:
+    model, size = randomised(name)
+    generator = torch.Generator().manual_seed(1)
+    val_x = torch.randn(12, *size[1:], generator=generator)
+    val_y = torch.randint(0, 10, (12,), generator=generator)
+    calib = torch.randn(6, *size[1:], generator=generator)
+    structure = analyse(model, size)
+    common = dict(points_per_image=3, batch_size=5, seed=0)  # 3 batches, the last one short
+    plain = StrategyScorer(model, structure, val_x, val_y, calib, **common)
+    cached = StrategyScorer(model, structure, val_x, val_y, calib, **common, prefix_cache_mb=cache_mb)
+    return plain, cached
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cached_scores_equal_full_evaluation_and_reuse_shared_prefixes(name):
+    plain, cached = scorers(name, cache_mb=64)
+    assert cached.prefix_cache is not None
+    structure = plain.structure
+    generator = torch.Generator().manual_seed(2)
+    first = random_channels(structure, generator)
+    other = random_channels(structure, generator)
+    late_change = [*first[:-1], other[-1]]  # agrees with ``first`` everywhere but the last decision point
+    reused = []
+    for channels in (first, first, late_change, first, other, late_change):
+        assert torch.equal(cached.logits(channels), plain.logits(channels))
+        score = cached.score(channels)
+        assert (score.top1, score.top5) == (plain.score(channels).top1, plain.score(channels).top5)
+        reused.append(score.reused_stages)
+    assert reused[0] == 0  # nothing stored before a prefix was seen twice
+    assert max(reused) > 0
+    assert cached.prefix_cache.held_bytes <= cached.prefix_cache.budget_bytes
+
+
+def test_cache_never_holds_more_than_its_budget():
+    plain, cached = scorers("mobilenet_v1", cache_mb=1e-4)  # ~100 bytes: no activation fits
+    channels = random_channels(plain.structure, torch.Generator().manual_seed(3))
+    for _ in range(3):
+        assert cached.score(channels).reused_stages == 0
+    assert cached.prefix_cache.held_bytes == 0 and not cached.prefix_cache.entries
