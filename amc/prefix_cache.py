@@ -53,7 +53,8 @@ class PrefixCache:
     """LRU store of per-batch activations after one trunk stage, keyed by the channels that shaped them.
 
     Only prefixes seen at least twice are stored (a random strategy's prefix rarely returns), the deepest
-    such stage first (it saves the most work); ``budget_bytes`` bounds the memory held.
+    such stage first (it saves the most work). ``budget_bytes`` bounds the memory held, including an entry
+    being filled: room is made before its batches are computed.
     """
 
     def __init__(self, model: nn.Module, structure: PrunableStructure, budget_bytes: int) -> None:
@@ -74,6 +75,7 @@ class PrefixCache:
         self.entries: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
         self.seen: Counter[tuple] = Counter()
         self.held_bytes = 0
+        self.reading: tuple | None = None  # the entry the current evaluation starts from
 
     def keys(self, channels: Sequence[int]) -> list[tuple]:
         return [(i, tuple(int(channels[j]) for j in pts)) for i, pts in enumerate(self.points_upto)]
@@ -82,24 +84,33 @@ class PrefixCache:
         """(first stage to run, stored batches to start from, stage whose output to store, keys)."""
         keys = self.keys(channels)
         self.seen.update(keys)
-        start, stored = 0, None
+        start, stored, self.reading = 0, None, None
         for key in reversed(keys):
             if key in self.entries:
                 self.entries.move_to_end(key)
-                start, stored = key[0] + 1, self.entries[key]
+                start, stored, self.reading = key[0] + 1, self.entries[key], key
                 break
         store = next((k[0] for k in reversed(keys[start:]) if self.seen[k] >= 2 and k not in self.entries), None)
         return start, stored, store, keys
 
-    def fits(self, batch: torch.Tensor, batches: int) -> bool:
-        return batch.numel() * batch.element_size() * batches <= self.budget_bytes
+    def reserve(self, batch: torch.Tensor, batches: int, keep: tuple | None = None) -> bool:
+        """Make room for ``batches`` batches shaped like ``batch`` before computing them, evicting the least
+        recently used entries (never ``keep``, the one being read); ``False`` if it can never fit."""
+        size = batch.numel() * batch.element_size() * batches
+        keep_size = _nbytes(self.entries[keep]) if keep in self.entries else 0
+        if size + keep_size > self.budget_bytes:
+            return False
+        for key in list(self.entries):
+            if self.held_bytes + size <= self.budget_bytes:
+                break
+            if key != keep:
+                self.held_bytes -= _nbytes(self.entries.pop(key))
+        return True
 
     def put(self, key: tuple, batches: list[torch.Tensor]) -> None:
-        size = sum(b.numel() * b.element_size() for b in batches)
-        if size > self.budget_bytes:
-            return
-        while self.held_bytes + size > self.budget_bytes:
-            _, evicted = self.entries.popitem(last=False)
-            self.held_bytes -= sum(b.numel() * b.element_size() for b in evicted)
         self.entries[key] = batches
-        self.held_bytes += size
+        self.held_bytes += _nbytes(batches)
+
+
+def _nbytes(batches: list[torch.Tensor]) -> int:
+    return sum(b.numel() * b.element_size() for b in batches)

@@ -150,7 +150,7 @@ class StrategyScorer:
                 h = stage(h)
                 if kept is not None and index == store_at:
                     kept.append(h)
-                    if b == 0 and not cache.fits(h, len(batches)):
+                    if b == 0 and not cache.reserve(h, len(batches), keep=cache.reading):
                         kept = None
             outputs.append(cache.tail(net, h))
         if kept is not None:
