@@ -166,7 +166,11 @@ class WithTeacherLogits(Dataset):
 
 @torch.inference_mode()
 def with_teacher_logits(
-    teacher: nn.Module, dataset: Dataset, batch_size: int = 500, device: torch.device | str = "cpu"
+    teacher: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> WithTeacherLogits:
     """One teacher pass over a deterministic (non-augmented) dataset, kept on the CPU in dataset order."""
     teacher.eval()
@@ -174,5 +178,7 @@ def with_teacher_logits(
     for start in tqdm(range(0, len(dataset), batch_size), desc="teacher logits", leave=False, dynamic_ncols=True):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         x = torch.stack([item[0] for item in items]).to(device)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=memory_format)
         chunks.append(teacher(x).float().cpu())
     return WithTeacherLogits(dataset, torch.cat(chunks))

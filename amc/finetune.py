@@ -12,6 +12,7 @@ import json
 import time
 
 import hydra
+import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
@@ -82,6 +83,9 @@ def finetune(cfg: DictConfig) -> dict:
         to_plain(d.get("hint_layers")) or (),
         d.get("hint_weight", 1.0),
     ).to(ctx.device)
+    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    if teacher is not None:  # the student trains channels_last; so should the teacher's forward passes run
+        teacher.to(memory_format=memory_format)
     run_dir = run_dir_of(cfg)
     train_cfg = TrainConfig.from_mapping({**to_plain(cfg.train), "seed": cfg.seed})
     tracker = None
@@ -100,7 +104,7 @@ def finetune(cfg: DictConfig) -> dict:
             )
     if use_teacher_logit_cache(cfg):
         t0 = time.perf_counter()
-        train = with_teacher_logits(teacher, data.train, train_cfg.eval_batch_size, ctx.device)
+        train = with_teacher_logits(teacher, data.train, train_cfg.eval_batch_size, ctx.device, memory_format)
         data = dataclasses.replace(data, train=train)
         if ctx.is_main:
             print(f"teacher logits of {len(train):,} training images cached in {time.perf_counter() - t0:.1f} s")
