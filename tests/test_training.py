@@ -1,0 +1,28 @@
+"""The one training loop: gradient clipping bounds each update."""
+
+from __future__ import annotations
+
+import torch
+
+import models
+from amc.data import build_data
+from amc.distributed import Dist
+from amc.training import TrainConfig, fit
+
+
+def test_gradient_clipping_bounds_the_step(tmp_path):
+    torch.manual_seed(0)
+    data = build_data("digits", search_val_size=100, augment=False)
+    moved = {}
+    for clip in (None, 1e-3):
+        torch.manual_seed(0)  # the same initial weights for both runs
+        model = models.create_model("mobilenet_v1", cfg=[16], in_planes=8, in_channels=1, num_classes=10)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        cfg = TrainConfig(
+            epochs=1, lr=1.0, momentum=0.0, nesterov=False, weight_decay=0.0, max_steps_per_epoch=1, grad_clip_norm=clip
+        )
+        fit(model, data, cfg, tmp_path / str(clip), Dist(device=torch.device("cpu")))
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        moved[clip] = float((after - before).norm())
+    assert moved[1e-3] <= 1e-3 * 1.0001  # one SGD step of lr 1 with the gradient norm clipped to 1e-3
+    assert moved[None] > 10 * moved[1e-3]
