@@ -117,6 +117,8 @@ def fit(
     :return: the final summary (best and last metrics, wall time).
     """
     torch.manual_seed(cfg.seed + ctx.rank)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     model.to(ctx.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     net: nn.Module = model
     if ctx.enabled:
