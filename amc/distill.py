@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from amc.data import make_loader
 from amc.errors import ConfigError
 
 KINDS = ("kd", "hint", "ce")
@@ -175,9 +176,9 @@ def with_teacher_logits(
     """One teacher pass over a deterministic (non-augmented) dataset, kept on the CPU in dataset order."""
     teacher.eval()
     chunks = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc="teacher logits", leave=False, dynamic_ncols=True):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        x = torch.stack([item[0] for item in items]).to(device)
+    loader = make_loader(dataset, batch_size, shuffle=False)
+    for x, _ in tqdm(loader, desc="teacher logits", leave=False, dynamic_ncols=True):
+        x = x.to(device)
         if x.dim() == 4:
             x = x.contiguous(memory_format=memory_format)
         chunks.append(teacher(x).float().cpu())

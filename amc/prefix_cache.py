@@ -75,25 +75,50 @@ class PrefixCache:
         self.entries: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
         self.seen: Counter[tuple] = Counter()
         self.held_bytes = 0
-        self.reading: tuple | None = None  # the entry the current evaluation starts from
 
     def keys(self, channels: Sequence[int]) -> list[tuple]:
         return [(i, tuple(int(channels[j]) for j in pts)) for i, pts in enumerate(self.points_upto)]
 
-    def plan(self, channels: Sequence[int]) -> tuple[int, list[torch.Tensor] | None, int | None, list[tuple]]:
-        """(first stage to run, stored batches to start from, stage whose output to store, keys)."""
+    @torch.inference_mode()
+    def matches_forward(self, model: nn.Module, x: torch.Tensor) -> bool:
+        """Whether stages + tail reproduce ``model(x)`` (guards against a forward() this split does not know)."""
+        h = x
+        for name in self.stages:
+            h = model.get_submodule(name)(h)
+        return torch.allclose(self.tail(model, h), model(x), rtol=1e-4, atol=1e-5)
+
+    @torch.inference_mode()
+    def logits(
+        self, net: nn.Module, channels: Sequence[int], images: torch.Tensor, batch_size: int
+    ) -> tuple[torch.Tensor, int]:
+        """``net``'s logits on ``images`` (always the same tensor), starting from the deepest stored prefix
+        of ``channels`` and storing a recurring one; also the number of stages skipped."""
         keys = self.keys(channels)
         self.seen.update(keys)
-        start, stored, self.reading = 0, None, None
-        for key in reversed(keys):
-            if key in self.entries:
-                self.entries.move_to_end(key)
-                start, stored, self.reading = key[0] + 1, self.entries[key], key
-                break
-        store = next((k[0] for k in reversed(keys[start:]) if self.seen[k] >= 2 and k not in self.entries), None)
-        return start, stored, store, keys
+        reading = next((k for k in reversed(keys) if k in self.entries), None)
+        start = reading[0] + 1 if reading else 0
+        if reading:
+            self.entries.move_to_end(reading)
+        store_at = next((k[0] for k in reversed(keys[start:]) if self.seen[k] >= 2 and k not in self.entries), None)
+        stages = [net.get_submodule(name) for name in self.stages[start:]]
+        batches = range(0, len(images), batch_size)
+        kept: list[torch.Tensor] | None = [] if store_at is not None else None
+        outputs = []
+        for b, i in enumerate(batches):
+            h = self.entries[reading][b] if reading else images[i : i + batch_size]
+            for index, stage in enumerate(stages, start):
+                h = stage(h)
+                if kept is not None and index == store_at:
+                    kept.append(h)
+                    if b == 0 and not self._reserve(h, len(batches), keep=reading):
+                        kept = None
+            outputs.append(self.tail(net, h))
+        if kept is not None:
+            self.entries[keys[store_at]] = kept
+            self.held_bytes += _nbytes(kept)
+        return torch.cat(outputs), start
 
-    def reserve(self, batch: torch.Tensor, batches: int, keep: tuple | None = None) -> bool:
+    def _reserve(self, batch: torch.Tensor, batches: int, keep: tuple | None) -> bool:
         """Make room for ``batches`` batches shaped like ``batch`` before computing them, evicting the least
         recently used entries (never ``keep``, the one being read); ``False`` if it can never fit."""
         size = batch.numel() * batch.element_size() * batches
@@ -106,10 +131,6 @@ class PrefixCache:
             if key != keep:
                 self.held_bytes -= _nbytes(self.entries.pop(key))
         return True
-
-    def put(self, key: tuple, batches: list[torch.Tensor]) -> None:
-        self.entries[key] = batches
-        self.held_bytes += _nbytes(batches)
 
 
 def _nbytes(batches: list[torch.Tensor]) -> int:

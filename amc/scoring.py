@@ -81,17 +81,9 @@ class StrategyScorer:
         self.prefix_cache = None
         if prefix_cache_mb > 0 and trunk_stages(model, structure.arch_name) is not None:
             self.prefix_cache = PrefixCache(model, structure, int(prefix_cache_mb * 2**20))
-            if not self._stages_match_forward():
+            if not self.prefix_cache.matches_forward(model, self.val_images[:2]):
                 warnings.warn(f"{structure.arch_name}: trunk split != forward(); no prefix cache", stacklevel=2)
                 self.prefix_cache = None
-
-    @torch.inference_mode()
-    def _stages_match_forward(self) -> bool:
-        x = self.val_images[:2]
-        h = x
-        for name in self.prefix_cache.stages:
-            h = self.model.get_submodule(name)(h)
-        return torch.allclose(self.prefix_cache.tail(self.model, h), self.model(x), rtol=1e-4, atol=1e-5)
 
     def keep(self, channels: Sequence[int]) -> list[torch.Tensor]:
         return [r[: int(c)].sort().values for r, c in zip(self.rankings, channels, strict=True)]
@@ -136,23 +128,7 @@ class StrategyScorer:
 
     def _logits(self, net: nn.Module, channels: Sequence[int]) -> tuple[torch.Tensor, int]:
         """All search-val logits, and how many leading trunk stages came from the prefix cache."""
+        if self.prefix_cache is not None:
+            return self.prefix_cache.logits(net, channels, self.val_images, self.batch_size)
         batches = range(0, len(self.val_labels), self.batch_size)
-        if self.prefix_cache is None:
-            return torch.cat([net(self.val_images[i : i + self.batch_size]) for i in batches]), 0
-        cache = self.prefix_cache
-        start, stored, store_at, keys = cache.plan(channels)
-        stages = [net.get_submodule(name) for name in cache.stages[start:]]
-        kept: list[torch.Tensor] | None = [] if store_at is not None else None
-        outputs = []
-        for b, i in enumerate(batches):
-            h = stored[b] if stored is not None else self.val_images[i : i + self.batch_size]
-            for index, stage in enumerate(stages, start):
-                h = stage(h)
-                if kept is not None and index == store_at:
-                    kept.append(h)
-                    if b == 0 and not cache.reserve(h, len(batches), keep=cache.reading):
-                        kept = None
-            outputs.append(cache.tail(net, h))
-        if kept is not None:
-            cache.put(keys[store_at], kept)
-        return torch.cat(outputs), start
+        return torch.cat([net(self.val_images[i : i + self.batch_size]) for i in batches]), 0
