@@ -13,6 +13,7 @@ A tiny ridge keeps the solve finite when dead channels make ``XᵀX`` singular.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,6 +88,19 @@ def _batches(images: torch.Tensor, batch_size: int):
         yield images[i : i + batch_size]
 
 
+class _AllCaptured(Exception):
+    """Raised by a forward hook once a pass has given every tensor it was run for: skips the rest of it."""
+
+
+def _forward_until_captured(net: nn.Module, x: torch.Tensor, captured: dict, needed: list[tuple[str, str]]) -> None:
+    """Run ``net`` on ``x`` only as far as the last layer whose input/output is ``needed``."""
+    with contextlib.suppress(_AllCaptured):
+        net(x)
+    missing = [(n, k) for n, k in needed if k not in captured[n]]
+    if missing:
+        raise RuntimeError(f"the forward pass never reached {missing[0][0]}")
+
+
 @torch.inference_mode()
 def collect_stats(
     model: nn.Module,
@@ -100,27 +114,37 @@ def collect_stats(
     """Accumulate XᵀX and XᵀY for each named consumer over the calibration images.
 
     X is read from ``source`` (default: ``model``), Y from ``model`` — so ``source`` = the pruned
-    network gives the closed-loop problem, and the default the open-loop one.
+    network gives the closed-loop problem, and the default the open-loop one. Each forward pass
+    stops at the last layer it is needed for (closed loop refits early layers on a short prefix).
     """
     source = source or model
     src_layers = dict(source.named_modules())
     stats: dict[str, ConsumerStats] = {}
     captured: dict[str, dict[str, torch.Tensor]] = {name: {} for name in layers}
-    handles = []
-    for name, layer in layers.items():
-        handles.append(layer.register_forward_hook(lambda m, i, o, n=name: captured[n].__setitem__("y", o)))
-        handles.append(
-            src_layers[name].register_forward_hook(lambda m, i, o, n=name: captured[n].__setitem__("x", i[0]))
-        )
+    needs = {id(model): [(n, "y") for n in layers]}
+    needs[id(source)] = needs.get(id(source), []) + [(n, "x") for n in layers]
+
+    def hook_for(net: nn.Module, name: str, key: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            captured[name][key] = inputs[0] if key == "x" else output
+            if all(k in captured[n] for n, k in needs[id(net)]):
+                raise _AllCaptured
+
+        return hook
+
+    handles = [layer.register_forward_hook(hook_for(model, name, "y")) for name, layer in layers.items()]
+    handles += [src_layers[name].register_forward_hook(hook_for(source, name, "x")) for name in layers]
     model.eval()
     source.eval()
     device = next(model.parameters()).device
     try:
         for batch_no, x in enumerate(_batches(images, batch_size)):
             x = x.to(device)
-            model(x)
+            for entry in captured.values():
+                entry.clear()
+            _forward_until_captured(model, x, captured, needs[id(model)])
             if source is not model:
-                source(x)
+                _forward_until_captured(source, x, captured, needs[id(source)])
             for name, layer in layers.items():
                 generator = torch.Generator().manual_seed(seed * 1_000_003 + batch_no)
                 xs, ys = sample_rows(layer, captured[name]["x"], captured[name]["y"], points, generator)

@@ -98,14 +98,16 @@ class StrategyScorer:
         t2 = time.perf_counter()
         return pruned, {"reconstruct_s": t1 - t0, "prune_s": t2 - t1}
 
-    def build_closed_loop(self, channels: Sequence[int]) -> nn.Module:
-        """The final export: each consumer refit on the features of the network pruned so far (slower, better)."""
+    def build_closed_loop(self, channels: Sequence[int], images: torch.Tensor | None = None) -> nn.Module:
+        """The final export: each consumer refit on the features of the network pruned so far (slower, better).
+
+        :param images: calibration images for the refit (default: the search's own).
+        """
         keep = self.keep(channels)
-        if self.calibration_images is None or not len(self.calibration_images):
+        images = self.calibration_images if images is None else images
+        if images is None or not len(images):
             return slice_model(self.model, self.structure, keep)
-        overrides = closed_loop_overrides(
-            self.model, self.structure, keep, self.calibration_images, self.points_per_image, self.seed
-        )
+        overrides = closed_loop_overrides(self.model, self.structure, keep, images, self.points_per_image, self.seed)
         return slice_model(self.model, self.structure, keep, overrides)
 
     @torch.inference_mode()

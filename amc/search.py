@@ -63,8 +63,26 @@ def check_inputs(cfg: DictConfig) -> None:
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
     if cfg.export_reconstruction not in ("open", "closed"):
         raise ConfigError("export_reconstruction must be open or closed")
+    export_count = cfg.get("export_calibration_images")
+    if export_count is not None and export_count < 1:
+        raise ConfigError("export_calibration_images must be at least 1 (or null: the search's own)")
     if cfg.episodes < 1:
         raise ConfigError("episodes must be at least 1")
+
+
+def calibration_images(cfg: DictConfig, data, count: int) -> torch.Tensor:
+    """The first ``count`` train-split images (augmented if ``calibration_augment``, seeded)."""
+    calib_data = build_data(**to_plain(cfg.data)) if cfg.calibration_augment else data
+    torch.manual_seed(cfg.seed)
+    return stack_dataset(calib_data.train, limit=count)[0]
+
+
+def export_calibration(cfg: DictConfig, data, scorer: StrategyScorer) -> torch.Tensor | None:
+    """Calibration images for the final export: more than the search's own, where asked for."""
+    count = cfg.get("export_calibration_images")
+    if not cfg.reconstruct or count is None or count <= cfg.calibration_images:
+        return scorer.calibration_images
+    return calibration_images(cfg, data, count)
 
 
 def build_task(cfg: DictConfig, device: torch.device):
@@ -73,9 +91,7 @@ def build_task(cfg: DictConfig, device: torch.device):
     base = base.to(device).eval()
     data = build_data(**{**to_plain(cfg.data), "augment": False})
     val_x, val_y = stack_dataset(data.search_val, limit=cfg.search_val_images)
-    calib_data = build_data(**to_plain(cfg.data)) if cfg.calibration_augment else data
-    torch.manual_seed(cfg.seed)
-    calib_x = stack_dataset(calib_data.train, limit=cfg.calibration_images)[0] if cfg.reconstruct else None
+    calib_x = calibration_images(cfg, data, cfg.calibration_images) if cfg.reconstruct else None
     image_size = data.image_size
     structure = analyse(base, (1, data.in_channels, image_size, image_size))
     kind, budget = constraint_of(cfg)
@@ -215,8 +231,10 @@ def finish(
     """Export the best strategy: test top-1, strategy.json, pruned.pt, plots."""
     best = recorder.best
     if cfg.export_reconstruction == "closed":
-        pruned = scorer.build_closed_loop(best["channels"])
+        calibration = export_calibration(cfg, data, scorer)
+        pruned = scorer.build_closed_loop(best["channels"], calibration)
     else:
+        calibration = scorer.calibration_images
         pruned, _ = scorer.build(best["channels"])
     test_x, test_y = stack_dataset(data.test, limit=cfg.get("test_images"))
     test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
@@ -228,6 +246,7 @@ def finish(
         test_top5=test["top5"],
         base_test_top1=base_test["top1"],
         export_reconstruction=cfg.export_reconstruction,
+        export_calibration_images=0 if calibration is None else len(calibration),
     )
     write_json_atomic(run_dir / "strategy.json", strategy)
     save_checkpoint(

@@ -11,7 +11,7 @@ from amc.cost import profile
 from amc.engine import keep_indices, prune_model
 from amc.errors import ConfigError
 from amc.pruning import channel_scores, masked_inputs, select_channels
-from amc.reconstruction import OpenLoopReconstructor, collect_stats, solve
+from amc.reconstruction import OpenLoopReconstructor, collect_stats, sample_rows, solve
 from amc.structure import analyse
 
 CASES = {
@@ -142,6 +142,24 @@ def test_least_squares_recovers_a_kxk_conv_exactly():
     stats = collect_stats(wrapper, {"0": layer}, torch.randn(20, 6, 8, 8), points=16, seed=0)
     w = solve(stats["0"], kept).reshape(4, 4, 3, 3)
     assert torch.allclose(w, layer.weight[:, kept].detach(), atol=1e-4)
+
+
+def test_calibration_passes_stop_after_the_last_layer_they_need():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    tail_calls = []
+    net[4].register_forward_hook(lambda *args: tail_calls.append(1))
+    images = torch.randn(10, 3, 5, 5)
+    stats = collect_stats(net, {"2": net[2]}, images, points=5, seed=3, batch_size=4)["2"]
+    assert not tail_calls  # nothing after the consumer runs
+    gram = torch.zeros_like(stats.gram)
+    with torch.no_grad():
+        for batch_no, start in enumerate(range(0, 10, 4)):
+            x = net[1](net[0](images[start : start + 4]))
+            generator = torch.Generator().manual_seed(3 * 1_000_003 + batch_no)
+            xs, _ = sample_rows(net[2], x, net[2](x), 5, generator)
+            gram += (xs.T @ xs).double()
+    assert torch.allclose(stats.gram, gram) and stats.rows == 50
 
 
 def test_dead_channels_give_finite_reconstruction():

@@ -58,6 +58,7 @@ def test_search_writes_its_outputs(first_run):
     ):
         assert key in strategy
     assert 0.49 <= strategy["macs"] / strategy["base_macs"] <= 0.5
+    assert strategy["export_calibration_images"] > 200  # the export refits on more images than the search's 200
     rows = [json.loads(line) for line in (first_run / "episodes.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and all(r["macs"] <= 0.5 * strategy["base_macs"] for r in rows)
     assert max(r["reward"] for r in rows) == rows[strategy["episode"] - 1]["reward"]
