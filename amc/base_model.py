@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from amc.config import load_model_for_data, model_kwargs, to_plain
-from amc.data import build_data
+from amc.config import builder_name, load_model_for_data, model_and_data, to_plain
 from amc.distributed import Dist, pick_device
 from amc.tracking import Tracker
 from amc.training import TrainConfig, fit
-from models import create_model, load_checkpoint
+from models import load_checkpoint
 
 
 def cached_base_path(cfg: DictConfig) -> Path:
     train = cfg.base_training
-    name = f"{cfg.data.name}_{cfg.model.name}_e{train.epochs}_s{cfg.seed}.pt"
+    recipe = json.dumps([to_plain(cfg.model), to_plain(cfg.data), to_plain(train), cfg.seed], sort_keys=True)
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:8]  # a model's kwargs or a data option change the base
+    model = builder_name(cfg.model).rsplit(".", 1)[-1]
+    name = f"{cfg.data.name}_{model}_e{train.epochs}_s{cfg.seed}_{digest}.pt"
     return Path(str(cfg.cache_dir)).expanduser() / "base_models" / name
 
 
@@ -34,8 +38,7 @@ def obtain_base_model(cfg: DictConfig) -> tuple[nn.Module, str]:
         f"no checkpoint= given: training a base {cfg.model.name} on {cfg.data.name} for "
         f"{cfg.base_training.epochs} epoch(s) once; it is cached at {path} for the next run"
     )
-    data = build_data(**to_plain(cfg.data))
-    model = create_model(cfg.model.name, **model_kwargs(cfg.model, data.num_classes, data.in_channels, data.image_size))
+    model, data = model_and_data(cfg.model, cfg.data)
     work = path.with_suffix(".run")
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

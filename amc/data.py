@@ -80,6 +80,20 @@ class TensorImages(Dataset):
         return TensorImages(self.images, self.labels, self.mean.flatten().tolist(), self.std.flatten().tolist())
 
 
+class Resized(Dataset):
+    """A dataset whose images are resized to ``size``×``size`` (bilinear) as they are read."""
+
+    def __init__(self, dataset: Dataset, size: int) -> None:
+        self.dataset, self.size = dataset, size
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x, y = self.dataset[index]
+        return F.interpolate(x[None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0], y
+
+
 # ---------------------------------------------------------------- Fashion-MNIST (IDX files)
 def read_idx(path: Path) -> torch.Tensor:
     """Read an IDX file (optionally gzipped) into a uint8 tensor."""
@@ -212,9 +226,14 @@ def build_data(
     train_limit: int | None = None,
     search_val_limit: int | None = None,
     test_limit: int | None = None,
+    resize: int | None = None,
     **_: object,
 ) -> DataSplits:
-    """Train / search-val / test of a dataset: fashion_mnist, digits, cifar10, cifar100, imagefolder or food11."""
+    """Train / search-val / test of a dataset: fashion_mnist, digits, cifar10, cifar100, imagefolder or food11.
+
+    :param resize: image side in pixels when a model needs another size than the dataset's own (e.g. a
+        torchvision network that cannot take 8-px digits); bilinear, after augmentation.
+    """
     builders = {
         "fashion_mnist": _fashion_mnist,
         "digits": _digits,
@@ -226,6 +245,9 @@ def build_data(
     if name not in builders:
         raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(builders)}")
     train_full, train_plain, test, info = builders[name](name, root, augment, download, crop)
+    if resize and int(resize) != info["image_size"]:
+        train_full, train_plain, test = (Resized(d, int(resize)) for d in (train_full, train_plain, test))
+        info = {**info, "image_size": int(resize)}
     train_idx, val_idx = search_val_split(len(train_full), search_val_size, split_seed)
     return DataSplits(
         train=_limit(Subset(train_full, train_idx), train_limit),

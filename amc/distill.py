@@ -64,6 +64,38 @@ class FeatureTaps:
         return hook
 
 
+def stage_ends(model: nn.Module, input_size: Sequence[int]) -> dict[int, str]:
+    """Per feature-map height: the module that finishes last with a 4-D output at that resolution."""
+    ends: dict[int, str] = {}
+    names = {m: n for n, m in model.named_modules() if n}
+
+    def hook(module, _inputs, output):
+        if isinstance(output, torch.Tensor) and output.dim() == 4 and module in names:
+            ends[int(output.shape[2])] = names[module]
+
+    handles = [m.register_forward_hook(hook) for m in names]
+    param = next(model.parameters())
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(tuple(input_size), device=param.device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return ends
+
+
+def stage_hint_pairs(student: nn.Module, teacher: nn.Module, input_size: Sequence[int]) -> list[tuple[str, str]]:
+    """FitNets hint pairs for any two networks: the end of each resolution stage both have, coarse last."""
+    s_ends, t_ends = stage_ends(student, input_size), stage_ends(teacher, input_size)
+    shared = sorted(set(s_ends) & set(t_ends), reverse=True)
+    if not shared:
+        raise ConfigError("student and teacher share no feature-map resolution; set distill.hint_layers")
+    return [(s_ends[h], t_ends[h]) for h in shared]
+
+
 class Distiller:
     """The fine-tuning loss against ``teacher``.
 
@@ -80,8 +112,9 @@ class Distiller:
         alpha: float = 0.9,
         label_smoothing: float = 0.0,
         student: nn.Module | None = None,
-        hint_layers: Sequence[Sequence[str]] = (),
+        hint_layers: Sequence[Sequence[str]] | None = None,
         hint_weight: float = 1.0,
+        input_size: Sequence[int] | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"unknown distillation {kind!r}; use one of {', '.join(KINDS)}")
@@ -91,10 +124,14 @@ class Distiller:
         self.kind, self.temperature, self.alpha = kind, temperature, alpha
         self.label_smoothing, self.hint_weight = label_smoothing, hint_weight
         self.adapters = nn.ModuleList()
-        self.pairs = [tuple(p) for p in hint_layers] if kind == "hint" else []
-        if self.pairs:
+        self.pairs: list[tuple[str, ...]] = []
+        self.input_size = tuple(input_size) if input_size else None
+        if kind == "hint":
             if student is None:
                 raise ConfigError("hint distillation needs the student to tap its layers")
+            self.input_size = self.input_size or (1, _in_channels(student), 32, 32)
+            pairs = hint_layers or stage_hint_pairs(student, teacher, self.input_size)
+            self.pairs = [tuple(p) for p in pairs]
             self.student_taps = FeatureTaps(student, [s for s, _ in self.pairs])
             self.teacher_taps = FeatureTaps(teacher, [t for _, t in self.pairs])
             self._build_adapters(student)
@@ -102,8 +139,7 @@ class Distiller:
     def _build_adapters(self, student: nn.Module) -> None:
         """Probe one input to learn both sides' channel counts, then make a 1×1 adapter per pair."""
         param = next(student.parameters())
-        conv = next(m for m in student.modules() if isinstance(m, nn.Conv2d))
-        probe = torch.zeros(1, conv.in_channels, 32, 32, device=param.device)
+        probe = torch.zeros(self.input_size, device=param.device)
         was = student.training
         with torch.no_grad():
             student.eval()
@@ -147,6 +183,11 @@ class Distiller:
                 t = F.adaptive_avg_pool2d(t, s.shape[-2:])
             loss = loss + self.hint_weight * F.mse_loss(s, t)
         return loss
+
+
+def _in_channels(model: nn.Module) -> int:
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else 3
 
 
 class WithTeacherLogits(Dataset):

@@ -15,15 +15,47 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from amc.config import load_model_for_data, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
+from amc.config import (
+    first_conv_in_channels,
+    load_model_for_data,
+    run_dir_of,
+    save_resolved_config,
+    seed_everything,
+    set_threads,
+    to_plain,
+)
 from amc.data import build_data, stack_dataset
 from amc.distributed import pick_device
 from amc.engine import keep_indices, reconstruction_overrides
 from amc.errors import ConfigError, user_errors_exit
 from amc.evaluation import evaluate, tensor_batches
 from amc.pruning import check_channels, slice_model
+from amc.reconstruction import unreconstructed
 from amc.structure import analyse
 from models import save_checkpoint
+
+
+def strategy_file(cfg: DictConfig) -> dict[str, Any] | None:
+    if cfg.strategy is None:
+        return None
+    path = Path(cfg.strategy)
+    if not path.is_file():
+        raise ConfigError(f"strategy file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        raise ConfigError(f"{path} is not JSON (want a search's strategy.json)") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a strategy.json with a 'channels' list")
+    return data
+
+
+def prune_residual_of(cfg: DictConfig) -> bool:
+    """As asked, else as the strategy file's search had it, else true (the search's default)."""
+    if cfg.get("prune_residual") is not None:
+        return bool(cfg.prune_residual)
+    saved = strategy_file(cfg)
+    return bool(saved.get("prune_residual", True)) if saved else True
 
 
 def channels_from(cfg: DictConfig) -> list[int]:
@@ -32,19 +64,16 @@ def channels_from(cfg: DictConfig) -> list[int]:
     if cfg.channels is not None:
         return [int(c) for c in to_plain(cfg.channels)]
     if cfg.strategy is not None:
-        path = Path(cfg.strategy)
-        if not path.is_file():
-            raise ConfigError(f"strategy file not found: {path}")
         try:
-            return [int(c) for c in json.loads(path.read_text())["channels"]]
+            return [int(c) for c in strategy_file(cfg)["channels"]]
         except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"{path} is not a strategy.json with a 'channels' list") from None
+            raise ConfigError(f"{cfg.strategy} is not a strategy.json with a 'channels' list") from None
     raise ConfigError("say what to keep: channels=[c0,c1,...] (one count per decision point) or strategy=strategy.json")
 
 
-def calibration_images(data_cfg: DictConfig, count: int, augment: bool) -> torch.Tensor:
+def calibration_images(data_cfg: DictConfig, count: int, augment: bool, size: int) -> torch.Tensor:
     """The first ``count`` images of the train split (not search-val, not test)."""
-    splits = build_data(**{**to_plain(data_cfg), "augment": augment})
+    splits = build_data(**{**to_plain(data_cfg), "augment": augment, "resize": size})
     return stack_dataset(splits.train, limit=count)[0]
 
 
@@ -55,26 +84,26 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("checkpoint=PATH (the base model to prune) is required")
     base = load_model_for_data(cfg.checkpoint, cfg.model, cfg.data).eval()
     image_size = int(base.checkpoint_metadata.get("image_size", 224))
-    in_channels = next(m for m in base.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
-    structure = analyse(base, (1, in_channels, image_size, image_size))
+    in_channels = first_conv_in_channels(base)
+    structure = analyse(base, (1, in_channels, image_size, image_size), prune_residual_of(cfg))
     channels = check_channels(structure, channels_from(cfg))
     keep = keep_indices(base, structure, channels, cfg.selection, cfg.seed)
     plain = slice_model(base, structure, keep)
 
     result: dict[str, Any] = {
-        "arch": structure.new_arch_kwargs(channels),
         "channels": channels,
         "base_macs": structure.macs(structure.widths),
         "macs": structure.macs(channels),
         "base_params": structure.params(structure.widths),
         "params": structure.params(channels),
         "selection": cfg.selection,
+        "prune_residual": structure.prune_residual,
     }
     result["macs_ratio"] = result["macs"] / result["base_macs"]
     pruned, timings = plain, {}
     if cfg.reconstruct:
         t0 = time.perf_counter()
-        images = calibration_images(cfg.data, cfg.calibration_images, cfg.calibration_augment)
+        images = calibration_images(cfg.data, cfg.calibration_images, cfg.calibration_augment, image_size)
         overrides = reconstruction_overrides(
             base, structure, keep, cfg.reconstruction, images, cfg.points_per_image, cfg.seed
         )
@@ -84,12 +113,13 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             calibration_images=len(images),
             points_per_image=cfg.points_per_image,
             reconstruction=cfg.reconstruction,
+            not_reconstructed=unreconstructed(base, structure),
             **timings,
         )
 
     if cfg.evaluate:
         device = pick_device(cfg.device)
-        splits = build_data(**{**to_plain(cfg.data), "augment": False})
+        splits = build_data(**{**to_plain(cfg.data), "augment": False, "resize": image_size})
         for split in ("search-val", "test"):
             x, y = stack_dataset(splits.split(split))
             for label, net in (
@@ -111,7 +141,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         output,
         base_checkpoint=str(cfg.checkpoint),
         image_size=image_size,
-        **{k: v for k, v in result.items() if k != "arch"},
+        **result,
     )
     (run_dir / "export_summary.json").write_text(json.dumps(result, indent=2))
     print_summary(result, output)
@@ -132,6 +162,9 @@ def print_summary(r: dict[str, Any], output: Path) -> None:
         ]
         if parts:
             print(f"{split.replace('_', '-')} top-1: " + ", ".join(parts))
+    if r.get("not_reconstructed"):
+        left = "; ".join(f"{k} ({v})" for k, v in r["not_reconstructed"].items())
+        print(f"left sliced, not refit by least squares: {left}")
     if "reconstruction_s" in r:
         print(
             f"reconstruction: {r['reconstruction']} loop, {r['calibration_images']} images x "

@@ -16,7 +16,15 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from amc.config import load_model_for_data, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
+from amc.config import (
+    first_conv_in_channels,
+    load_model_for_data,
+    run_dir_of,
+    save_resolved_config,
+    seed_everything,
+    set_threads,
+    to_plain,
+)
 from amc.data import build_data
 from amc.distill import Distiller, with_teacher_logits
 from amc.distributed import setup, teardown
@@ -65,7 +73,8 @@ def finetune(cfg: DictConfig) -> dict:
     student = load_checkpoint(cfg.checkpoint)
     ctx = setup(cfg.device)
     seed_everything(cfg.seed)
-    data = build_data(**to_plain(cfg.data))
+    size = student.checkpoint_metadata.get("image_size")
+    data = build_data(**{**to_plain(cfg.data), "resize": size})
     if num_classes_of(student) != data.num_classes:
         raise ConfigError(
             f"{cfg.checkpoint} predicts {num_classes_of(student)} classes, {cfg.data.name} has {data.num_classes}"
@@ -80,8 +89,9 @@ def finetune(cfg: DictConfig) -> dict:
         d.alpha,
         cfg.train.label_smoothing,
         student,
-        to_plain(d.get("hint_layers")) or (),
+        to_plain(d.get("hint_layers")),
         d.get("hint_weight", 1.0),
+        (1, first_conv_in_channels(student), data.image_size, data.image_size),
     ).to(ctx.device)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     if teacher is not None:  # the student trains channels_last; so should the teacher's forward passes run

@@ -1,52 +1,120 @@
 """Reuse the evaluation work a strategy leaves unchanged: search-val activations cached by strategy prefix.
 
 A converging agent keeps proposing the same widths for the early, high-resolution layers, which is where
-most of the evaluation time goes. The activations after trunk stage ``i`` depend only on the decision points
-whose layers (producers, pass-through, consumers) lie in stages ``0..i``, so a strategy that agrees with an
-earlier one on those points can start from the stored activations. The result is bit-identical to a full
-evaluation: same batches, same modules, same kernels.
+most of the evaluation time goes. The model's forward is traced once with ``torch.fx`` and cut into
+stages wherever a single tensor carries everything forward; the activations after stage ``i`` depend only
+on the decision points whose layers (producers, pass-through, consumers) run in stages ``0..i``, so a
+strategy that agrees with an earlier one on those points can start from the stored activations. The
+result is bit-identical to a full evaluation: same batches, same modules, same kernels, same order.
 """
 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
+import torch.fx as fx
 import torch.nn as nn
 
 from amc.structure import PrunableStructure
 
-Tail = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
-# Each family's forward as trunk stages + tail. "name.*" expands a Sequential into one stage per child.
-TRUNKS: dict[str, tuple[tuple[str, ...], Tail]] = {
-    "mobilenet_v1": (("conv1", "features.*"), lambda m, h: m.classifier(h.mean((2, 3)))),
-    "mobilenet_v2": (("features.*",), lambda m, h: m.classifier(h.mean((2, 3)))),
-    "hw7_student": (("cnn.*",), lambda m, h: m.fc(h.flatten(1))),
-    "resnet18": (
-        ("conv1", "bn1", "relu", "maxpool", "layer1.*", "layer2.*", "layer3.*", "layer4.*"),
-        lambda m, h: m.fc(torch.flatten(m.avgpool(h), 1)),
-    ),
-}
+class StagedForward:
+    """A model's forward, traced once, as stages that can start from a stored activation.
 
+    A cut is a node after which only its own value is still needed; of consecutive cuts that depend on
+    the same decision points, the deepest is kept (it saves the most work).
+    """
 
-def trunk_stages(model: nn.Module, family: str) -> list[str] | None:
-    """Module names of the trunk stages, in forward order (``None``: family not split into stages)."""
-    if family not in TRUNKS:
-        return None
-    names: list[str] = []
-    for entry in TRUNKS[family][0]:
-        if entry.endswith(".*"):
-            parent = entry[:-2]
-            names += [f"{parent}.{child}" for child, _ in model.get_submodule(parent).named_children()]
+    def __init__(self, model: nn.Module, structure: PrunableStructure) -> None:
+        self.nodes = list(fx.symbolic_trace(model).graph.nodes)
+        inputs = [n for n in self.nodes if n.op == "placeholder"]
+        if len(inputs) != 1:
+            raise ValueError("the forward takes more than one input")
+        last_use = {n: i for i, n in enumerate(self.nodes)}
+        for i, n in enumerate(self.nodes):
+            for a in n.all_input_nodes:
+                last_use[a] = i
+        self.last_use = last_use
+        point_of: dict[str, set[int]] = {}
+        for j, p in enumerate(structure.points):
+            for name in p.producers + p.passthrough + p.consumers:
+                point_of.setdefault(name, set()).add(j)
+            for use in p.tensors:  # loose parameters read with get_attr
+                point_of.setdefault(use.key, set()).add(j)
+        touched: set[int] = set()
+        cuts: list[tuple[int, tuple[int, ...]]] = []
+        live: set = set()
+        for i, n in enumerate(self.nodes):
+            if n.op in ("call_module", "get_attr"):
+                touched |= point_of.get(str(n.target), set())
+            live = {v for v in live | {n} if last_use.get(v, -1) > i}
+            if n.op not in ("placeholder", "output", "get_attr") and live == {n}:
+                key = tuple(sorted(touched))
+                if cuts and cuts[-1][1] == key:
+                    cuts[-1] = (i, key)
+                else:
+                    cuts.append((i, key))
+        if cuts and self.nodes[-1].op == "output" and cuts[-1][0] >= len(self.nodes) - 2:
+            cuts.pop()  # a cut right before the output saves nothing
+        self.cuts = [i for i, _ in cuts]
+        self.points_upto = [key for _, key in cuts]
+
+    def run(
+        self,
+        net: nn.Module,
+        value: torch.Tensor,
+        start: int,
+        stop: int | None,
+        modules: dict[str, nn.Module] | None = None,
+    ) -> torch.Tensor:
+        """Run from after cut ``start - 1`` (``start`` 0: from the input) to cut ``stop`` (``None``: the output)."""
+        first = 0 if start == 0 else self.cuts[start - 1] + 1
+        last = len(self.nodes) - 1 if stop is None else self.cuts[stop]
+        env: dict[fx.Node, object] = {}
+        if start == 0:
+            env[self.nodes[0]] = value
+            first = 1
         else:
-            names.append(entry)
-    return names
+            env[self.nodes[self.cuts[start - 1]]] = value
+        modules = modules if modules is not None else dict(net.named_modules())
+        for i in range(first, last + 1):
+            node = self.nodes[i]
+            args = fx.node.map_arg(node.args, lambda n: env[n])
+            kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+            if node.op == "call_module":
+                out = modules[node.target](*args, **kwargs)
+            elif node.op == "call_function":
+                out = node.target(*args, **kwargs)
+            elif node.op == "call_method":
+                out = getattr(args[0], node.target)(*args[1:], **kwargs)
+            elif node.op == "get_attr":
+                out = _attr(net, node.target)
+            elif node.op == "output":
+                return args[0]
+            else:
+                out = value
+            env[node] = out
+            for a in node.all_input_nodes:  # free what nothing later reads
+                if self.last_use.get(a, -1) <= i and a is not node:
+                    env.pop(a, None)
+        return env[self.nodes[last]]
 
 
-def _inside(module_name: str, stage: str) -> bool:
-    return module_name == stage or module_name.startswith(stage + ".")
+def _attr(net: nn.Module, target: str):
+    obj = net
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def staged_forward(model: nn.Module, structure: PrunableStructure) -> StagedForward | None:
+    """The model's staged forward, or ``None`` where torch.fx cannot trace it (no prefix cache then)."""
+    try:
+        return StagedForward(model, structure)
+    except Exception:  # fx's limits (data-dependent control flow): evaluate in full instead
+        return None
 
 
 class PrefixCache:
@@ -57,20 +125,9 @@ class PrefixCache:
     being filled: room is made before its batches are computed.
     """
 
-    def __init__(self, model: nn.Module, structure: PrunableStructure, budget_bytes: int) -> None:
-        names = trunk_stages(model, structure.arch_name)
-        if names is None:
-            raise ValueError(f"no trunk split for {structure.arch_name!r}")
-        self.stages = names
-        self.tail = TRUNKS[structure.arch_name][1]
-        # The decision points whose widths the output of stage i depends on: all touched by stages 0..i.
-        touched: set[int] = set()
-        self.points_upto: list[tuple[int, ...]] = []
-        for stage in names:
-            for j, p in enumerate(structure.points):
-                if any(_inside(m, stage) for m in p.producers + p.passthrough + p.consumers):
-                    touched.add(j)
-            self.points_upto.append(tuple(sorted(touched)))
+    def __init__(self, staged: StagedForward, budget_bytes: int) -> None:
+        self.staged = staged
+        self.points_upto = staged.points_upto
         self.budget_bytes = budget_bytes
         self.entries: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
         self.seen: Counter[tuple] = Counter()
@@ -82,10 +139,14 @@ class PrefixCache:
     @torch.inference_mode()
     def matches_forward(self, model: nn.Module, x: torch.Tensor) -> bool:
         """Whether stages + tail reproduce ``model(x)`` (guards against a forward() this split does not know)."""
-        h = x
-        for name in self.stages:
-            h = model.get_submodule(name)(h)
-        return torch.allclose(self.tail(model, h), model(x), rtol=1e-4, atol=1e-5)
+        expected = model(x)
+        split = [
+            self.staged.run(model, self.staged.run(model, x, 0, k), k + 1, None)
+            for k in (0, len(self.staged.cuts) - 1)
+            if k >= 0
+        ]
+        outputs = [self.staged.run(model, x, 0, None), *split]
+        return all(torch.allclose(out, expected, rtol=1e-4, atol=1e-5) for out in outputs)
 
     @torch.inference_mode()
     def logits(
@@ -100,19 +161,20 @@ class PrefixCache:
         if reading:
             self.entries.move_to_end(reading)
         store_at = next((k[0] for k in reversed(keys[start:]) if self.seen[k] >= 2 and k not in self.entries), None)
-        stages = [net.get_submodule(name) for name in self.stages[start:]]
         batches = range(0, len(images), batch_size)
+        modules = dict(net.named_modules())
         kept: list[torch.Tensor] | None = [] if store_at is not None else None
         outputs = []
         for b, i in enumerate(batches):
             h = self.entries[reading][b] if reading else images[i : i + batch_size]
-            for index, stage in enumerate(stages, start):
-                h = stage(h)
-                if kept is not None and index == store_at:
-                    kept.append(h)
-                    if b == 0 and not self._reserve(h, len(batches), keep=reading):
-                        kept = None
-            outputs.append(self.tail(net, h))
+            if kept is not None:
+                h = self.staged.run(net, h, start, store_at, modules)
+                kept.append(h)
+                if b == 0 and not self._reserve(h, len(batches), keep=reading):
+                    kept = None
+                outputs.append(self.staged.run(net, h, store_at + 1, None, modules))
+            else:
+                outputs.append(self.staged.run(net, h, start, None, modules))
         if kept is not None:
             self.entries[keys[store_at]] = kept
             self.held_bytes += _nbytes(kept)

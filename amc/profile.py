@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import hydra
-import torch.nn as nn
 from omegaconf import DictConfig
 
-from amc.config import to_plain
+from amc.config import builder_name, first_conv_in_channels, to_plain
 from amc.cost import profile
 from amc.errors import user_errors_exit
 from models import create_model, load_checkpoint
-
-
-def first_conv_in_channels(model: nn.Module) -> int:
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return conv.in_channels if conv is not None else 3
 
 
 def run(cfg: DictConfig) -> None:
@@ -23,9 +17,10 @@ def run(cfg: DictConfig) -> None:
         image_size = cfg.image_size or model.checkpoint_metadata.get("image_size", 224)
         source = cfg.checkpoint
     else:
-        model = create_model(cfg.model.name, **(to_plain(cfg.model.kwargs) or {}))
+        name = builder_name(cfg.model)
+        model = create_model(name, **(to_plain(cfg.model.kwargs) or {}))
         image_size = cfg.image_size or 224
-        source = f"{cfg.model.name} {to_plain(cfg.model.kwargs) or ''}"
+        source = f"{name} {to_plain(cfg.model.kwargs) or ''}"
     size = (1, first_conv_in_channels(model), image_size, image_size)
     report = profile(model, input_size=size)
     print(f"{source} at input {tuple(size)} (per image):")

@@ -87,12 +87,12 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, bits: int) -> int:
 
 
 def load_quantized(path: str | os.PathLike) -> nn.Module:
-    from models import create_model, load_weights, read_checkpoint
+    from models import load_weights, model_from_arch, read_checkpoint
 
     data = read_checkpoint(path)
     if "weights" not in data or not data.get("arch"):
         raise ConfigError(f"{path} is not an amc quantized model file")
-    model = create_model(data["arch"]["name"], **data["arch"]["kwargs"])
+    model = model_from_arch(data["arch"])
     state = decode(data["weights"])
     load_weights(model, {k: v.to(model.state_dict()[k].dtype) for k, v in state.items()}, str(path))
     return model

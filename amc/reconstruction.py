@@ -22,9 +22,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from amc.pruning import kept_positions
 from amc.structure import PrunableStructure
 
 RIDGE = 1e-6  # relative to the mean diagonal of XᵀX
+DEFAULT_MAX_COLUMNS = 4608  # XᵀX of a 3×3 conv reading 512 channels: 170 MB in float64
 
 
 @dataclass
@@ -163,8 +165,41 @@ def collect_stats(
     return stats
 
 
+def consumer_layers(model: nn.Module, structure: PrunableStructure) -> dict[str, nn.Module]:
+    """Every dense layer that reads a decision point's channels, in forward order."""
+    modules = dict(model.named_modules())
+    names = {name for p in structure.points for name in p.consumers}
+    order = structure.execution_order
+    return {n: modules[n] for n in sorted(names, key=lambda n: order.get(n, 1 << 30))}
+
+
+def input_keep(structure: PrunableStructure, keep: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """For each consumer whose input loses channels: the input positions that stay."""
+    consumers = {n for p in structure.points for n in p.consumers}
+    return {
+        name: idx
+        for (key, dim), idx in kept_positions(structure, keep).items()
+        if dim == 1 and (name := key.rsplit(".", 1)[0]) in consumers and key.endswith(".weight")
+    }
+
+
+def _solvable(layer: nn.Module, max_columns: int) -> str | None:
+    """Why least squares leaves ``layer`` sliced, or ``None`` if it refits it."""
+    if isinstance(layer, nn.Conv2d) and layer.groups != 1:
+        return "grouped conv"
+    columns = layer.weight.shape[1] * kernel_area(layer)
+    if columns > max_columns:
+        return f"{columns} input columns > lsq_max_columns={max_columns}"
+    return None
+
+
 class OpenLoopReconstructor:
-    """AMC's reconstruction with the calibration statistics computed once for a whole search."""
+    """AMC's reconstruction with the calibration statistics computed once for a whole search.
+
+    Every dense consumer of a decision point is refit on its own output, so a residual stream with four
+    readers gets four solves. A consumer too large for its XᵀX (``max_columns``) stays sliced; ``skipped``
+    says which.
+    """
 
     def __init__(
         self,
@@ -174,20 +209,22 @@ class OpenLoopReconstructor:
         points_per_image: int = 10,
         seed: int = 0,
         batch_size: int = 250,
+        max_columns: int = DEFAULT_MAX_COLUMNS,
     ) -> None:
-        modules = dict(model.named_modules())
-        self.consumers = {p.reconstructed: modules[p.reconstructed] for p in structure.points if p.reconstructed}
+        layers = consumer_layers(model, structure)
+        self.skipped = {n: why for n, m in layers.items() if (why := _solvable(m, max_columns))}
+        self.consumers = {n: m for n, m in layers.items() if n not in self.skipped}
         self.stats = collect_stats(model, self.consumers, images, points_per_image, seed, batch_size)
         self.structure = structure
 
     def overrides(self, keep: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Reconstructed full-width consumer weights for the kept channels of every decision point."""
         out = {}
-        for point, idx in zip(self.structure.points, keep, strict=True):
-            name = point.reconstructed
-            if name is None or len(idx) == point.channels:
+        for name, idx in input_keep(self.structure, keep).items():
+            layer = self.consumers.get(name)
+            if layer is None or len(idx) == layer.weight.shape[1]:
                 continue
-            out[name] = full_width_weight(self.consumers[name], idx, solve(self.stats[name], idx))
+            out[name] = full_width_weight(layer, idx, solve(self.stats[name], idx))
         return out
 
 
@@ -199,25 +236,31 @@ def closed_loop_overrides(
     points_per_image: int = 10,
     seed: int = 0,
     batch_size: int = 250,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
 ) -> dict[str, torch.Tensor]:
-    """Reconstruct consumers one decision point at a time, X taken from the network pruned so far."""
+    """Reconstruct consumers one at a time in forward order, X taken from the network pruned so far."""
     work = copy.deepcopy(model)
     work_modules = dict(work.named_modules())
-    modules = dict(model.named_modules())
+    layers = consumer_layers(model, structure)
+    kept = input_keep(structure, keep)
     out = {}
-    for point, idx in zip(structure.points, keep, strict=True):
-        name = point.reconstructed
-        if name is None:
+    for name, layer in layers.items():
+        idx = kept.get(name)
+        if idx is None or len(idx) == layer.weight.shape[1] or _solvable(layer, max_columns):
             continue
-        if len(idx) < point.channels:  # dropped channels are zero columns from here on
-            with torch.no_grad():
-                zeroed = work_modules[name].weight
-                mask = torch.zeros(point.channels, dtype=torch.bool)
-                mask[idx] = True
-                zeroed[:, ~mask.to(zeroed.device)] = 0
-        stats = collect_stats(model, {name: modules[name]}, images, points_per_image, seed, batch_size, source=work)
-        w = full_width_weight(modules[name], idx, solve(stats[name], idx))
+        with torch.no_grad():  # dropped inputs are zero columns from here on
+            zeroed = work_modules[name].weight
+            mask = torch.zeros(zeroed.shape[1], dtype=torch.bool)
+            mask[idx] = True
+            zeroed[:, ~mask.to(zeroed.device)] = 0
+        stats = collect_stats(model, {name: layer}, images, points_per_image, seed, batch_size, source=work)
+        w = full_width_weight(layer, idx, solve(stats[name], idx))
         with torch.no_grad():
             work_modules[name].weight.copy_(w.to(work_modules[name].weight.device))
         out[name] = w
     return out
+
+
+def unreconstructed(model: nn.Module, structure: PrunableStructure, max_columns: int = DEFAULT_MAX_COLUMNS) -> dict:
+    """Consumers least squares leaves sliced, with the reason (for export summaries)."""
+    return {n: why for n, m in consumer_layers(model, structure).items() if (why := _solvable(m, max_columns))}

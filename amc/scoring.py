@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from amc.evaluation import topk_correct
 from amc.fusion import fold_batchnorms
-from amc.prefix_cache import PrefixCache, trunk_stages
+from amc.prefix_cache import PrefixCache, staged_forward
 from amc.pruning import channel_scores, slice_model
 from amc.reconstruction import OpenLoopReconstructor, closed_loop_overrides
 from amc.structure import PrunableStructure
@@ -79,10 +79,13 @@ class StrategyScorer:
         self.val_labels = val_labels.to(self.device)
         self.metric, self.batch_size = metric, batch_size
         self.prefix_cache = None
-        if prefix_cache_mb > 0 and trunk_stages(model, structure.arch_name) is not None:
-            self.prefix_cache = PrefixCache(model, structure, int(prefix_cache_mb * 2**20))
+        staged = staged_forward(model, structure) if prefix_cache_mb > 0 else None
+        if prefix_cache_mb > 0 and staged is None:
+            warnings.warn(f"{structure.arch_name}: torch.fx cannot trace forward(); no prefix cache", stacklevel=2)
+        if staged is not None:
+            self.prefix_cache = PrefixCache(staged, int(prefix_cache_mb * 2**20))
             if not self.prefix_cache.matches_forward(model, self.val_images[:2]):
-                warnings.warn(f"{structure.arch_name}: trunk split != forward(); no prefix cache", stacklevel=2)
+                warnings.warn(f"{structure.arch_name}: staged forward != forward(); no prefix cache", stacklevel=2)
                 self.prefix_cache = None
 
     def keep(self, channels: Sequence[int]) -> list[torch.Tensor]:
@@ -94,7 +97,7 @@ class StrategyScorer:
         keep = self.keep(channels)
         overrides = self.reconstructor.overrides(keep) if self.reconstructor else None
         t1 = time.perf_counter()
-        pruned = slice_model(self.model, self.structure, keep, overrides)
+        pruned = slice_model(self.model, self.structure, keep, overrides, share_unchanged=True)
         t2 = time.perf_counter()
         return pruned, {"reconstruct_s": t1 - t0, "prune_s": t2 - t1}
 

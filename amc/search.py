@@ -70,9 +70,15 @@ def check_inputs(cfg: DictConfig) -> None:
         raise ConfigError("episodes must be at least 1")
 
 
+def trained_size(model) -> int | None:
+    """The image size a checkpoint was trained at (the data is resized to it when it differs)."""
+    size = getattr(model, "checkpoint_metadata", {}).get("image_size")
+    return int(size) if size else None
+
+
 def calibration_images(cfg: DictConfig, data, count: int) -> torch.Tensor:
     """The first ``count`` train-split images (augmented if ``calibration_augment``, seeded)."""
-    calib_data = build_data(**to_plain(cfg.data)) if cfg.calibration_augment else data
+    calib_data = build_data(**{**to_plain(cfg.data), "resize": data.image_size}) if cfg.calibration_augment else data
     torch.manual_seed(cfg.seed)
     return stack_dataset(calib_data.train, limit=count)[0]
 
@@ -89,11 +95,12 @@ def build_task(cfg: DictConfig, device: torch.device):
     """Base model, structure, constraint, scorer and environment for this config."""
     base, base_path = obtain_base_model(cfg)
     base = base.to(device).eval()
-    data = build_data(**{**to_plain(cfg.data), "augment": False})
+    data = build_data(**{**to_plain(cfg.data), "augment": False, "resize": trained_size(base)})
+    structure = analyse(base, (1, data.in_channels, data.image_size, data.image_size), cfg.prune_residual)
+    if not structure.points:
+        raise ConfigError(f"{structure.arch_name} has no prunable channel group ({'; '.join(structure.fixed_groups)})")
     val_x, val_y = stack_dataset(data.search_val, limit=cfg.search_val_images)
     calib_x = calibration_images(cfg, data, cfg.calibration_images) if cfg.reconstruct else None
-    image_size = data.image_size
-    structure = analyse(base, (1, data.in_channels, image_size, image_size))
     kind, budget = constraint_of(cfg)
     latency_fn = None
     if kind == "latency":

@@ -1,24 +1,35 @@
-"""Where a network can be pruned: its decision points and the layers each one changes.
+"""Where a network can be pruned: its decision points, found by tracing, and their exact cost.
 
-A **decision point** is one of AMC's steps: a set of channels whose count the agent chooses. It
-names the layers whose *output* channels are those channels (``producers``, and ``passthrough``
-depthwise convs and BNs that carry them unchanged) and the layers that *consume* them as input
-channels (``consumers``; the single consumer is what least squares reconstructs). From these
-declarations the engine derives, exactly and without a forward pass, the MACs and params of any
-channel choice, and slices the weights of a physically smaller model of the same family.
+A **decision point** is one of AMC's steps: a coupled channel group whose size the agent chooses. It
+names the layers that *write* those channels (``producers``: dense Conv2d/Linear), the layers that
+carry them unchanged (``passthrough``: BN, LayerNorm, depthwise convs, loose parameters such as
+ConvNeXt's layer scale) and the dense layers that *read* them (``consumers``; least squares refits
+each one). Residual adds couple several producers into one group; concatenations place a group at
+an offset of its consumers' inputs. ``tensors`` says, for every state_dict tensor the group indexes,
+which positions of which dimension carry which channel, so slicing and cost need no per-family code.
 
-Adding an architecture = writing one small ``*_structure`` function and registering it below.
+From these the structure derives, exactly and without a forward pass, the MACs and params of any
+channel choice: every Conv2d/Linear's MACs are its output positions × its weight's size, and each
+weight dimension shrinks linearly with the channels its groups drop.
+
+Any model that torch-pruning's tracer can follow works; a group it cannot handle stays fixed, with
+one warning line naming it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import torch
 import torch.nn as nn
 
 from amc.cost import profile
+from amc.errors import ConfigError
+from amc.tracing import RawGroup, TensorUse, trace_groups
 
 
 @dataclass(frozen=True)
@@ -29,248 +40,293 @@ class DecisionPoint:
     consumers: tuple[str, ...]
     passthrough: tuple[str, ...] = ()
     gamma_bn: str | None = None  # the BN whose gamma ranks channels for ``bn_gamma`` selection
+    tensors: tuple[TensorUse, ...] = ()
+
+    @property
+    def residual(self) -> bool:
+        """Several producers write these channels: a residual stream (their outputs meet at an add)."""
+        return len(self.producers) > 1
 
     @property
     def sliced_outputs(self) -> tuple[str, ...]:
         return self.producers + self.passthrough
 
-    @property
-    def reconstructed(self) -> str | None:
-        return self.consumers[0] if len(self.consumers) == 1 else None
+
+@dataclass(frozen=True)
+class SizeExpr:
+    """A weight dimension as a function of the strategy: ``base − Σ mult·(width_p − channels_p)``."""
+
+    base: int
+    terms: tuple[tuple[int, int], ...] = ()  # (decision point, positions per channel)
 
 
 @dataclass(frozen=True)
 class LayerCostTerm:
-    """MACs of one Conv2d/Linear = ``spatial`` × out × in/groups, with out/in possibly set by decision points."""
+    """MACs of one Conv2d/Linear = ``positions`` × kernel area × out × in/groups."""
 
     name: str
-    spatial: int  # Ho·Wo·kh·kw (1 for Linear)
-    out_channels: int
-    in_per_group: int
-    out_point: int | None
-    in_point: int | None  # None for depthwise convs (in/groups stays 1)
-    kind: str = "conv"  # conv | linear
-    kernel_area: int = 1
+    kind: str  # conv | linear
+    positions: int  # output positions: Ho·Wo (Linear: the product of its leading dims, usually 1)
+    kernel_area: int
+    out: SizeExpr
+    inner: SizeExpr  # in / groups
 
     @property
     def feature_map(self) -> int:
-        """Output positions Ho·Wo (1 for Linear)."""
-        return self.spatial // self.kernel_area
+        return self.positions
+
+    @property
+    def spatial(self) -> int:
+        return self.positions * self.kernel_area
+
+    @property
+    def out_channels(self) -> int:
+        return self.out.base
+
+    @property
+    def in_per_group(self) -> int:
+        return self.inner.base
+
+    @property
+    def out_point(self) -> int | None:
+        """The decision point setting the output width, when exactly one does."""
+        return self.out.terms[0][0] if len(self.out.terms) == 1 else None
+
+    @property
+    def in_point(self) -> int | None:
+        return self.inner.terms[0][0] if len(self.inner.terms) == 1 else None
+
+    @property
+    def points(self) -> set[int]:
+        return {p for p, _ in self.out.terms + self.inner.terms}
 
 
-@dataclass(frozen=True)
-class ParamTerm:
-    shape: tuple[int, ...]
-    dim0_point: int | None
-    dim1_point: int | None
+class _Linear:
+    """Vectorised ``size(c)`` for a list of SizeExprs (one numpy product per call: the wall calls it often)."""
+
+    def __init__(self, exprs: Sequence[SizeExpr], n_points: int) -> None:
+        self.base = np.array([e.base for e in exprs], dtype=np.int64)
+        self.coef = np.zeros((len(exprs), n_points), dtype=np.int64)
+        for row, e in enumerate(exprs):
+            for p, m in e.terms:
+                self.coef[row, p] += m
+
+    def __call__(self, dropped: np.ndarray) -> np.ndarray:
+        return self.base - self.coef @ dropped
 
 
 @dataclass
 class PrunableStructure:
-    """The decision points of a model plus exact cost terms for any channel choice."""
+    """The decision points of a model plus exact cost terms for any channel choice.
 
-    arch_name: str
-    arch_kwargs: dict[str, Any]
+    :param arch: how the model was built (``{"name", "kwargs"}``, see ``models.create_model``); ``None``
+        for a module built elsewhere (it can be pruned, not saved).
+    :param fixed_groups: groups left out of the search, each with the reason.
+    """
+
+    arch: dict[str, Any] | None
     points: list[DecisionPoint]
-    rebuild: Callable[[Sequence[int]], dict[str, Any]]
     input_size: tuple[int, ...]
     layer_terms: list[LayerCostTerm] = field(default_factory=list)
-    param_terms: list[ParamTerm] = field(default_factory=list)
+    param_shapes: list[tuple[SizeExpr, ...]] = field(default_factory=list)
+    fixed_groups: list[str] = field(default_factory=list)
+    execution_order: dict[str, int] = field(default_factory=dict)
+    prune_residual: bool = True
+
+    @property
+    def arch_name(self) -> str:
+        return self.arch["name"] if self.arch else "model"
 
     @property
     def widths(self) -> list[int]:
         return [p.channels for p in self.points]
 
-    def macs(self, channels: Sequence[int]) -> int:
-        return sum(self.layer_macs(channels))
+    def _dropped(self, channels: Sequence[int]) -> np.ndarray:
+        return self._widths - np.asarray(channels, dtype=np.int64)
 
     def layer_macs(self, channels: Sequence[int]) -> list[int]:
-        def pick(point: int | None, default: int) -> int:
-            return default if point is None else int(channels[point])
+        d = self._dropped(channels)
+        return (self._spatial * self._out(d) * self._inner(d)).tolist()
 
-        return [
-            t.spatial * pick(t.out_point, t.out_channels) * pick(t.in_point, t.in_per_group) for t in self.layer_terms
-        ]
+    def macs(self, channels: Sequence[int]) -> int:
+        d = self._dropped(channels)
+        return int((self._spatial * self._out(d) * self._inner(d)).sum())
 
     def params(self, channels: Sequence[int]) -> int:
-        total = 0
-        for t in self.param_terms:
-            dims = list(t.shape)
-            if t.dim0_point is not None:
-                dims[0] = int(channels[t.dim0_point])
-            if t.dim1_point is not None and len(dims) > 1:
-                dims[1] = int(channels[t.dim1_point])
-            n = 1
-            for d in dims:
-                n *= d
-            total += n
-        return total
+        d = self._dropped(channels)
+        return int((self._param_fixed * self._dim_a(d) * self._dim_b(d)).sum())
 
-    def new_arch_kwargs(self, channels: Sequence[int]) -> dict[str, Any]:
-        return {**self.arch_kwargs, **self.rebuild([int(c) for c in channels])}
+    def finalise(self) -> None:
+        """Build the vectorised cost functions (after points and terms are set)."""
+        n = len(self.points)
+        self._widths = np.array(self.widths, dtype=np.int64)
+        self._spatial = np.array([t.spatial for t in self.layer_terms], dtype=np.int64)
+        self._out = _Linear([t.out for t in self.layer_terms], n)
+        self._inner = _Linear([t.inner for t in self.layer_terms], n)
+        fixed, dim_a, dim_b = [], [], []
+        for shape in self.param_shapes:
+            varying = [e for e in shape if e.terms]
+            prod = 1
+            for e in shape:
+                if not e.terms:
+                    prod *= e.base
+            if len(varying) > 2:
+                raise ConfigError("a parameter has more than two pruned dimensions")
+            varying += [SizeExpr(1)] * (2 - len(varying))
+            fixed.append(prod)
+            dim_a.append(varying[0])
+            dim_b.append(varying[1])
+        self._param_fixed = np.array(fixed, dtype=np.int64)
+        self._dim_a, self._dim_b = _Linear(dim_a, n), _Linear(dim_b, n)
+
+    def tensor_plan(self) -> dict[tuple[str, int], list[tuple[int, torch.Tensor, torch.Tensor]]]:
+        """Per (state_dict key, dim): the (point, positions, channels) that index it — what slicing walks."""
+        if not hasattr(self, "_plan"):
+            plan: dict[tuple[str, int], list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
+            for i, p in enumerate(self.points):
+                for use in p.tensors:
+                    entry = (i, torch.tensor(use.positions), torch.tensor(use.roots))
+                    plan.setdefault((use.key, use.dim), []).append(entry)
+            self._plan = plan
+        return self._plan
+
+
+def _group_point(raw: RawGroup, order: dict[str, int], modules: dict[str, nn.Module]) -> DecisionPoint:
+    def by_order(names):
+        return tuple(sorted(set(names), key=lambda n: order.get(n, 1 << 30)))
+
+    producers = by_order(u.name for u in raw.modules if u.role == "out" and u.kind == "dense")
+    consumers = by_order(u.name for u in raw.modules if u.role == "in" and u.kind == "dense")
+    passthrough = by_order(u.name for u in raw.modules if u.kind in ("depthwise", "norm", "param"))
+    gamma = next((n for n in passthrough if isinstance(modules.get(n), nn.modules.batchnorm._BatchNorm)), None)
+    first = producers[0] if producers else raw.root  # type: ignore[attr-defined]
+    return DecisionPoint(first, raw.channels, producers, consumers, passthrough, gamma, tuple(raw.tensors))
+
+
+def _call_order(model: nn.Module, input_size: tuple[int, ...]) -> tuple[dict[str, int], torch.Tensor]:
+    order: dict[str, int] = {}
+    names = {m: n for n, m in model.named_modules()}
+
+    def hook(module, _inputs):
+        order.setdefault(names[module], len(order))
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules()]
+    param = next(model.parameters(), None)
+    x = torch.zeros(input_size, device=param.device if param is not None else "cpu")
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return order, out
+
+
+def analyse(
+    model: nn.Module,
+    input_size: tuple[int, ...],
+    prune_residual: bool = True,
+    fixed: Sequence[str] = (),
+) -> PrunableStructure:
+    """The prunable structure of any traceable classification network.
+
+    :param input_size: ``(1, C, H, W)`` the network is run at; costs are per image at this size.
+    :param prune_residual: include groups coupled by residual adds (several producers); ``False`` keeps
+        them fixed, as a within-block search.
+    :param fixed: layers whose output channels stay fixed (e.g. HW7 keeps the width feeding the fc).
+    """
+    input_size = tuple(int(s) for s in input_size)
+    try:
+        order, output = _call_order(model, input_size)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"{_model_label(model)} cannot run on input {input_size}: {str(exc).splitlines()[0]}"
+        ) from None
+    param = next(model.parameters())
+    try:
+        raw_groups = trace_groups(model, torch.zeros(input_size, device=param.device))
+    except Exception as exc:  # the tracer's own limits (e.g. channel shuffles): nothing prunable, said once
+        warnings.warn(
+            f"{_model_label(model)}: the channel tracer failed ({type(exc).__name__}: {exc}); "
+            "every channel stays fixed",
+            stacklevel=2,
+        )
+        raw_groups = []
+    modules = dict(model.named_modules())
+    classes = output.shape[-1] if output.dim() >= 2 else None
+    points: list[DecisionPoint] = []
+    fixed_groups: list[str] = []
+    fixed_set = set(fixed)
+    for raw in raw_groups:
+        point = _group_point(raw, order, modules)
+        if not point.consumers and raw.channels == classes:
+            continue  # the network's output (its class scores): never a decision
+        if raw.problem:
+            fixed_groups.append(f"{point.name} ({raw.channels} ch): {raw.problem}")
+        elif not point.producers or not point.consumers:
+            fixed_groups.append(f"{point.name} ({raw.channels} ch): reaches the output or has no dense producer")
+        elif (not prune_residual and point.residual) or set(point.producers) & fixed_set:
+            continue
+        else:
+            points.append(point)
+    for line in fixed_groups:
+        warnings.warn(f"{_model_label(model)}: channel group {line}; it stays fixed", stacklevel=2)
+    points.sort(key=lambda p: order.get(p.producers[0], 1 << 30))
+    arch = getattr(model, "arch", None)
+    structure = PrunableStructure(
+        dict(arch) if arch else None,
+        points,
+        input_size,
+        fixed_groups=fixed_groups,
+        execution_order=order,
+        prune_residual=prune_residual,
+    )
+    _derive_costs(model, structure)
+    structure.finalise()
+    return structure
+
+
+def _model_label(model: nn.Module) -> str:
+    arch = getattr(model, "arch", None)
+    return arch["name"] if arch else type(model).__name__
+
+
+def _dim_exprs(shape: Sequence[int], key: str, plan: dict[tuple[str, int], list[tuple[int, int]]]) -> tuple:
+    exprs = []
+    for dim, size in enumerate(shape):
+        exprs.append(SizeExpr(int(size), tuple(plan.get((key, dim), ()))))
+    return tuple(exprs)
 
 
 def _derive_costs(model: nn.Module, structure: PrunableStructure) -> None:
-    """Fill the per-layer MAC terms and per-parameter terms from one profiling pass."""
-    out_of: dict[str, int] = {}
-    in_of: dict[str, int] = {}
+    """Fill the per-layer MAC terms and per-parameter shapes from one profiling pass."""
+    plan: dict[tuple[str, int], list[tuple[int, int]]] = {}
     for i, p in enumerate(structure.points):
-        for name in p.sliced_outputs:
-            out_of[name] = i
-        for name in p.consumers:
-            in_of[name] = i
+        for use in p.tensors:
+            plan.setdefault((use.key, use.dim), []).append((i, len(use.positions) // p.channels))
     modules = dict(model.named_modules())
     for row in profile(model, input_size=structure.input_size).layers:
         m = modules[row.name]
+        key = f"{row.name}.weight" if row.name else "weight"
+        out_e, in_e, *_ = _dim_exprs(m.weight.shape, key, plan)
         if isinstance(m, nn.Conv2d):
-            spatial = row.output_shape[2] * row.output_shape[3] * m.kernel_size[0] * m.kernel_size[1]
-            depthwise = m.groups > 1 and m.groups == m.in_channels
-            structure.layer_terms.append(
-                LayerCostTerm(
-                    row.name,
-                    spatial,
-                    m.out_channels,
-                    m.in_channels // m.groups,
-                    out_of.get(row.name),
-                    None if depthwise else in_of.get(row.name),
-                    "conv",
-                    m.kernel_size[0] * m.kernel_size[1],
-                )
-            )
+            positions = row.output_shape[2] * row.output_shape[3]
+            area = m.kernel_size[0] * m.kernel_size[1]
+            if is_depthwise_module(m):
+                in_e = SizeExpr(1)
+            structure.layer_terms.append(LayerCostTerm(row.name, "conv", positions, area, out_e, in_e))
         else:
-            structure.layer_terms.append(
-                LayerCostTerm(
-                    row.name, 1, m.out_features, m.in_features, out_of.get(row.name), in_of.get(row.name), "linear"
-                )
-            )
+            positions = int(np.prod(row.output_shape[1:-1])) if len(row.output_shape) > 2 else 1
+            structure.layer_terms.append(LayerCostTerm(row.name, "linear", positions, 1, out_e, in_e))
     for module_name, m in modules.items():
         for pname, param in m.named_parameters(recurse=False):
-            if not param.requires_grad:
-                continue
-            structure.param_terms.append(
-                ParamTerm(
-                    tuple(param.shape), out_of.get(module_name), in_of.get(module_name) if pname == "weight" else None
-                )
-            )
+            if param.requires_grad:
+                key = f"{module_name}.{pname}" if module_name else pname
+                structure.param_shapes.append(_dim_exprs(param.shape, key, plan))
 
 
-# ---------------------------------------------------------------- declarations per family
-def mobilenet_v1_structure(model: nn.Module) -> tuple[list[DecisionPoint], Callable]:
-    blocks = model.features
-    n = len(blocks)
-    strides = [blocks[i][0].stride[0] for i in range(n)]
-    points = [
-        DecisionPoint(
-            "conv1",
-            model.conv1[0].out_channels,
-            ("conv1.0", "conv1.1"),
-            ("features.0.3",),
-            ("features.0.0", "features.0.1"),
-            "conv1.1",
-        )
-    ]
-    for k in range(1, n + 1):
-        prev = f"features.{k - 1}"
-        last = k == n
-        points.append(
-            DecisionPoint(
-                f"{prev}.3",
-                blocks[k - 1][3].out_channels,
-                (f"{prev}.3", f"{prev}.4"),
-                ("classifier.0",) if last else (f"features.{k}.3",),
-                () if last else (f"features.{k}.0", f"features.{k}.1"),
-                f"{prev}.4",
-            )
-        )
-
-    def rebuild(channels: Sequence[int]) -> dict[str, Any]:
-        return {
-            "profile": "normal",
-            "width_mult": 1.0,
-            "in_planes": channels[0],
-            "cfg": [[c, s] for c, s in zip(channels[1:], strides, strict=True)],
-        }
-
-    return points, rebuild
-
-
-def mobilenet_v2_structure(model: nn.Module) -> tuple[list[DecisionPoint], Callable]:
-    blocks = list(model.features)[1:-1]
-    hidden = [b.conv[-2][0].in_channels for b in blocks]
-    expandable = [i for i, b in enumerate(blocks) if len(b.conv) == 3]
-    points = []
-    for i in expandable:
-        pre = f"features.{i + 1}.conv"
-        points.append(
-            DecisionPoint(
-                f"{pre}.0.0",
-                hidden[i],
-                (f"{pre}.0.0", f"{pre}.0.1"),
-                (f"{pre}.2.0",),
-                (f"{pre}.1.0", f"{pre}.1.1"),
-                f"{pre}.0.1",
-            )
-        )
-
-    def rebuild(channels: Sequence[int]) -> dict[str, Any]:
-        new_hidden = list(hidden)
-        for i, c in zip(expandable, channels, strict=True):
-            new_hidden[i] = c
-        return {"hidden_channels": new_hidden}
-
-    return points, rebuild
-
-
-def hw7_student_structure(model: nn.Module) -> tuple[list[DecisionPoint], Callable]:
-    widths = [model.cnn[0][0].out_channels] + [model.cnn[i][3].out_channels for i in range(1, 8)]
-    points = []
-    for k in range(7):  # the last width feeds the fc and stays, as in the course
-        producers = ("cnn.0.0", "cnn.0.1") if k == 0 else (f"cnn.{k}.3",)
-        nxt = f"cnn.{k + 1}"
-        points.append(
-            DecisionPoint(producers[0], widths[k], producers, (f"{nxt}.3",), (f"{nxt}.0", f"{nxt}.1"), f"{nxt}.1")
-        )
-
-    def rebuild(channels: Sequence[int]) -> dict[str, Any]:
-        return {"widths": [*channels, widths[7]]}
-
-    return points, rebuild
-
-
-def resnet18_structure(model: nn.Module) -> tuple[list[DecisionPoint], Callable]:
-    names = [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)]
-    modules = dict(model.named_modules())
-    points = [
-        DecisionPoint(
-            f"{n}.conv1",
-            modules[f"{n}.conv1"].out_channels,
-            (f"{n}.conv1", f"{n}.bn1"),
-            (f"{n}.conv2",),
-            (),
-            f"{n}.bn1",
-        )
-        for n in names
-    ]
-    return points, lambda channels: {"inner_widths": list(channels)}
-
-
-STRUCTURES: dict[str, Callable[[nn.Module], tuple[list[DecisionPoint], Callable]]] = {
-    "mobilenet_v1": mobilenet_v1_structure,
-    "mobilenet_v2": mobilenet_v2_structure,
-    "hw7_student": hw7_student_structure,
-    "resnet18": resnet18_structure,
-}
-
-
-def analyse(model: nn.Module, input_size: tuple[int, ...]) -> PrunableStructure:
-    """The prunable structure of a model built by ``models.create_model``."""
-    arch = getattr(model, "arch", None)
-    if arch is None or arch["name"] not in STRUCTURES:
-        from amc.errors import ConfigError
-
-        name = arch["name"] if arch else type(model).__name__
-        raise ConfigError(f"no pruning structure for {name!r}; supported: {', '.join(STRUCTURES)}")
-    points, rebuild = STRUCTURES[arch["name"]](model)
-    structure = PrunableStructure(arch["name"], dict(arch["kwargs"]), points, rebuild, tuple(input_size))
-    _derive_costs(model, structure)
-    return structure
+def is_depthwise_module(m: nn.Module) -> bool:
+    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels

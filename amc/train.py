@@ -7,29 +7,26 @@ from omegaconf import DictConfig
 
 from amc.config import (
     load_model_for_data,
-    model_kwargs,
+    model_and_data,
     run_dir_of,
     save_resolved_config,
     seed_everything,
     set_threads,
     to_plain,
 )
-from amc.data import build_data
 from amc.distill import Distiller
 from amc.distributed import setup, teardown
 from amc.errors import user_errors_exit
 from amc.tracking import Tracker
 from amc.training import TrainConfig, fit
-from models import create_model, load_weights, read_checkpoint
+from models import load_weights, read_checkpoint
 
 
 def train(cfg: DictConfig) -> dict:
     set_threads(cfg.get("threads"))
     ctx = setup(cfg.device)
     seed_everything(cfg.seed)
-    data = build_data(**to_plain(cfg.data))
-    kwargs = model_kwargs(cfg.model, data.num_classes, data.in_channels, data.image_size)
-    model = create_model(cfg.model.name, **kwargs)
+    model, data = model_and_data(cfg.model, cfg.data)
     if cfg.get("init_checkpoint"):
         load_weights(model, read_checkpoint(cfg.init_checkpoint)["state_dict"], str(cfg.init_checkpoint))
     run_dir = run_dir_of(cfg)

@@ -59,7 +59,7 @@ class LayerEmbedding:
         base = structure.layer_macs(structure.widths)
         for t, p in enumerate(structure.points):
             consumer = terms[p.consumers[0]]
-            touched = [i for i, term in enumerate(structure.layer_terms) if t in (term.out_point, term.in_point)]
+            touched = [i for i, term in enumerate(structure.layer_terms) if t in term.points]
             self.static[t] = [
                 t / max(1, n - 1),
                 float(consumer.kind == "linear"),
@@ -74,8 +74,7 @@ class LayerEmbedding:
                 [
                     i
                     for i, term in enumerate(structure.layer_terms)
-                    if all(q is None or q > t for q in (term.out_point, term.in_point))
-                    and not (term.out_point is None and term.in_point is None)
+                    if term.points and min(term.points) > t
                 ]
             )
 

@@ -1,8 +1,23 @@
 """The model zoo: a registry of compressible architectures and one checkpoint format."""
 
 from models import hw7_student, mobilenet_v1, mobilenet_v2, resnet  # noqa: F401  (registers the models)
-from models.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, read_checkpoint, save_checkpoint
-from models.registry import ModelConfigError, UnknownModelError, create_model, list_models, register_model
+from models.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    load_checkpoint,
+    load_weights,
+    model_from_arch,
+    read_checkpoint,
+    save_checkpoint,
+)
+from models.registry import (
+    ModelConfigError,
+    UnknownModelError,
+    create_model,
+    list_models,
+    register_model,
+    resolve_builder,
+)
 
 __all__ = [
     "FORMAT",
@@ -13,7 +28,9 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "load_weights",
+    "model_from_arch",
     "read_checkpoint",
     "register_model",
+    "resolve_builder",
     "save_checkpoint",
 ]

@@ -5,7 +5,9 @@ A checkpoint is a plain dict that ``torch.load(weights_only=True)`` accepts::
     {"format": "amc-checkpoint/1", "arch": {"name": ..., "kwargs": {...}},
      "state_dict": {...}, "metadata": {...}}
 
-so a pruned model (whose channel cfg lives in ``arch.kwargs``) rebuilds in one call. Bare
+so any model rebuilds in one call: ``arch`` names its builder and arguments; a pruned model's
+``arch.pruning`` adds the input size it was traced at and the kept channels of each pruned group,
+which are replayed on the freshly built base network (``amc.pruning.prune_to_arch``). Bare
 state_dicts (also nested under ``"state_dict"``, also with DataParallel's ``module.`` prefix)
 load too, given the architecture.
 """
@@ -58,6 +60,16 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **metadata: Any) 
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def model_from_arch(arch: Mapping[str, Any]) -> nn.Module:
+    """A freshly initialised model of a stored architecture, pruned model included (weights still to load)."""
+    model = create_model(arch["name"], **dict(arch.get("kwargs") or {}))
+    if arch.get("pruning"):
+        from amc.pruning import prune_to_arch  # the pruning engine replays the stored channel choice
+
+        model = prune_to_arch(model, arch["pruning"])
+    return model
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -121,7 +133,8 @@ def load_checkpoint(path: str | os.PathLike, name: str | None = None, **kwargs: 
         raise CheckpointError(f"{path} is a bare state_dict without an architecture; pass the model name")
     arch_name = name or stored["name"]
     arch_kwargs = {**(stored["kwargs"] if stored and stored["name"] == arch_name else {}), **kwargs}
-    model = create_model(arch_name, **arch_kwargs)
+    pruning = stored.get("pruning") if stored and stored["name"] == arch_name else None
+    model = model_from_arch({"name": arch_name, "kwargs": arch_kwargs, "pruning": pruning})
     load_weights(model, _state_dict_of(data), source=str(path))
     model.checkpoint_metadata = dict(data.get("metadata") or {})
     return model

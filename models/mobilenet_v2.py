@@ -1,12 +1,6 @@
-"""MobileNetV2 in torchvision's layout, with every block an ``nn.Sequential``-wrapped module.
-
-``hidden_channels`` overrides the expanded width of each inverted residual: that is what
-channel pruning changes (block outputs meet at residual adds and stay fixed).
-"""
+"""MobileNetV2 in torchvision's layout, with every block an ``nn.Sequential``-wrapped module."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -58,7 +52,6 @@ class MobileNetV2(nn.Module):
         num_classes: int = 1000,
         small_input: bool = False,
         in_channels: int = 3,
-        hidden_channels: Sequence[int] | None = None,
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
@@ -70,9 +63,7 @@ class MobileNetV2(nn.Module):
             for i in range(n):
                 specs.append((c_in, c_out, s if i == 0 else 1, round(c_in * t), t != 1))
                 c_in = c_out
-        if hidden_channels is not None and len(hidden_channels) != len(specs):
-            raise ValueError(f"hidden_channels needs {len(specs)} entries, got {len(hidden_channels)}")
-        hidden = [spec[3] for spec in specs] if hidden_channels is None else list(hidden_channels)
+        hidden = [spec[3] for spec in specs]
         blocks: list[nn.Module] = [conv_bn(in_channels, specs[0][0], 3, 1 if small_input else 2)]
         for (a, b, stride, _, expand), h in zip(specs, hidden, strict=True):
             blocks.append(InvertedResidual(a, b, stride, h, expand))
@@ -90,6 +81,5 @@ def mobilenet_v2(
     num_classes: int = 1000,
     small_input: bool = False,
     in_channels: int = 3,
-    hidden_channels: Sequence[int] | None = None,
 ) -> MobileNetV2:
-    return MobileNetV2(width_mult, num_classes, small_input, in_channels, hidden_channels)
+    return MobileNetV2(width_mult, num_classes, small_input, in_channels)

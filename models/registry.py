@@ -1,11 +1,19 @@
-"""Model registry: ``create_model(name, **kwargs)`` over small constructor functions.
+"""Model registry: ``create_model(name, **kwargs)`` over our constructors and any importable builder.
 
-Every model built here remembers how it was built (``model.arch``), so a checkpoint can
-carry its architecture and be rebuilt with one call.
+``name`` is a registered name (``mobilenet_v1``) or the dotted path of any function or class that
+builds an ``nn.Module`` (``torchvision.models.resnet18``, ``mypkg.nets.build``). Every model built
+here remembers how it was built (``model.arch``), so a checkpoint can carry its architecture and be
+rebuilt with one call.
+
+A builder that does not take ``in_channels`` gets its first Conv2d replaced by one reading
+``in_channels`` (same kernel, stride and padding): 1-channel Fashion-MNIST then runs on a
+torchvision network without tripling its input.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -39,13 +47,82 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model; the result carries ``arch = {"name", "kwargs"}``."""
-    if name not in _REGISTRY:
-        raise UnknownModelError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+def resolve_builder(name: str) -> Callable[..., nn.Module]:
+    """The constructor behind a registered name or a dotted import path."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    module_name, _, attr = name.rpartition(".")
+    if module_name:
+        try:
+            builder = getattr(importlib.import_module(module_name), attr, None)
+        except ImportError:
+            builder = None
+        if callable(builder):
+            return builder
+        raise UnknownModelError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r}")
+    raise UnknownModelError(
+        f"unknown model {name!r}; registered models: {', '.join(list_models())} "
+        "(or a dotted builder path, e.g. torchvision.models.resnet18)"
+    )
+
+
+def _accepts(builder: Callable, keyword: str) -> bool:
     try:
-        model = _REGISTRY[name](**kwargs)
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return True
+    return keyword in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _names(builder: Callable, keyword: str) -> bool:
+    try:
+        return keyword in inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def adapt_input_channels(model: nn.Module, in_channels: int) -> None:
+    """Replace the first Conv2d by one that reads ``in_channels`` (everything else unchanged)."""
+    for parent in model.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d):
+                if child.in_channels != in_channels:
+                    setattr(
+                        parent,
+                        child_name,
+                        nn.Conv2d(
+                            in_channels,
+                            child.out_channels,
+                            child.kernel_size,
+                            child.stride,
+                            child.padding,
+                            child.dilation,
+                            1 if child.groups == 1 else in_channels,
+                            child.bias is not None,
+                            child.padding_mode,
+                        ),
+                    )
+                return
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered or importable model; the result carries ``arch = {"name", "kwargs"}``.
+
+    ``num_classes`` is dropped for builders that cannot take it; ``in_channels`` for builders that do
+    not name it is applied by adapting the first conv.
+    """
+    builder = resolve_builder(name)
+    call = dict(kwargs)
+    in_channels = call.pop("in_channels", None) if not _names(builder, "in_channels") else None
+    if "num_classes" in call and not _accepts(builder, "num_classes"):
+        call.pop("num_classes")
+    try:
+        model = builder(**call)
     except (TypeError, ValueError) as exc:
-        raise ModelConfigError(f"cannot build {name!r} with {kwargs}: {exc}") from None
+        raise ModelConfigError(f"cannot build {name!r} with {call}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelConfigError(f"{name!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    if in_channels is not None:
+        adapt_input_channels(model, int(in_channels))
     model.arch = {"name": name, "kwargs": dict(kwargs)}
     return model

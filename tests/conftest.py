@@ -18,10 +18,15 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-def run_module(module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m module args`` from the repo root, as a user would."""
+def run_module(
+    module: str, *args: str, timeout: int = 600, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` from the repo root, as a user would (``pythonpath``: a user's code)."""
+    env = None
+    if pythonpath is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
     )
 
 

@@ -83,7 +83,7 @@ def test_unknown_model_and_bad_arguments_are_clear_errors():
 
 
 def test_checkpoint_round_trip_carries_architecture(tmp_path):
-    model = models.create_model("mobilenet_v2", num_classes=10, hidden_channels=None, width_mult=0.5).eval()
+    model = models.create_model("mobilenet_v2", num_classes=10, width_mult=0.5).eval()
     path = models.save_checkpoint(model, tmp_path / "m.pt", note="hello")
     back = models.load_checkpoint(path).eval()
     x = torch.randn(2, 3, 32, 32)

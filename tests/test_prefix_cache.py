@@ -1,25 +1,30 @@
-"""The prefix cache: trunk splits reproduce every family's forward; cached scoring is bit-identical and reuses work."""
+"""The prefix cache: traced stages reproduce every family's forward; cached scoring is bit-identical and reuses work."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from amc.prefix_cache import TRUNKS, trunk_stages
+from amc.prefix_cache import StagedForward
 from amc.scoring import StrategyScorer
 from amc.structure import analyse
 from tests.test_pruning import CASES, random_channels, randomised
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_trunk_stages_and_tail_reproduce_forward(name):
+def test_staged_forward_reproduces_forward_from_every_cut(name):
     model, size = randomised(name)
+    staged = StagedForward(model, analyse(model, size))
+    assert len(staged.cuts) >= 3
+    # each stage depends on more decision points than the one before (cuts with the same ones are merged)
+    assert all(len(a) < len(b) for a, b in zip(staged.points_upto, staged.points_upto[1:], strict=False))
     x = torch.randn(3, *size[1:])
-    h = x
-    for stage in trunk_stages(model, name):
-        h = model.get_submodule(stage)(h)
     with torch.no_grad():
-        torch.testing.assert_close(TRUNKS[name][1](model, h), model(x))
+        expected = model(x)
+        assert torch.equal(staged.run(model, x, 0, None), expected)
+        for k in range(len(staged.cuts)):
+            h = staged.run(model, x, 0, k)
+            assert torch.equal(staged.run(model, h, k + 1, None), expected)
 
 
 def scorers(name: str, cache_mb: float) -> tuple[StrategyScorer, StrategyScorer]:

@@ -1,0 +1,116 @@
+"""Models from anywhere through the CLI: a user's network imported by ``_target_``, and torchvision networks."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+
+import models
+from tests.conftest import assert_clean_error, run_module
+
+USER_NET = textwrap.dedent(
+    """
+    import torch.nn as nn
+
+
+    class Residual(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(c, 2 * c, 1, bias=False), nn.BatchNorm2d(2 * c), nn.ReLU(),
+                nn.Conv2d(2 * c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
+            )
+
+        def forward(self, x):
+            return (x + self.body(x)).relu()
+
+
+    def build(num_classes=10, width=16):  # no in_channels: the first conv is adapted to the data
+        return nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(), Residual(width),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            Residual(2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes),
+        )
+    """
+)
+
+
+@pytest.fixture
+def user_code(tmp_path):
+    folder = tmp_path / "user_code"
+    folder.mkdir()
+    (folder / "my_nets.py").write_text(USER_NET)
+    return folder
+
+
+@pytest.mark.slow
+def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
+    common = ["model=custom", "model._target_=my_nets.build", "+model.kwargs.width=12"]
+    train_dir = tmp_path / "train"
+    proc = run_module(
+        "amc.train", *common, "data=digits", "logger=none", "train.epochs=2", f"hydra.run.dir={train_dir}",
+        pythonpath=user_code,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    base = models.load_checkpoint(train_dir / "best.pt", name=None)
+    assert base.arch == {"name": "my_nets.build", "kwargs": {"width": 12, "num_classes": 10, "in_channels": 1}}
+    assert base[0].in_channels == 1  # adapted to the 1-channel digits
+
+    search_dir = tmp_path / "search"
+    proc = run_module(
+        "amc.search", "experiment=smoke", *common, f"checkpoint={train_dir / 'best.pt'}", "flops_budget=0.5",
+        f"hydra.run.dir={search_dir}", pythonpath=user_code,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    strategy = json.loads((search_dir / "strategy.json").read_text())
+    assert 0.49 <= strategy["macs"] / strategy["base_macs"] <= 0.5
+    assert strategy["prune_residual"] is True and len(strategy["channels"]) == 4  # 2 inner + 2 residual streams
+    pruned = models.load_checkpoint(search_dir / "pruned.pt")
+    assert sum(p.numel() for p in pruned.parameters()) == strategy["params"]
+
+    export_dir = tmp_path / "export"
+    proc = run_module(
+        "amc.export", *common, "data=digits", f"checkpoint={train_dir / 'best.pt'}",
+        f"strategy={search_dir / 'strategy.json'}", "calibration_images=100", f"hydra.run.dir={export_dir}",
+        pythonpath=user_code,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((export_dir / "export_summary.json").read_text())
+    assert summary["channels"] == strategy["channels"] and summary["macs"] == strategy["macs"]
+
+    proc = run_module(
+        "amc.finetune", f"checkpoint={search_dir / 'pruned.pt'}", "data=digits", "distill=hint", "logger=none",
+        "train.epochs=1", f"hydra.run.dir={tmp_path / 'finetune'}", pythonpath=user_code,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_torchvision_model_searches_and_finetunes_with_hints(tmp_path):
+    args = ["model=torchvision", "model.name=resnet18", "experiment=smoke", f"cache_dir={tmp_path / 'cache'}"]
+    proc = run_module("amc.search", *args, "flops_budget=0.5", f"hydra.run.dir={tmp_path / 'search'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    strategy = json.loads((tmp_path / "search" / "strategy.json").read_text())
+    assert 0.49 <= strategy["macs"] / strategy["base_macs"] <= 0.5
+    assert sum(1 for n in strategy["decision_points"] if n.endswith("conv1")) >= 8
+    pruned = models.load_checkpoint(tmp_path / "search" / "pruned.pt")
+    assert pruned.arch["name"] == "torchvision.models.resnet18" and "pruning" in pruned.arch
+    x = torch.randn(2, 1, 8, 8)
+    assert pruned.eval()(x).shape == (2, 10)
+    proc = run_module(
+        "amc.finetune", f"checkpoint={tmp_path / 'search' / 'pruned.pt'}", "data=digits", "distill=hint",
+        "logger=none", "train.epochs=1", f"hydra.run.dir={tmp_path / 'finetune'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_unknown_models_are_one_line_errors(tmp_path):
+    proc = run_module("amc.search", "model=torchvision", "model.name=resnet_nine", f"hydra.run.dir={tmp_path}")
+    assert_clean_error(proc, "unknown torchvision classification model 'resnet_nine'")
+    proc = run_module("amc.search", "model=custom", f"hydra.run.dir={tmp_path}")
+    assert_clean_error(proc, "model=custom needs model._target_")
+    proc = run_module("amc.train", "model=custom", "model._target_=no_such_pkg.build", f"hydra.run.dir={tmp_path}")
+    assert_clean_error(proc, "unknown model 'no_such_pkg.build'")
