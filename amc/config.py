@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from amc.errors import ConfigError
+from amc.io import write_text_atomic
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -33,7 +34,7 @@ def save_resolved_config(cfg: DictConfig, run_dir: Path, name: str = "config.yam
     path = run_dir / name
     if path.exists() and cfg.get("resume"):
         path = run_dir / f"resume-{name}"
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def to_plain(cfg: Any) -> Any:
@@ -53,10 +54,9 @@ TORCHVISION_PREFIX = "torchvision.models."
 
 def builder_name(model_cfg: DictConfig) -> str:
     """What ``models.create_model`` builds: ``model._target_`` (torchvision or a user's builder) or a registry name."""
-    try:
-        target = model_cfg.get("_target_")
-    except MissingMandatoryValue:
-        raise ConfigError("model=custom needs model._target_=pkg.module.build_fn (any importable builder)") from None
+    if OmegaConf.is_missing(model_cfg, "_target_"):
+        raise ConfigError("model=custom needs model._target_=pkg.module.build_fn (any importable builder)")
+    target = model_cfg.get("_target_")
     if not target:
         return str(model_cfg.name)
     target = str(target)
@@ -70,6 +70,9 @@ def builder_name(model_cfg: DictConfig) -> str:
                 f"unknown torchvision classification model {name!r}; e.g. {', '.join(known[:8])}, ... "
                 f"({len(known)} in all: torchvision.models.list_models(module=torchvision.models))"
             )
+    from models import resolve_builder
+
+    resolve_builder(target)  # an unknown or unimportable builder fails now, before any data or training
     return target
 
 

@@ -29,6 +29,7 @@ from amc.distributed import pick_device
 from amc.engine import keep_indices, reconstruction_overrides
 from amc.errors import ConfigError, user_errors_exit
 from amc.evaluation import evaluate, tensor_batches
+from amc.io import write_json_atomic
 from amc.pruning import check_channels, slice_model
 from amc.reconstruction import unreconstructed
 from amc.structure import analyse
@@ -143,7 +144,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         image_size=image_size,
         **result,
     )
-    (run_dir / "export_summary.json").write_text(json.dumps(result, indent=2))
+    write_json_atomic(run_dir / "export_summary.json", result)
     print_summary(result, output)
     return result
 

@@ -8,7 +8,6 @@ The teacher defaults to the base checkpoint recorded in the pruned checkpoint (b
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 
 import hydra
@@ -29,6 +28,7 @@ from amc.data import build_data
 from amc.distill import Distiller, with_teacher_logits
 from amc.distributed import setup, teardown
 from amc.errors import ConfigError, user_errors_exit
+from amc.io import write_json_atomic
 from amc.tracking import Tracker
 from amc.training import TrainConfig, evaluate_split, fit
 from models import load_checkpoint
@@ -139,7 +139,7 @@ def finetune(cfg: DictConfig) -> dict:
     )
     if ctx.is_main:
         summary["before"] = before
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_json_atomic(run_dir / "summary.json", summary)
         last = summary["last"]
         print(
             f"done: test top-1 {last.get('test_top1', float('nan')):.2f} % after {cfg.train.epochs} epochs "

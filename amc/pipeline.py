@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from amc.config import run_dir_of, save_resolved_config, to_plain
 from amc.errors import AmcError, user_errors_exit
+from amc.io import write_text_atomic
 from amc.plots import plot_accuracy_vs_macs
 from amc.search import constraint_of
 
@@ -48,7 +49,8 @@ def pipeline(cfg: DictConfig) -> dict[str, Any]:
     searches = {"amc": ["agent=ddpg", f"episodes={cfg.episodes}"], "uniform": ["agent=uniform"]}
     for name, args in searches.items():
         if not (root / name / "strategy.json").is_file() or not (root / name / "pruned.pt").is_file():
-            stage("amc.search", [*common, *budget, *args], root / name)
+            started = (root / name / "config.yaml").is_file()  # an interrupted search: continue it
+            stage("amc.search", [f"resume={root / name}"] if started else [*common, *budget, *args], root / name)
     strategy = json.loads((root / "amc" / "strategy.json").read_text())
     finetunes = {"amc_kd": ("amc", "kd"), "amc_ce": ("amc", "ce"), "uniform_kd": ("uniform", "kd")}
     for name, (source, kind) in finetunes.items():
@@ -85,7 +87,7 @@ def report(root: Path, strategy: dict[str, Any]) -> dict[str, Any]:
         acc_text = f"{acc:.2f}" if acc is not None else "—"
         lines.append(f"| {label} | {macs:,} | {macs / strategy['base_macs']:.4f} | {acc_text} |")
     table = "\n".join(lines)
-    (root / "report.md").write_text(table + "\n")
+    write_text_atomic(root / "report.md", table + "\n")
     plot_accuracy_vs_macs(
         [(r[0], r[1], r[2]) for r in rows if r[2] is not None],
         root / "report.png",

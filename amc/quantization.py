@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from amc.errors import ConfigError
+from amc.io import save_torch_atomic
 
 FORMAT = "amc-quantized/1"
 
@@ -82,7 +83,7 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, bits: int) -> int:
     payload = {"arch": getattr(model, "arch", None), "weights": encode(model.state_dict(), bits)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
+    save_torch_atomic(payload, path)
     return path.stat().st_size
 
 

@@ -7,8 +7,6 @@ measured CPU latency against float32.
 
 from __future__ import annotations
 
-import json
-
 import hydra
 import torch
 from omegaconf import DictConfig
@@ -17,6 +15,7 @@ from amc.config import run_dir_of, save_resolved_config, seed_everything, set_th
 from amc.data import build_data, stack_dataset
 from amc.errors import ConfigError, user_errors_exit
 from amc.evaluation import evaluate, tensor_batches
+from amc.io import write_json_atomic
 from amc.quantization import cpu_latency_ms, int8_ptq, load_quantized, save_quantized
 from models import load_checkpoint
 
@@ -58,7 +57,7 @@ def quantize(cfg: DictConfig) -> dict:
             f"int8 PTQ (torch.ao, x86): test top-1 {q['test_top1']:.2f} %, CPU latency batch 1 "
             f"{q['fp32_latency_ms']:.2f} ms fp32 -> {q['int8_latency_ms']:.2f} ms int8"
         )
-    (run_dir / "quantization.json").write_text(json.dumps(result, indent=2))
+    write_json_atomic(run_dir / "quantization.json", result)
     return result
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from amc.budget import Constraint
+from amc.io import write_json_atomic, write_text_atomic
 from amc.plots import plot_episodes, plot_strategy
 from amc.structure import PrunableStructure
 from amc.tracking import Tracker
@@ -53,7 +53,7 @@ class SearchRecorder:
             else []
         )
         self.rows = rows[:episodes]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
         self.best = None
         for row in self.rows:
             self._update_best(row)
@@ -133,10 +133,7 @@ class SearchRecorder:
         }
 
     def _write_strategy(self, strategy: dict[str, Any]) -> None:
-        path = self.run_dir / "strategy.json"
-        tmp = path.with_name("strategy.json.tmp")
-        tmp.write_text(json.dumps(strategy, indent=2))
-        os.replace(tmp, path)
+        write_json_atomic(self.run_dir / "strategy.json", strategy)
 
     def median_timings(self, warmup: int) -> dict[str, float]:
         rows = self.rows[warmup:] or self.rows

@@ -9,7 +9,6 @@ a killed search from its last finished episode.
 from __future__ import annotations
 
 import json
-import os
 import random
 import resource
 import time
@@ -25,11 +24,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from amc.agents import build_ddpg, ddpg_state, load_ddpg_state
 from amc.base_model import obtain_base_model
 from amc.budget import ActionWall, make_constraint
-from amc.config import run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
+from amc.config import builder_name, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
 from amc.data import build_data, stack_dataset
 from amc.distributed import pick_device
 from amc.errors import ConfigError, user_errors_exit
 from amc.evaluation import evaluate, tensor_batches
+from amc.io import refuse_finished_run, save_torch_atomic, write_json_atomic
 from amc.recorder import SearchRecorder
 from amc.scoring import StrategyScorer
 from amc.structure import analyse
@@ -57,6 +57,8 @@ def constraint_of(cfg: DictConfig) -> tuple[str, float]:
 
 def check_inputs(cfg: DictConfig) -> None:
     constraint_of(cfg)
+    if not cfg.checkpoint:
+        builder_name(cfg.model)  # an unknown model fails before a base model is trained for it
     if cfg.agent.name not in ("ddpg", "random", "uniform"):
         raise ConfigError(f"unknown agent {cfg.agent.name!r}; use ddpg, random or uniform")
     if cfg.checkpoint and not Path(str(cfg.checkpoint)).is_file():
@@ -164,12 +166,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 def run_ddpg(cfg: DictConfig, env: ChannelPruningEnv, recorder: SearchRecorder, run_dir: Path) -> None:
     agent_cfg = to_plain(cfg.agent)
     agent = build_ddpg(env, env.steps, agent_cfg, cfg.seed)
@@ -186,8 +182,7 @@ def run_ddpg(cfg: DictConfig, env: ChannelPruningEnv, recorder: SearchRecorder, 
         if recorder.episodes == 0:
             return
         tensors, scalars = ddpg_state(model)
-        torch.save(tensors, run_dir / (STATE_TENSORS + ".tmp"))
-        os.replace(run_dir / (STATE_TENSORS + ".tmp"), run_dir / STATE_TENSORS)
+        save_torch_atomic(tensors, run_dir / STATE_TENSORS)
         write_json_atomic(state_json, {"episodes": recorder.episodes, "agent": scalars, "rng": rng_state()})
 
     remaining = (cfg.episodes - recorder.episodes) * env.steps
@@ -277,6 +272,7 @@ def search(cfg: DictConfig) -> dict[str, Any]:
         cfg = OmegaConf.load(saved)
         cfg.resume, cfg.stop_after = str(run_dir), stop_after
     else:
+        refuse_finished_run(run_dir, ("episodes.jsonl", "strategy.json", "pruned.pt", STATE_JSON), "search")
         save_resolved_config(cfg, run_dir)
     set_threads(cfg.get("threads"))
     seed_everything(cfg.seed)

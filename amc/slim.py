@@ -7,8 +7,6 @@ the original network, so its fine-tuning never touched the new weights).
 
 from __future__ import annotations
 
-import json
-
 import hydra
 from omegaconf import DictConfig
 
@@ -17,6 +15,7 @@ from amc.cost import count_params
 from amc.data import build_data
 from amc.distributed import setup
 from amc.errors import ConfigError, user_errors_exit
+from amc.io import write_json_atomic
 from amc.slimming import slim_student
 from amc.tracking import Tracker
 from amc.training import TrainConfig, evaluate_split, fit
@@ -71,7 +70,7 @@ def slim(cfg: DictConfig) -> list[dict]:
             f"{row['test_top1']:.2f} % after {cfg.train.epochs} epochs of fine-tuning"
         )
     save_checkpoint(model, run_dir / "slimmed.pt", image_size=data.image_size)
-    (run_dir / "slimming.json").write_text(json.dumps(rows, indent=2))
+    write_json_atomic(run_dir / "slimming.json", rows)
     tracker.finish()
     return rows
 

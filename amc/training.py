@@ -24,6 +24,7 @@ from amc.data import DataSplits, make_loader
 from amc.distributed import Dist, all_reduce_sum
 from amc.errors import ConfigError
 from amc.evaluation import topk_correct
+from amc.io import save_torch_atomic, write_json_atomic
 from amc.tracking import Tracker
 from models import save_checkpoint
 
@@ -217,7 +218,7 @@ def fit(
             if improved:
                 save_checkpoint(model, run_dir / "best.pt", **info)
             save_checkpoint(model, run_dir / "last.pt", **info)
-            torch.save(
+            save_torch_atomic(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -235,7 +236,7 @@ def fit(
     best = max(history, key=lambda r: r["search_val_top1"]) if history else {}
     summary = {"best": best, "last": history[-1] if history else {}, "wall_s": elapsed, "epochs": cfg.epochs}
     if ctx.is_main:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_json_atomic(run_dir / "summary.json", summary)
         if tracker:
             tracker.summary(
                 {"best_search_val_top1": best.get("search_val_top1"), "best_test_top1": best.get("test_top1")}

@@ -71,11 +71,7 @@ class LayerEmbedding:
         self.later_only = []  # per t: layer indices whose points are all > t
         for t in range(n):
             self.later_only.append(
-                [
-                    i
-                    for i, term in enumerate(structure.layer_terms)
-                    if term.points and min(term.points) > t
-                ]
+                [i for i, term in enumerate(structure.layer_terms) if term.points and min(term.points) > t]
             )
 
     def __call__(self, t: int, decided: Sequence[int], previous_ratio: float) -> np.ndarray:

@@ -124,7 +124,8 @@ def test_grouped_convs_keep_their_groups_fixed_with_a_warning():
 DECLARED = {
     "mobilenet_v1": (
         {},
-        [("conv1.0", "features.0.3")] + [(f"features.{k}.3", f"features.{k + 1}.3") for k in range(12)]
+        [("conv1.0", "features.0.3")]
+        + [(f"features.{k}.3", f"features.{k + 1}.3") for k in range(12)]
         + [("features.12.3", "classifier.0")],
     ),
     "mobilenet_v2": (
@@ -180,9 +181,7 @@ def test_least_squares_refits_every_consumer_of_a_residual_stream():
     assert set(overrides) == set(point.consumers) and len(point.consumers) == 4
     modules = dict(model.named_modules())
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    hooks = [
-        modules[n].register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, (i[0], o))) for n in overrides
-    ]
+    hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, (i[0], o))) for n in overrides]
     with torch.no_grad():
         model(images)
     for h in hooks:

@@ -47,22 +47,33 @@ def user_code(tmp_path):
 
 
 @pytest.mark.slow
-def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
-    common = ["model=custom", "model._target_=my_nets.build", "+model.kwargs.width=12"]
+def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code, monkeypatch):
+    monkeypatch.syspath_prepend(str(user_code))  # so this process can rebuild the user's model too
+    common = ["model=custom", "model._target_=my_nets.build", "+model.kwargs.width=16"]
     train_dir = tmp_path / "train"
     proc = run_module(
-        "amc.train", *common, "data=digits", "logger=none", "train.epochs=2", f"hydra.run.dir={train_dir}",
+        "amc.train",
+        *common,
+        "data=digits",
+        "logger=none",
+        "train.epochs=2",
+        f"hydra.run.dir={train_dir}",
         pythonpath=user_code,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     base = models.load_checkpoint(train_dir / "best.pt", name=None)
-    assert base.arch == {"name": "my_nets.build", "kwargs": {"width": 12, "num_classes": 10, "in_channels": 1}}
+    assert base.arch == {"name": "my_nets.build", "kwargs": {"width": 16, "num_classes": 10, "in_channels": 1}}
     assert base[0].in_channels == 1  # adapted to the 1-channel digits
 
     search_dir = tmp_path / "search"
     proc = run_module(
-        "amc.search", "experiment=smoke", *common, f"checkpoint={train_dir / 'best.pt'}", "flops_budget=0.5",
-        f"hydra.run.dir={search_dir}", pythonpath=user_code,
+        "amc.search",
+        "experiment=smoke",
+        *common,
+        f"checkpoint={train_dir / 'best.pt'}",
+        "flops_budget=0.5",
+        f"hydra.run.dir={search_dir}",
+        pythonpath=user_code,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     strategy = json.loads((search_dir / "strategy.json").read_text())
@@ -73,8 +84,13 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
 
     export_dir = tmp_path / "export"
     proc = run_module(
-        "amc.export", *common, "data=digits", f"checkpoint={train_dir / 'best.pt'}",
-        f"strategy={search_dir / 'strategy.json'}", "calibration_images=100", f"hydra.run.dir={export_dir}",
+        "amc.export",
+        *common,
+        "data=digits",
+        f"checkpoint={train_dir / 'best.pt'}",
+        f"strategy={search_dir / 'strategy.json'}",
+        "calibration_images=100",
+        f"hydra.run.dir={export_dir}",
         pythonpath=user_code,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -82,8 +98,14 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
     assert summary["channels"] == strategy["channels"] and summary["macs"] == strategy["macs"]
 
     proc = run_module(
-        "amc.finetune", f"checkpoint={search_dir / 'pruned.pt'}", "data=digits", "distill=hint", "logger=none",
-        "train.epochs=1", f"hydra.run.dir={tmp_path / 'finetune'}", pythonpath=user_code,
+        "amc.finetune",
+        f"checkpoint={search_dir / 'pruned.pt'}",
+        "data=digits",
+        "distill=hint",
+        "logger=none",
+        "train.epochs=1",
+        f"hydra.run.dir={tmp_path / 'finetune'}",
+        pythonpath=user_code,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -101,8 +123,13 @@ def test_torchvision_model_searches_and_finetunes_with_hints(tmp_path):
     x = torch.randn(2, 1, 8, 8)
     assert pruned.eval()(x).shape == (2, 10)
     proc = run_module(
-        "amc.finetune", f"checkpoint={tmp_path / 'search' / 'pruned.pt'}", "data=digits", "distill=hint",
-        "logger=none", "train.epochs=1", f"hydra.run.dir={tmp_path / 'finetune'}",
+        "amc.finetune",
+        f"checkpoint={tmp_path / 'search' / 'pruned.pt'}",
+        "data=digits",
+        "distill=hint",
+        "logger=none",
+        "train.epochs=1",
+        f"hydra.run.dir={tmp_path / 'finetune'}",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
 

@@ -1,0 +1,50 @@
+"""The one place files are written: atomically (a temporary file, then a rename), so a kill never
+leaves a half-written result, and never over results a finished run produced."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amc.errors import ConfigError
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    _replace(tmp, path)
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    return write_text_atomic(path, json.dumps(data, indent=2))
+
+
+def save_torch_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    _replace(tmp, path)
+    return path
+
+
+def refuse_finished_run(run_dir: Path, results: Iterable[str], job: str) -> None:
+    """A run dir that holds a run's results is not written into again (only resumed)."""
+    found = [name for name in results if (run_dir / name).exists()]
+    if found:
+        raise ConfigError(
+            f"{run_dir} already holds the results of an earlier {job} ({', '.join(found)}); "
+            f"pass resume={run_dir} to continue it, or choose another hydra.run.dir"
+        )
