@@ -12,6 +12,7 @@ import json
 import random
 import resource
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,22 @@ from stable_baselines3.common.callbacks import BaseCallback
 from amc.agents import build_ddpg, ddpg_state, load_ddpg_state
 from amc.base_model import obtain_base_model
 from amc.budget import ActionWall, make_constraint
-from amc.config import builder_name, run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
-from amc.data import build_data, stack_dataset
+from amc.config import (
+    build_model,
+    builder_name,
+    fit_input_size,
+    run_dir_of,
+    save_resolved_config,
+    seed_everything,
+    set_threads,
+    to_plain,
+)
+from amc.data import build_data, dataset_info, stack_dataset
 from amc.distributed import pick_device
-from amc.errors import ConfigError, user_errors_exit
+from amc.errors import ConfigError, run_entry_point, user_errors_exit
 from amc.evaluation import evaluate, tensor_batches
 from amc.io import refuse_finished_run, save_torch_atomic, write_json_atomic
+from amc.reconstruction import unreconstructed
 from amc.recorder import SearchRecorder
 from amc.scoring import StrategyScorer
 from amc.structure import analyse
@@ -70,6 +81,25 @@ def check_inputs(cfg: DictConfig) -> None:
         raise ConfigError("export_calibration_images must be at least 1 (or null: the search's own)")
     if cfg.episodes < 1:
         raise ConfigError("episodes must be at least 1")
+    if not cfg.checkpoint and not cfg.get("resume"):
+        check_budget_before_training(cfg)
+
+
+def check_budget_before_training(cfg: DictConfig) -> None:
+    """A MACs/params budget depends on the architecture only: check it on an untrained model, before
+    a base model is trained for minutes only to be refused."""
+    kind, budget = constraint_of(cfg)
+    if kind == "latency":
+        return
+    info = dataset_info(cfg.data.name, cfg.data.get("crop"))
+    model = build_model(cfg.model, info["num_classes"], info["in_channels"], info["image_size"]).eval()
+    size = fit_input_size(model, info["in_channels"], info["image_size"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # analyse warns again, once, when the search starts
+        structure = analyse(model, (1, info["in_channels"], size, size), cfg.prune_residual)
+    if not structure.points:
+        raise ConfigError(f"{structure.arch_name} has no prunable channel group")
+    ActionWall(structure, make_constraint(kind, budget, structure), cfg.lower_bound, cfg.channel_round)
 
 
 def trained_size(model) -> int | None:
@@ -249,6 +279,7 @@ def finish(
         base_test_top1=base_test["top1"],
         export_reconstruction=cfg.export_reconstruction,
         export_calibration_images=0 if calibration is None else len(calibration),
+        not_reconstructed=unreconstructed(scorer.model, scorer.structure) if cfg.reconstruct else {},
     )
     write_json_atomic(run_dir / "strategy.json", strategy)
     save_checkpoint(
@@ -311,4 +342,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

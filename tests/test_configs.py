@@ -1,0 +1,59 @@
+"""Every config in conf/ composes: each entry point's own, and each option of each group it uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from amc.config import builder_name
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+ENTRY_POINTS = sorted(p.stem for p in CONF.glob("*.yaml"))
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "sweep")
+
+
+def groups_of(entry: str) -> list[str]:
+    defaults = OmegaConf.load(CONF / f"{entry}.yaml").get("defaults", [])
+    return [next(iter(d)) for d in defaults if isinstance(d, dict) or OmegaConf.is_dict(d)]
+
+
+def options() -> list[tuple[str, str, str]]:
+    cases = []
+    for entry in ENTRY_POINTS:
+        for group in groups_of(entry):
+            if group in GROUPS:
+                cases += [(entry, group, p.stem) for p in sorted((CONF / group).glob("*.yaml"))]
+    return cases
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_each_entry_point_config_composes_and_resolves(entry):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(entry)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+@pytest.mark.parametrize(("entry", "group", "option"), options())
+def test_each_group_option_composes(entry, group, option):
+    overrides = [f"{group}={option}"]
+    if (group, option) == ("model", "custom"):
+        overrides.append("model._target_=tests.test_configs.tiny_net")
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(entry, overrides=overrides)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    if group == "model":
+        assert builder_name(cfg.model)
+
+
+def test_every_group_is_used_by_some_entry_point():
+    used = {g for e in ENTRY_POINTS for g in groups_of(e)}
+    assert set(GROUPS) <= used
+
+
+def tiny_net():
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))

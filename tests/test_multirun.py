@@ -1,0 +1,26 @@
+"""``-m`` multirun: a job's user error is reported, the other jobs finish, and the sweep exits non-zero."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_module
+
+
+@pytest.mark.slow
+def test_multirun_finishes_the_other_jobs_and_reports_the_failed_one(tmp_path):
+    proc = run_module(
+        "amc.search",
+        "-m",
+        "experiment=smoke",
+        "flops_budget=0.01,0.5",
+        f"cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text, text
+    assert "1 multirun job(s) failed" in text and "job 0 (experiment=smoke flops_budget=0.01" in text, text
+    assert "infeasible flops budget 0.01" in text, text
+    assert (tmp_path / "sweep" / "budget_0.5_1" / "strategy.json").is_file()
+    assert not (tmp_path / "sweep" / "budget_0.01_0" / "strategy.json").exists()
