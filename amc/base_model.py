@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
 import torch.nn as nn
+from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from amc.config import builder_name, load_model_for_data, model_and_data, to_plain
 from amc.distributed import Dist, pick_device
+from amc.io import write_text_atomic
 from amc.tracking import Tracker
 from amc.training import TrainConfig, fit
 from models import load_checkpoint
@@ -31,17 +34,25 @@ def obtain_base_model(cfg: DictConfig) -> tuple[nn.Module, str]:
     if cfg.checkpoint:
         return load_model_for_data(cfg.checkpoint, cfg.model, cfg.data), str(cfg.checkpoint)
     path = cached_base_path(cfg)
-    if path.is_file():
-        print(f"using the cached base model {path}")
-        return load_checkpoint(path), str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Searches that share a base (a multirun over budgets or seeds, parallel launchers) train it once:
+    # the first takes the lock and trains, the others wait and then load it.
+    with FileLock(str(path) + ".lock"):
+        if path.is_file():
+            print(f"using the cached base model {path}")
+            return load_checkpoint(path), str(path)
+        return _train_base(cfg, path), str(path)
+
+
+def _train_base(cfg: DictConfig, path: Path) -> nn.Module:
     print(
-        f"no checkpoint= given: training a base {cfg.model.name} on {cfg.data.name} for "
+        f"no checkpoint= given: training a base {builder_name(cfg.model)} on {cfg.data.name} for "
         f"{cfg.base_training.epochs} epoch(s) once; it is cached at {path} for the next run"
     )
     model, data = model_and_data(cfg.model, cfg.data)
     work = path.with_suffix(".run")
     work.mkdir(parents=True, exist_ok=True)
-    (work / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(work / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     train_cfg = TrainConfig.from_mapping({**to_plain(cfg.base_training), "seed": cfg.seed})
     meta = {
         "data": cfg.data.name,
@@ -60,5 +71,7 @@ def obtain_base_model(cfg: DictConfig) -> tuple[nn.Module, str]:
         resume=True,
         description="base",
     )
-    shutil.copyfile(work / "best.pt", path)
-    return load_checkpoint(path), str(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.copyfile(work / "best.pt", tmp)
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    return load_checkpoint(path)

@@ -26,3 +26,20 @@ def test_gradient_clipping_bounds_the_step(tmp_path):
         moved[clip] = float((after - before).norm())
     assert moved[1e-3] <= 1e-3 * 1.0001  # one SGD step of lr 1 with the gradient norm clipped to 1e-3
     assert moved[None] > 10 * moved[1e-3]
+
+
+def test_tracker_resumes_the_same_wandb_run_offline(tmp_path, monkeypatch):
+    from amc.tracking import Tracker, has_wandb_key
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    (tmp_path / ".netrc").write_text("machine example.org login me password secret\n")
+    assert not has_wandb_key()  # an unrelated ~/.netrc does not switch tracking online
+    first = Tracker("wandb", tmp_path / "run", {"a": 1})
+    assert first.run.settings.mode == "offline"
+    run_id = first.run.id
+    first.finish()
+    again = Tracker("wandb", tmp_path / "run", {"a": 1})
+    assert again.run.id == run_id == (tmp_path / "run" / "wandb_run_id").read_text()
+    again.finish()
