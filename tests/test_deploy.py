@@ -1,0 +1,60 @@
+"""``amc.deploy``: ONNX export of a pruned network of any architecture agrees with PyTorch; latencies are measured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from amc.deployment import export_onnx, max_difference, onnx_latency, onnx_session, torch_latency
+from amc.engine import prune_model
+from amc.structure import analyse
+from models import create_model, save_checkpoint
+from tests.conftest import assert_clean_error, run_module
+
+
+@pytest.mark.parametrize("name", ["torchvision.models.resnet18", "torchvision.models.mobilenet_v3_small"])
+def test_onnx_of_a_pruned_torchvision_net_matches_pytorch(name, tmp_path):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10).eval()
+    structure = analyse(model, (1, 3, 32, 32))
+    pruned = prune_model(model, structure, [max(1, w // 2) for w in structure.widths], reconstruction="none").eval()
+    path = export_onnx(pruned, torch.randn(1, 3, 32, 32), tmp_path / "m.onnx")
+    session = onnx_session(path, threads=1)
+    assert max_difference(session, pruned, torch.randn(7, 3, 32, 32)) < 1e-4  # a dynamic batch dimension
+    rows = [
+        torch_latency(pruned, torch.randn(2, 3, 32, 32), 1, 0.05),
+        onnx_latency(session, torch.randn(2, 3, 32, 32), 1, 0.05),
+    ]
+    assert all(r.median_ms > 0 and r.runs >= 1 and r.batch == 2 for r in rows)
+
+
+@pytest.mark.slow
+def test_deploy_cli_compares_pruned_and_base(tmp_path):
+    torch.manual_seed(0)
+    base = create_model(
+        "mobilenet_v1", cfg=[16, (32, 2), 32], in_planes=8, in_channels=1, num_classes=10, small_input=True
+    )
+    base_path = save_checkpoint(base, tmp_path / "base.pt", image_size=28)
+    structure = analyse(base.eval(), (1, 1, 28, 28))
+    pruned = prune_model(base, structure, [4, 8, 16, 16], reconstruction="none")
+    pruned_path = save_checkpoint(pruned, tmp_path / "pruned.pt", image_size=28, base_checkpoint=str(base_path))
+    proc = run_module(
+        "amc.deploy",
+        f"checkpoint={pruned_path}",
+        "batch_sizes=[1,8]",
+        "threads=1",
+        "min_run_s=0.05",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "deploy_summary.json").read_text())
+    assert summary["model"]["max_abs_diff"] < 1e-4 and summary["base"]["max_abs_diff"] < 1e-4
+    assert summary["ratios"]["macs"] == pytest.approx(structure.macs([4, 8, 16, 16]) / structure.macs(structure.widths))
+    assert len(summary["model"]["latency"]) == 4 and (tmp_path / "run" / "model.onnx").is_file()
+    assert "pruned / base:" in proc.stdout
+
+
+def test_deploy_needs_a_checkpoint(tmp_path):
+    assert_clean_error(run_module("amc.deploy", f"hydra.run.dir={tmp_path}"), "checkpoint=PATH")
