@@ -11,6 +11,8 @@ import torch
 import models
 from tests.conftest import assert_clean_error, run_module
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the entry points
+
 TINY_MODEL = ["+model.kwargs.cfg=[16,[32,2],32]", "+model.kwargs.in_planes=8"]
 
 

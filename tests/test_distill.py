@@ -79,6 +79,7 @@ def test_cached_teacher_logits_give_the_same_loss_and_gradients():
     torch.testing.assert_close(grads[0], grads[1])
 
 
+@pytest.mark.slow
 def test_teacher_logit_cache_refuses_augmented_data(tmp_path):
     from tests.conftest import assert_clean_error, run_module
 

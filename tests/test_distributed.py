@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, run_module
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the entry points
 
 ARGS = [
     "data=digits",

@@ -14,6 +14,8 @@ from amc.quantization import decode, encode, load_quantized, save_quantized
 from amc.slimming import slim_student
 from tests.conftest import assert_clean_error, run_module
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the entry points
+
 FAST = ["logger=none", "data.crop=64", "data.search_val_size=5", "train.epochs=1", "train.batch_size=8"]
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import models
 from tests.conftest import assert_clean_error, run_module
 
 
+@pytest.mark.slow
 def test_pipeline_runs_every_stage_and_reports(tmp_path):
     cache = tmp_path / "cache"
     proc = run_module(

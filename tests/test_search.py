@@ -10,6 +10,8 @@ import pytest
 import models
 from tests.conftest import assert_clean_error, run_module
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the entry points
+
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
