@@ -383,3 +383,17 @@ def stack_dataset(
         xs.append(x)
         ys.append(torch.as_tensor(y))
     return torch.cat(xs), torch.cat(ys)
+
+
+def calibration_images(
+    data_kwargs: dict, count: int, augment: bool = False, seed: int = 0, splits: DataSplits | None = None
+) -> torch.Tensor:
+    """The first ``count`` train-split images, never search-val or test: what least squares is fitted on.
+
+    :param splits: the caller's already built (non-augmented) splits, reused unless ``augment``.
+    :param augment: draw them through the training augmentation (seeded by ``seed``).
+    """
+    if augment or splits is None:
+        splits = build_data(**{**data_kwargs, "augment": augment})
+    torch.manual_seed(seed)
+    return stack_dataset(splits.train, limit=count)[0]

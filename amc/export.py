@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from amc.config import (
@@ -24,7 +23,7 @@ from amc.config import (
     set_threads,
     to_plain,
 )
-from amc.data import build_data, stack_dataset
+from amc.data import build_data, calibration_images, stack_dataset
 from amc.distributed import pick_device
 from amc.engine import keep_indices, reconstruction_overrides
 from amc.errors import ConfigError, run_entry_point, user_errors_exit
@@ -72,12 +71,6 @@ def channels_from(cfg: DictConfig) -> list[int]:
     raise ConfigError("say what to keep: channels=[c0,c1,...] (one count per decision point) or strategy=strategy.json")
 
 
-def calibration_images(data_cfg: DictConfig, count: int, augment: bool, size: int) -> torch.Tensor:
-    """The first ``count`` images of the train split (not search-val, not test)."""
-    splits = build_data(**{**to_plain(data_cfg), "augment": augment, "resize": size})
-    return stack_dataset(splits.train, limit=count)[0]
-
-
 def export(cfg: DictConfig) -> dict[str, Any]:
     set_threads(cfg.get("threads"))
     seed_everything(cfg.seed)
@@ -104,7 +97,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     pruned, timings = plain, {}
     if cfg.reconstruct:
         t0 = time.perf_counter()
-        images = calibration_images(cfg.data, cfg.calibration_images, cfg.calibration_augment, image_size)
+        data_kwargs = {**to_plain(cfg.data), "resize": image_size}
+        images = calibration_images(data_kwargs, cfg.calibration_images, cfg.calibration_augment, cfg.seed)
         overrides = reconstruction_overrides(
             base, structure, keep, cfg.reconstruction, images, cfg.points_per_image, cfg.seed
         )

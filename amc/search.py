@@ -35,7 +35,7 @@ from amc.config import (
     set_threads,
     to_plain,
 )
-from amc.data import build_data, dataset_info, stack_dataset
+from amc.data import build_data, calibration_images, dataset_info, stack_dataset
 from amc.distributed import pick_device
 from amc.errors import ConfigError, run_entry_point, user_errors_exit
 from amc.evaluation import evaluate, tensor_batches
@@ -108,11 +108,9 @@ def trained_size(model) -> int | None:
     return int(size) if size else None
 
 
-def calibration_images(cfg: DictConfig, data, count: int) -> torch.Tensor:
-    """The first ``count`` train-split images (augmented if ``calibration_augment``, seeded)."""
-    calib_data = build_data(**{**to_plain(cfg.data), "resize": data.image_size}) if cfg.calibration_augment else data
-    torch.manual_seed(cfg.seed)
-    return stack_dataset(calib_data.train, limit=count)[0]
+def search_calibration(cfg: DictConfig, data, count: int) -> torch.Tensor:
+    data_kwargs = {**to_plain(cfg.data), "resize": data.image_size}
+    return calibration_images(data_kwargs, count, cfg.calibration_augment, cfg.seed, splits=data)
 
 
 def export_calibration(cfg: DictConfig, data, scorer: StrategyScorer) -> torch.Tensor | None:
@@ -120,7 +118,7 @@ def export_calibration(cfg: DictConfig, data, scorer: StrategyScorer) -> torch.T
     count = cfg.get("export_calibration_images")
     if not cfg.reconstruct or count is None or count <= cfg.calibration_images:
         return scorer.calibration_images
-    return calibration_images(cfg, data, count)
+    return search_calibration(cfg, data, count)
 
 
 def build_task(cfg: DictConfig, device: torch.device):
@@ -132,7 +130,7 @@ def build_task(cfg: DictConfig, device: torch.device):
     if not structure.points:
         raise ConfigError(f"{structure.arch_name} has no prunable channel group ({'; '.join(structure.fixed_groups)})")
     val_x, val_y = stack_dataset(data.search_val, limit=cfg.search_val_images)
-    calib_x = calibration_images(cfg, data, cfg.calibration_images) if cfg.reconstruct else None
+    calib_x = search_calibration(cfg, data, cfg.calibration_images) if cfg.reconstruct else None
     kind, budget = constraint_of(cfg)
     latency_fn = None
     if kind == "latency":
