@@ -51,6 +51,12 @@ def seed_everything(seed: int) -> None:
 
 TORCHVISION_PREFIX = "torchvision.models."
 
+# ``${amc_or:${resume},runs/search/...}``: a resumed job writes into the dir it resumes, so Hydra makes no
+# stray new run dir for it (registered here, on import by every entry point, before Hydra composes).
+OmegaConf.register_new_resolver(
+    "amc_or", lambda value, default: default if value in (None, "") else value, replace=True
+)
+
 
 def builder_name(model_cfg: DictConfig) -> str:
     """What ``models.create_model`` builds: ``model._target_`` (torchvision or a user's builder) or a registry name."""

@@ -200,7 +200,7 @@ def run_ddpg(cfg: DictConfig, env: ChannelPruningEnv, recorder: SearchRecorder, 
     state_json = run_dir / STATE_JSON
     if cfg.get("resume") and state_json.is_file():
         scalars = json.loads(state_json.read_text())
-        tensors = torch.load(run_dir / STATE_TENSORS, weights_only=True)
+        tensors = torch.load(run_dir / scalars.get("tensors", STATE_TENSORS), weights_only=True)
         load_ddpg_state(agent, tensors, scalars["agent"])
         set_rng_state(scalars["rng"])
         recorder.truncate(scalars["episodes"])
@@ -210,8 +210,15 @@ def run_ddpg(cfg: DictConfig, env: ChannelPruningEnv, recorder: SearchRecorder, 
         if recorder.episodes == 0:
             return
         tensors, scalars = ddpg_state(model)
-        save_torch_atomic(tensors, run_dir / STATE_TENSORS)
-        write_json_atomic(state_json, {"episodes": recorder.episodes, "agent": scalars, "rng": rng_state()})
+        # Tensors first, under a name of their own, then the JSON that points at them: a kill between the
+        # two writes leaves the previous, consistent pair.
+        name = f"search_state_{recorder.episodes:05d}.pt"
+        save_torch_atomic(tensors, run_dir / name)
+        state = {"episodes": recorder.episodes, "agent": scalars, "rng": rng_state(), "tensors": name}
+        write_json_atomic(state_json, state)
+        for old in run_dir.glob("search_state_*.pt"):
+            if old.name != name:
+                old.unlink()
 
     remaining = (cfg.episodes - recorder.episodes) * env.steps
     if remaining > 0:
@@ -300,6 +307,8 @@ def search(cfg: DictConfig) -> dict[str, Any]:
         stop_after = cfg.get("stop_after")
         cfg = OmegaConf.load(saved)
         cfg.resume, cfg.stop_after = str(run_dir), stop_after
+        for stale in run_dir.glob("*.tmp"):  # a write the kill interrupted; its target is intact
+            stale.unlink()
     else:
         refuse_finished_run(run_dir, ("episodes.jsonl", "strategy.json", "pruned.pt", STATE_JSON), "search")
         save_resolved_config(cfg, run_dir)
@@ -311,6 +320,8 @@ def search(cfg: DictConfig) -> dict[str, Any]:
     setup_s = time.perf_counter() - started
     tracker = Tracker(cfg.logger.kind, run_dir, to_plain(cfg), cfg.logger.project, mode=cfg.logger.mode)
     recorder = SearchRecorder(run_dir, structure, constraint, cfg, tracker, setup_s)
+    if cfg.get("resume") and not (run_dir / STATE_JSON).is_file():
+        recorder.truncate(0)  # killed before its first saved agent state: nothing to continue from
     print(
         f"searching {cfg.agent.name} over {len(structure.points)} decision points of {structure.arch_name}: "
         f"{constraint.kind} budget {constraint.budget:g} of {constraint.base_cost:,.0f} {constraint.unit}, "
