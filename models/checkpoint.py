@@ -64,7 +64,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **metadata: Any) 
 
 def model_from_arch(arch: Mapping[str, Any]) -> nn.Module:
     """A freshly initialised model of a stored architecture, pruned model included (weights still to load)."""
-    model = create_model(arch["name"], **dict(arch.get("kwargs") or {}))
+    model = create_model(arch["name"], _builder_file=arch.get("source"), **dict(arch.get("kwargs") or {}))
     if arch.get("pruning"):
         from amc.pruning import prune_to_arch  # the pruning engine replays the stored channel choice
 
@@ -133,8 +133,10 @@ def load_checkpoint(path: str | os.PathLike, name: str | None = None, **kwargs: 
         raise CheckpointError(f"{path} is a bare state_dict without an architecture; pass the model name")
     arch_name = name or stored["name"]
     arch_kwargs = {**(stored["kwargs"] if stored and stored["name"] == arch_name else {}), **kwargs}
-    pruning = stored.get("pruning") if stored and stored["name"] == arch_name else None
-    model = model_from_arch({"name": arch_name, "kwargs": arch_kwargs, "pruning": pruning})
+    same = stored and stored["name"] == arch_name
+    pruning = stored.get("pruning") if same else None
+    source = stored.get("source") if same else None
+    model = model_from_arch({"name": arch_name, "kwargs": arch_kwargs, "pruning": pruning, "source": source})
     load_weights(model, _state_dict_of(data), source=str(path))
     model.checkpoint_metadata = dict(data.get("metadata") or {})
     return model

@@ -13,7 +13,10 @@ torchvision network without tripling its input.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -47,8 +50,12 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def resolve_builder(name: str) -> Callable[..., nn.Module]:
-    """The constructor behind a registered name or a dotted import path."""
+def resolve_builder(name: str, source_file: str | None = None) -> Callable[..., nn.Module]:
+    """The constructor behind a registered name or a dotted import path.
+
+    :param source_file: the ``.py`` file the builder's module was loaded from when the model was saved;
+        used only when the module is no longer importable by name (a user's script outside any package).
+    """
     if name in _REGISTRY:
         return _REGISTRY[name]
     module_name, _, attr = name.rpartition(".")
@@ -56,7 +63,7 @@ def resolve_builder(name: str) -> Callable[..., nn.Module]:
         try:
             builder = getattr(importlib.import_module(module_name), attr, None)
         except ImportError:
-            builder = None
+            builder = _from_file(module_name, attr, source_file)
         if callable(builder):
             return builder
         raise UnknownModelError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r}")
@@ -64,6 +71,26 @@ def resolve_builder(name: str) -> Callable[..., nn.Module]:
         f"unknown model {name!r}; registered models: {', '.join(list_models())} "
         "(or a dotted builder path, e.g. torchvision.models.resnet18)"
     )
+
+
+def _from_file(module_name: str, attr: str, source_file: str | None) -> Callable | None:
+    if not source_file or not source_file.endswith(".py") or not os.path.isfile(source_file):
+        return None
+    spec = importlib.util.spec_from_file_location(module_name, source_file)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return getattr(module, attr, None)
+
+
+def builder_file(builder: Callable) -> str | None:
+    """Where a builder's code lives, recorded with a model so its checkpoint can find it again."""
+    try:
+        return inspect.getsourcefile(builder)
+    except TypeError:
+        return None
 
 
 def _accepts(builder: Callable, keyword: str) -> bool:
@@ -105,13 +132,13 @@ def adapt_input_channels(model: nn.Module, in_channels: int) -> None:
                 return
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, _builder_file: str | None = None, **kwargs: Any) -> nn.Module:
     """Build a registered or importable model; the result carries ``arch = {"name", "kwargs"}``.
 
     ``num_classes`` is dropped for builders that cannot take it; ``in_channels`` for builders that do
     not name it is applied by adapting the first conv.
     """
-    builder = resolve_builder(name)
+    builder = resolve_builder(name, _builder_file)
     call = dict(kwargs)
     in_channels = call.pop("in_channels", None) if not _names(builder, "in_channels") else None
     if "num_classes" in call and not _accepts(builder, "num_classes"):
@@ -125,4 +152,6 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     if in_channels is not None:
         adapt_input_channels(model, int(in_channels))
     model.arch = {"name": name, "kwargs": dict(kwargs)}
+    if name not in _REGISTRY and not name.startswith("torchvision."):
+        model.arch["source"] = builder_file(builder)
     return model

@@ -47,8 +47,7 @@ def user_code(tmp_path):
 
 
 @pytest.mark.slow
-def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code, monkeypatch):
-    monkeypatch.syspath_prepend(str(user_code))  # so this process can rebuild the user's model too
+def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
     common = ["model=custom", "model._target_=my_nets.build", "+model.kwargs.width=16"]
     train_dir = tmp_path / "train"
     proc = run_module(
@@ -61,8 +60,10 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code, m
         pythonpath=user_code,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # This process cannot import my_nets by name: the checkpoint's recorded source file rebuilds it.
     base = models.load_checkpoint(train_dir / "best.pt", name=None)
-    assert base.arch == {"name": "my_nets.build", "kwargs": {"width": 16, "num_classes": 10, "in_channels": 1}}
+    assert base.arch["name"] == "my_nets.build" and base.arch["source"] == str(user_code / "my_nets.py")
+    assert base.arch["kwargs"] == {"width": 16, "num_classes": 10, "in_channels": 1}
     assert base[0].in_channels == 1  # adapted to the 1-channel digits
 
     search_dir = tmp_path / "search"
