@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from amc.config import first_conv_in_channels, run_dir_of, set_threads
 from amc.cost import profile
 from amc.deployment import export_onnx, max_difference, onnx_latency, onnx_session, torch_latency
-from amc.errors import ConfigError, run_entry_point, user_errors_exit
+from amc.errors import ConfigError, user_errors_exit
 from amc.io import write_json_atomic
 from models import load_checkpoint
 
@@ -97,4 +97,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
+
+from hydra.experimental.callback import Callback
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,11 +25,11 @@ class ConfigError(AmcError):
     """A config value out of range or inconsistent with another."""
 
 
-FAILED_JOBS: list[str] = []  # multirun jobs that stopped on a user error, reported when the sweep ends
+FAILED_JOBS_FILE = "failed_jobs.txt"  # in a multirun's sweep dir: one line per job stopped by a user error
 
 
-def _multirun_job() -> str | None:
-    """``job N (overrides)`` inside a Hydra multirun, else ``None``."""
+def _multirun_job() -> tuple[str, Path] | None:
+    """(``job N (overrides)``, the sweep dir) inside a Hydra multirun, else ``None``."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -36,14 +39,14 @@ def _multirun_job() -> str | None:
         return None
     if hc.mode != RunMode.MULTIRUN:
         return None
-    return f"job {hc.job.num} ({' '.join(hc.overrides.task)})"
+    return f"job {hc.job.num} ({' '.join(hc.overrides.task)})", Path(hc.sweep.dir)
 
 
 def user_errors_exit(fn: F) -> F:
     """Wrap an entry point so known user errors print ``error: ...`` on stderr and exit 2, no traceback.
 
-    In a ``-m`` multirun a failed job is reported and the sweep goes on; :func:`run_entry_point` exits
-    non-zero at the end, naming the failed jobs.
+    In a ``-m`` multirun a failed job is reported and the sweep goes on (with any launcher: the job
+    writes a line to the sweep dir); :class:`ReportFailedJobs` exits 2 at the end, naming the failed jobs.
     """
     from models import CheckpointError, ModelConfigError
 
@@ -56,7 +59,10 @@ def user_errors_exit(fn: F) -> F:
             job = _multirun_job()
             if job is None:
                 sys.exit(2)
-            FAILED_JOBS.append(f"{job}: {exc}")
+            label, sweep_dir = job
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            with open(sweep_dir / FAILED_JOBS_FILE, "a") as f:  # one short append per job: no interleaving
+                f.write(f"{label}: {exc}\n")
             return None
         except KeyboardInterrupt:
             print("interrupted: the run dir keeps what was saved; pass resume=... to continue", file=sys.stderr)
@@ -65,11 +71,18 @@ def user_errors_exit(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def run_entry_point(main: Callable[[], Any]) -> None:
-    """Run a Hydra ``main``; after a multirun, exit 2 if any job failed (the others have finished)."""
-    main()
-    if FAILED_JOBS:
-        print(f"{len(FAILED_JOBS)} multirun job(s) failed:", file=sys.stderr)
-        for line in FAILED_JOBS:
+class ReportFailedJobs(Callback):
+    """Hydra callback (``hydra.callbacks``): after a multirun, exit 2 naming the jobs a user error stopped."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        (Path(config.hydra.sweep.dir) / FAILED_JOBS_FILE).unlink(missing_ok=True)
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        path = Path(config.hydra.sweep.dir) / FAILED_JOBS_FILE
+        if not path.is_file():
+            return
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        print(f"{len(lines)} multirun job(s) failed (the others finished; list in {path}):", file=sys.stderr)
+        for line in lines:
             print(f"  {line}", file=sys.stderr)
         sys.exit(2)

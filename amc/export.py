@@ -26,7 +26,7 @@ from amc.config import (
 from amc.data import build_data, calibration_images, stack_dataset
 from amc.distributed import pick_device
 from amc.engine import keep_indices, reconstruction_overrides
-from amc.errors import ConfigError, run_entry_point, user_errors_exit
+from amc.errors import ConfigError, user_errors_exit
 from amc.evaluation import evaluate, tensor_batches
 from amc.io import write_json_atomic
 from amc.pruning import check_channels, slice_model
@@ -175,4 +175,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

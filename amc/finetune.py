@@ -27,7 +27,7 @@ from amc.config import (
 from amc.data import build_data
 from amc.distill import Distiller, with_teacher_logits
 from amc.distributed import setup, teardown
-from amc.errors import ConfigError, run_entry_point, user_errors_exit
+from amc.errors import ConfigError, user_errors_exit
 from amc.io import write_json_atomic
 from amc.tracking import Tracker
 from amc.training import TrainConfig, evaluate_split, fit
@@ -157,4 +157,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

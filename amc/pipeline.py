@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from amc.config import run_dir_of, save_resolved_config, to_plain
-from amc.errors import AmcError, run_entry_point, user_errors_exit
+from amc.errors import AmcError, user_errors_exit
 from amc.io import write_text_atomic
 from amc.plots import plot_accuracy_vs_macs
 from amc.search import constraint_of
@@ -104,4 +104,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

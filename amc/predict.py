@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from amc.config import set_threads
 from amc.data import food11_split, food11_transforms
-from amc.errors import ConfigError, run_entry_point, user_errors_exit
+from amc.errors import ConfigError, user_errors_exit
 from amc.quantization import load_quantized
 from models import load_checkpoint, read_checkpoint
 
@@ -64,4 +64,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

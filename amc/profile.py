@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from amc.config import builder_name, first_conv_in_channels, to_plain
 from amc.cost import profile
-from amc.errors import run_entry_point, user_errors_exit
+from amc.errors import user_errors_exit
 from models import create_model, load_checkpoint
 
 
@@ -34,4 +34,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from amc.config import run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
 from amc.data import build_data, stack_dataset
-from amc.errors import ConfigError, run_entry_point, user_errors_exit
+from amc.errors import ConfigError, user_errors_exit
 from amc.evaluation import evaluate, tensor_batches
 from amc.io import write_json_atomic
 from amc.quantization import cpu_latency_ms, int8_ptq, load_quantized, save_quantized
@@ -68,4 +68,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

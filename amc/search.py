@@ -37,7 +37,7 @@ from amc.config import (
 )
 from amc.data import build_data, calibration_images, dataset_info, stack_dataset
 from amc.distributed import pick_device
-from amc.errors import ConfigError, run_entry_point, user_errors_exit
+from amc.errors import ConfigError, user_errors_exit
 from amc.evaluation import evaluate, tensor_batches
 from amc.io import refuse_finished_run, save_torch_atomic, write_json_atomic
 from amc.reconstruction import unreconstructed
@@ -351,4 +351,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

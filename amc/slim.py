@@ -14,7 +14,7 @@ from amc.config import run_dir_of, save_resolved_config, seed_everything, set_th
 from amc.cost import count_params
 from amc.data import build_data
 from amc.distributed import setup
-from amc.errors import ConfigError, run_entry_point, user_errors_exit
+from amc.errors import ConfigError, user_errors_exit
 from amc.io import write_json_atomic
 from amc.slimming import slim_student
 from amc.tracking import Tracker
@@ -82,4 +82,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

@@ -16,7 +16,7 @@ from amc.config import (
 )
 from amc.distill import Distiller
 from amc.distributed import setup, teardown
-from amc.errors import run_entry_point, user_errors_exit
+from amc.errors import user_errors_exit
 from amc.tracking import Tracker
 from amc.training import TrainConfig, fit
 from models import load_weights, read_checkpoint
@@ -64,4 +64,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_entry_point(main)
+    main()

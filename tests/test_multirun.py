@@ -24,3 +24,26 @@ def test_multirun_finishes_the_other_jobs_and_reports_the_failed_one(tmp_path):
     assert "infeasible flops budget 0.01" in text, text
     assert (tmp_path / "sweep" / "budget_0.5_1" / "strategy.json").is_file()
     assert not (tmp_path / "sweep" / "budget_0.01_0" / "strategy.json").exists()
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_jobs_in_parallel_past_a_failed_one(tmp_path):
+    proc = run_module(
+        "amc.search",
+        "-m",
+        "experiment=smoke",
+        "flops_budget=0.01,0.5,0.7",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "threads=1",
+        f"cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text and "1 multirun job(s) failed" in text, text
+    assert "Joblib" in text or "joblib" in text, text
+    finished = sorted(p.parent.name for p in (tmp_path / "sweep").glob("*/strategy.json"))
+    assert finished == ["budget_0.5_1", "budget_0.7_2"], finished
+    # the two searches shared one base model: trained once, under the cache lock
+    assert len(list((tmp_path / "cache" / "base_models").glob("*.pt"))) == 1
