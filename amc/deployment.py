@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import statistics
 import time
@@ -37,6 +38,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    for name in ("onnxscript", "onnx_ir"):  # their optimiser logs every pass at INFO, which Hydra shows
+        logging.getLogger(name).setLevel(logging.WARNING)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each of its steps
         torch.onnx.export(
             model.eval(),
