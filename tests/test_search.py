@@ -105,15 +105,17 @@ def test_params_budget(cache, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["flops_budget=0"],
-        ["flops_budget=1.5"],
-        ["flops_budget=0.01"],
-        ["flops_budget=0.5", "checkpoint=/nonexistent/base.pt"],
-        ["agent=nope"],
+        (["flops_budget=0"], "flops_budget must be in (0, 1]"),
+        (["flops_budget=1.5"], "flops_budget must be in (0, 1]"),
+        (["flops_budget=0.01"], "infeasible flops budget 0.01"),
+        (["flops_budget=0.5", "checkpoint=/nonexistent/base.pt"], "checkpoint not found: /nonexistent/base.pt"),
+        (["agent=nope"], "Could not find 'agent/nope'"),  # Hydra's own message, with the options
+        (["episodes=0"], "episodes must be at least 1"),
+        (["model=torchvision", "model.name=nope"], "unknown torchvision classification model 'nope'"),
     ],
 )
-def test_bad_search_inputs(args, cache, tmp_path):
+def test_bad_search_inputs(args, message, cache, tmp_path):
     proc = run_module("amc.search", "experiment=smoke", f"cache_dir={cache}", f"hydra.run.dir={tmp_path}", *args)
-    assert_clean_error(proc)
+    assert_clean_error(proc, message)
