@@ -9,13 +9,17 @@ cheap at inference and are left out).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from amc.budget import allowed_counts
+from amc.io import write_json_atomic
 from amc.structure import LayerCostTerm, PrunableStructure
 
 
@@ -109,6 +113,37 @@ class LatencyTable:
                 else {}
             )
         return cls(structure, full, outs, ins)
+
+    @classmethod
+    def cached(
+        cls,
+        cache_dir: Path,
+        model: nn.Module,
+        structure: PrunableStructure,
+        device: torch.device,
+        channel_round: int,
+        lower_bound: float,
+    ) -> LatencyTable:
+        """``measure``, once per model layout, device, input size, threads and channel grid (≈ 1 min on FMNIST-MBV1).
+
+        The table depends on layer shapes, not weights: the key is the cost terms' shapes.
+        """
+        shapes = [
+            (t.name, t.kind, t.positions, t.kernel_area, t.out_channels, t.in_per_group) for t in structure.layer_terms
+        ]
+        key = json.dumps([shapes, structure.widths, str(device), torch.get_num_threads(), channel_round, lower_bound])
+        name = f"latency_{structure.arch_name.rsplit('.', 1)[-1]}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+        path = Path(cache_dir).expanduser() / "latency" / name
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            outs = [{int(c): f for c, f in d.items()} for d in saved["out_factor"]]
+            ins = [{int(c): f for c, f in d.items()} for d in saved["in_factor"]]
+            print(f"using the cached latency table {path}")
+            return cls(structure, saved["full"], outs, ins)
+        table = cls.measure(model, structure, device, channel_round, lower_bound)
+        payload = {"full": table.full, "out_factor": table.out_factor, "in_factor": table.in_factor, "key": key}
+        write_json_atomic(path, payload)
+        return table
 
     def __call__(self, channels: Sequence[int]) -> float:
         total = 0.0

@@ -136,7 +136,7 @@ def build_task(cfg: DictConfig, device: torch.device):
     if kind == "latency":
         from amc.latency import LatencyTable
 
-        latency_fn = LatencyTable.measure(base, structure, device, cfg.channel_round, cfg.lower_bound)
+        latency_fn = LatencyTable.cached(cfg.cache_dir, base, structure, device, cfg.channel_round, cfg.lower_bound)
     constraint = make_constraint(kind, budget, structure, latency_fn)
     wall = ActionWall(structure, constraint, cfg.lower_bound, cfg.channel_round)
     scorer = StrategyScorer(
@@ -255,6 +255,22 @@ def run_uniform(cfg: DictConfig, env: ChannelPruningEnv, recorder: SearchRecorde
     recorder.record(info)
 
 
+def measured_latency(base, pruned, example: torch.Tensor, best: dict[str, Any]) -> dict[str, Any]:
+    """The exported network's end-to-end latency against the base (PyTorch eager, batch 1), beside the
+    per-layer table's prediction the search was held to."""
+    from amc.deployment import torch_latency
+
+    device = next(base.parameters()).device
+    threads = torch.get_num_threads()
+    x = example.to(device)
+    ratio = torch_latency(pruned.to(device), x, threads).median_ms / torch_latency(base, x, threads).median_ms
+    print(
+        f"latency: the table predicts {best['cost_ratio']:.3f} of the base; measured end to end "
+        f"{ratio:.3f} (PyTorch eager, batch 1, {threads} threads, median)"
+    )
+    return {"predicted_latency_ratio": best["cost_ratio"], "measured_latency_ratio": ratio}
+
+
 def finish(
     cfg: DictConfig,
     run_dir: Path,
@@ -285,6 +301,7 @@ def finish(
         export_reconstruction=cfg.export_reconstruction,
         export_calibration_images=0 if calibration is None else len(calibration),
         not_reconstructed=unreconstructed(scorer.model, scorer.structure) if cfg.reconstruct else {},
+        **(measured_latency(scorer.model, pruned, test_x[:1], best) if cfg.get("latency_budget") else {}),
     )
     write_json_atomic(run_dir / "strategy.json", strategy)
     save_checkpoint(

@@ -8,6 +8,7 @@ import torch
 import models
 from amc.budget import ActionWall, allowed_counts, make_constraint
 from amc.errors import ConfigError
+from amc.latency import LatencyTable
 from amc.structure import analyse
 
 
@@ -90,3 +91,18 @@ def test_latency_table_is_monotone_and_budgets_hold():
     for t in range(len(structure.points)):
         decided.append(wall.choose(decided, t, 1.0))
     assert constraint.cost(decided) <= constraint.limit
+
+
+def test_latency_table_is_cached_per_layout(tmp_path, monkeypatch):
+    model = models.create_model(
+        "mobilenet_v1", cfg=[16, (32, 2), 32], in_planes=8, in_channels=1, num_classes=10, small_input=True
+    ).eval()
+    structure = analyse(model, (1, 1, 16, 16))
+    first = LatencyTable.cached(tmp_path, model, structure, torch.device("cpu"), 4, 0.2)
+    monkeypatch.setattr(LatencyTable, "measure", classmethod(lambda *a, **k: pytest.fail("measured again")))
+    again = LatencyTable.cached(tmp_path, model, structure, torch.device("cpu"), 4, 0.2)
+    channels = [max(4, w // 2 // 4 * 4) for w in structure.widths]
+    assert again(channels) == first(channels) and again(structure.widths) == first(structure.widths)
+    other = analyse(model, (1, 1, 32, 32))  # another input size is another table
+    with pytest.raises(pytest.fail.Exception, match="measured again"):
+        LatencyTable.cached(tmp_path, model, other, torch.device("cpu"), 4, 0.2)
