@@ -97,3 +97,22 @@ def test_episode_reward_relabelling(env):
     assert agent.actor.optimizer.param_groups[0]["lr"] == 1e-4
     assert agent.critic.optimizer.param_groups[0]["lr"] == 1e-3
     assert torch.isfinite(next(agent.actor.parameters())).all()
+
+
+def test_static_observation_features_describe_each_decision_point(env):
+    from envs.observation import FEATURES
+
+    s = env.structure
+    widest, n = max(s.widths), len(s.points)
+    terms = {t.name: t for t in s.layer_terms}
+    env.reset(seed=0)
+    for t, point in enumerate(s.points):
+        obs = env.embedding(t, [], 1.0)
+        f = dict(zip(FEATURES, obs.tolist(), strict=True))
+        consumer = terms[point.consumers[0]]
+        assert f["index"] == pytest.approx(t / (n - 1))
+        assert f["consumer_is_linear"] == float(consumer.kind == "linear")
+        assert f["width"] == pytest.approx(point.channels / widest)
+        assert f["kernel"] == pytest.approx(min(1.0, consumer.kernel_area / 9))
+        assert f["budget"] == pytest.approx(env.wall.constraint.budget)
+    assert f["consumer_is_linear"] == 1.0  # the last point of the tiny MobileNetV1 feeds its classifier

@@ -190,3 +190,35 @@ def test_reconstruction_brings_outputs_closer_on_calibration_like_data(mode):
     with torch.no_grad():
         ref = model(x)
         assert (fixed(x) - ref).pow(2).mean() < 0.5 * (plain(x) - ref).pow(2).mean()
+
+
+def test_least_squares_recovers_a_linear_consumer_exactly():
+    """Linear consumer, dropped inputs that are combinations of kept ones: the refit reproduces the outputs."""
+    generator = torch.Generator().manual_seed(0)
+    layer = nn.Linear(6, 3)
+    kept_x = torch.randn(200, 4, generator=generator)
+    x = torch.cat([kept_x, kept_x[:, :2] @ torch.randn(2, 2, generator=generator)], dim=1)  # inputs 4, 5 redundant
+    with torch.no_grad():
+        y = layer(x)
+    xs, ys = sample_rows(layer, x, y, points=1, generator=generator)
+    from amc.reconstruction import ConsumerStats
+
+    stats = ConsumerStats((xs.T @ xs).double(), (xs.T @ ys).double(), 1, len(xs))
+    w = solve(stats, torch.arange(4))
+    torch.testing.assert_close(kept_x @ w.T + layer.bias.detach(), y, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_folding_batchnorm_leaves_the_network_unchanged(name):
+    import copy
+
+    from amc.fusion import fold_batchnorms
+
+    model, size = randomised(name)
+    x = torch.randn(3, *size[1:])
+    folded = fold_batchnorms(copy.deepcopy(model))
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) < sum(
+        isinstance(m, nn.BatchNorm2d) for m in model.modules()
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
