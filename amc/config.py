@@ -138,6 +138,17 @@ def first_conv_in_channels(model: nn.Module) -> int:
     return conv.in_channels if conv is not None else 3
 
 
+def check_at_least(cfg: DictConfig, minimums: dict[str, float], optional: tuple[str, ...] = ()) -> None:
+    """Every numeric option ``key`` (dotted) is a number ≥ its minimum (``optional`` ones may be null)."""
+    for key, minimum in minimums.items():
+        value = OmegaConf.select(cfg, key)
+        if value is None and key in optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            null = " (or null)" if key in optional else ""
+            raise ConfigError(f"{key} must be a number ≥ {minimum:g}{null}, got {value!r}")
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))

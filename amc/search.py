@@ -28,6 +28,7 @@ from amc.budget import ActionWall, make_constraint
 from amc.config import (
     build_model,
     builder_name,
+    check_at_least,
     fit_input_size,
     run_dir_of,
     save_resolved_config,
@@ -76,11 +77,28 @@ def check_inputs(cfg: DictConfig) -> None:
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
     if cfg.export_reconstruction not in ("open", "closed"):
         raise ConfigError("export_reconstruction must be open or closed")
-    export_count = cfg.get("export_calibration_images")
-    if export_count is not None and export_count < 1:
-        raise ConfigError("export_calibration_images must be at least 1 (or null: the search's own)")
-    if cfg.episodes < 1:
-        raise ConfigError("episodes must be at least 1")
+    check_at_least(
+        cfg,
+        {
+            "episodes": 1,
+            "calibration_images": 1,
+            "export_calibration_images": 1,
+            "points_per_image": 1,
+            "channel_round": 1,
+            "eval_batch_size": 1,
+            "search_val_images": 1,
+            "test_images": 1,
+            "prefix_cache_mb": 0,
+            "threads": 1,
+            "stop_after": 1,
+            "base_training.epochs": 1,
+            "base_training.batch_size": 1,
+            "base_training.lr": 0,
+        },
+        optional=("export_calibration_images", "search_val_images", "test_images", "threads", "stop_after"),
+    )
+    if not 0 < cfg.lower_bound <= 1:
+        raise ConfigError(f"lower_bound must be in (0, 1] (the smallest keep ratio), got {cfg.lower_bound}")
     if not cfg.checkpoint and not cfg.get("resume"):
         check_budget_before_training(cfg)
 

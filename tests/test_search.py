@@ -112,7 +112,11 @@ def test_params_budget(cache, tmp_path):
         (["flops_budget=0.01"], "infeasible flops budget 0.01"),
         (["flops_budget=0.5", "checkpoint=/nonexistent/base.pt"], "checkpoint not found: /nonexistent/base.pt"),
         (["agent=nope"], "Could not find 'agent/nope'"),  # Hydra's own message, with the options
-        (["episodes=0"], "episodes must be at least 1"),
+        (["episodes=0"], "episodes must be a number ≥ 1, got 0"),
+        (["points_per_image=0"], "points_per_image must be a number ≥ 1, got 0"),
+        (["calibration_images=many"], "calibration_images must be a number ≥ 1, got 'many'"),
+        (["lower_bound=0"], "lower_bound must be in (0, 1]"),
+        (["base_training.epochs=0"], "base_training.epochs must be a number ≥ 1"),
         (["model=torchvision", "model.name=nope"], "unknown torchvision classification model 'nope'"),
     ],
 )
