@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 
 from amc.errors import ConfigError
-from amc.structure import DecisionPoint, PrunableStructure, is_depthwise_module
+from amc.structure import DecisionPoint, PrunableStructure
+from amc.tracing import is_depthwise
 
 SELECTIONS = ("l1", "l2", "bn_gamma", "random")
 
@@ -192,7 +193,7 @@ def _assign(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 def _resize_attributes(module: nn.Module) -> None:
     if isinstance(module, nn.Conv2d):
         out = module.weight.shape[0]
-        if is_depthwise_module(module):
+        if is_depthwise(module):
             module.in_channels = module.out_channels = module.groups = out
         else:
             module.out_channels, module.in_channels = out, module.weight.shape[1] * module.groups
@@ -255,7 +256,7 @@ def masked_inputs(model: nn.Module, structure: PrunableStructure, keep: Sequence
         if dim != 1 or not key.endswith("weight") or layer not in modules:
             continue
         m = modules[layer]
-        if not isinstance(m, nn.Conv2d | nn.Linear) or is_depthwise_module(m):
+        if not isinstance(m, nn.Conv2d | nn.Linear) or is_depthwise(m):
             continue
         mask = torch.zeros(state[key].shape[1])
         mask[idx] = 1

@@ -199,7 +199,7 @@ def _group_point(raw: RawGroup, order: dict[str, int], modules: dict[str, nn.Mod
     consumers = by_order(u.name for u in raw.modules if u.role == "in" and u.kind == "dense")
     passthrough = by_order(u.name for u in raw.modules if u.kind in ("depthwise", "norm", "param"))
     gamma = next((n for n in passthrough if isinstance(modules.get(n), nn.modules.batchnorm._BatchNorm)), None)
-    first = producers[0] if producers else raw.root  # type: ignore[attr-defined]
+    first = producers[0] if producers else raw.root
     return DecisionPoint(first, raw.channels, producers, consumers, passthrough, gamma, tuple(raw.tensors))
 
 
@@ -315,8 +315,6 @@ def _derive_costs(model: nn.Module, structure: PrunableStructure) -> None:
         if isinstance(m, nn.Conv2d):
             positions = row.output_shape[2] * row.output_shape[3]
             area = m.kernel_size[0] * m.kernel_size[1]
-            if is_depthwise_module(m):
-                in_e = SizeExpr(1)
             structure.layer_terms.append(LayerCostTerm(row.name, "conv", positions, area, out_e, in_e))
         else:
             positions = int(np.prod(row.output_shape[1:-1])) if len(row.output_shape) > 2 else 1
@@ -326,7 +324,3 @@ def _derive_costs(model: nn.Module, structure: PrunableStructure) -> None:
             if param.requires_grad:
                 key = f"{module_name}.{pname}" if module_name else pname
                 structure.param_shapes.append(_dim_exprs(param.shape, key, plan))
-
-
-def is_depthwise_module(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels

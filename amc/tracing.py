@@ -46,6 +46,7 @@ class RawGroup:
     channels: int
     modules: list[ModuleUse]
     tensors: list[TensorUse]
+    root: str = "?"  # the layer the tracer grew the group from (names it when no dense layer writes it)
     problem: str | None = None  # why the group must stay fixed, if it must
 
 
@@ -132,7 +133,7 @@ def trace_groups(model: nn.Module, example: torch.Tensor) -> list[RawGroup]:
             raw.modules.append(ModuleUse(name, role, kind))
             raw.tensors.extend(_tensor_uses(name, target, kind, role, pos, roots))
         raw.problem = raw.problem or _mapping_problem(raw)
-        raw.root = names.get(root, "?")  # type: ignore[attr-defined]
+        raw.root = names.get(root, "?")
         out.append(raw)
     return out
 
