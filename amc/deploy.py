@@ -15,10 +15,10 @@ import torch
 from omegaconf import DictConfig
 
 from amc.config import first_conv_in_channels, run_dir_of, set_threads
-from amc.cost import profile
 from amc.deployment import export_onnx, max_difference, onnx_latency, onnx_session, torch_latency
 from amc.errors import ConfigError, user_errors_exit
 from amc.io import write_json_atomic
+from amc.pruning.cost import profile
 from models import load_checkpoint
 
 

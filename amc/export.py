@@ -24,14 +24,14 @@ from amc.config import (
     to_plain,
 )
 from amc.data import build_data, calibration_images, stack_dataset
-from amc.distributed import pick_device
-from amc.engine import keep_indices, reconstruction_overrides
 from amc.errors import ConfigError, user_errors_exit
-from amc.evaluation import evaluate, tensor_batches
 from amc.io import write_json_atomic
-from amc.pruning import check_channels, slice_model
-from amc.reconstruction import unreconstructed
-from amc.structure import analyse
+from amc.pruning.apply import keep_indices, reconstruction_overrides
+from amc.pruning.reconstruction import unreconstructed
+from amc.pruning.slicing import check_channels, slice_model
+from amc.pruning.structure import analyse
+from amc.training.distributed import pick_device
+from amc.training.evaluation import evaluate, tensor_batches
 from models import save_checkpoint
 
 

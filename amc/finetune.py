@@ -25,12 +25,12 @@ from amc.config import (
     to_plain,
 )
 from amc.data import build_data
-from amc.distill import Distiller, with_teacher_logits
-from amc.distributed import setup, teardown
 from amc.errors import ConfigError, user_errors_exit
 from amc.io import write_json_atomic
 from amc.tracking import Tracker
-from amc.training import TrainConfig, evaluate_split, fit
+from amc.training.distill import Distiller, with_teacher_logits
+from amc.training.distributed import setup, teardown
+from amc.training.loop import TrainConfig, evaluate_split, fit
 from models import load_checkpoint
 
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from amc.config import set_threads
 from amc.data import food11_split, food11_transforms
 from amc.errors import ConfigError, user_errors_exit
-from amc.quantization import load_quantized
+from amc.hw7.quantization import load_quantized
 from models import load_checkpoint, read_checkpoint
 
 

@@ -6,8 +6,8 @@ import hydra
 from omegaconf import DictConfig
 
 from amc.config import builder_name, first_conv_in_channels, to_plain
-from amc.cost import profile
 from amc.errors import user_errors_exit
+from amc.pruning.cost import profile
 from models import create_model, load_checkpoint
 
 

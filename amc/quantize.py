@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 from amc.config import run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
 from amc.data import build_data, stack_dataset
 from amc.errors import ConfigError, user_errors_exit
-from amc.evaluation import evaluate, tensor_batches
+from amc.hw7.quantization import cpu_latency_ms, int8_ptq, load_quantized, save_quantized
 from amc.io import write_json_atomic
-from amc.quantization import cpu_latency_ms, int8_ptq, load_quantized, save_quantized
+from amc.training.evaluation import evaluate, tensor_batches
 from models import load_checkpoint
 
 NAMES = {32: "fp32", 16: "fp16", 8: "uint8"}

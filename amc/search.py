@@ -22,9 +22,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from stable_baselines3.common.callbacks import BaseCallback
 
-from amc.agents import build_ddpg, ddpg_state, load_ddpg_state
-from amc.base_model import obtain_base_model
-from amc.budget import ActionWall, make_constraint
 from amc.config import (
     build_model,
     builder_name,
@@ -37,15 +34,18 @@ from amc.config import (
     to_plain,
 )
 from amc.data import build_data, calibration_images, dataset_info, stack_dataset
-from amc.distributed import pick_device
 from amc.errors import ConfigError, user_errors_exit
-from amc.evaluation import evaluate, tensor_batches
 from amc.io import refuse_finished_run, save_torch_atomic, write_json_atomic
-from amc.reconstruction import unreconstructed
-from amc.recorder import SearchRecorder
-from amc.scoring import StrategyScorer
-from amc.structure import analyse
+from amc.pruning.reconstruction import unreconstructed
+from amc.pruning.structure import analyse
+from amc.strategy.agents import build_ddpg, ddpg_state, load_ddpg_state
+from amc.strategy.budget import ActionWall, make_constraint
+from amc.strategy.recorder import SearchRecorder
+from amc.strategy.scoring import StrategyScorer
 from amc.tracking import Tracker
+from amc.training.base_model import obtain_base_model
+from amc.training.distributed import pick_device
+from amc.training.evaluation import evaluate, tensor_batches
 from envs import ChannelPruningEnv
 from models import save_checkpoint
 
@@ -152,7 +152,7 @@ def build_task(cfg: DictConfig, device: torch.device):
     kind, budget = constraint_of(cfg)
     latency_fn = None
     if kind == "latency":
-        from amc.latency import LatencyTable
+        from amc.strategy.latency import LatencyTable
 
         latency_fn = LatencyTable.cached(cfg.cache_dir, base, structure, device, cfg.channel_round, cfg.lower_bound)
     constraint = make_constraint(kind, budget, structure, latency_fn)

@@ -11,14 +11,14 @@ import hydra
 from omegaconf import DictConfig
 
 from amc.config import run_dir_of, save_resolved_config, seed_everything, set_threads, to_plain
-from amc.cost import count_params
 from amc.data import build_data
-from amc.distributed import setup
 from amc.errors import ConfigError, user_errors_exit
+from amc.hw7.slimming import slim_student
 from amc.io import write_json_atomic
-from amc.slimming import slim_student
+from amc.pruning.cost import count_params
 from amc.tracking import Tracker
-from amc.training import TrainConfig, evaluate_split, fit
+from amc.training.distributed import setup
+from amc.training.loop import TrainConfig, evaluate_split, fit
 from models import load_checkpoint, save_checkpoint
 
 

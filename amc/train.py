@@ -14,11 +14,11 @@ from amc.config import (
     set_threads,
     to_plain,
 )
-from amc.distill import Distiller
-from amc.distributed import setup, teardown
 from amc.errors import user_errors_exit
 from amc.tracking import Tracker
-from amc.training import TrainConfig, fit
+from amc.training.distill import Distiller
+from amc.training.distributed import setup, teardown
+from amc.training.loop import TrainConfig, fit
 from models import load_weights, read_checkpoint
 
 

@@ -1,6 +1,6 @@
 """``ChannelPruningEnv``: AMC's layer-by-layer channel-pruning MDP as a Gymnasium environment.
 
-One episode walks the decision points of a network (``amc.structure``). At step t the agent
+One episode walks the decision points of a network (``amc.pruning.structure``). At step t the agent
 sees the layer embedding (``envs.observation``) and answers a keep ratio; the action wall turns
 it into a channel count that provably meets the budget. After the last step the strategy is
 (optionally) topped up to spend budget that rounding left over, the network is physically
@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from amc.budget import ActionWall
 from amc.errors import ConfigError
-from amc.scoring import StrategyScorer
+from amc.strategy.budget import ActionWall
+from amc.strategy.scoring import StrategyScorer
 from envs.observation import FEATURES, LayerEmbedding
 
 REWARDS = ("acc", "acc_flops", "acc_params")
@@ -40,8 +40,8 @@ def reward_of(kind: str, accuracy: float, macs: int, params: int) -> float:
 class ChannelPruningEnv(gym.Env):
     """AMC's channel-pruning environment.
 
-    :param scorer: prunes, reconstructs and evaluates a channel list (``amc.scoring.StrategyScorer``).
-    :param wall: the budget's action wall (``amc.budget.ActionWall``).
+    :param scorer: prunes, reconstructs and evaluates a channel list (``amc.strategy.scoring.StrategyScorer``).
+    :param wall: the budget's action wall (``amc.strategy.budget.ActionWall``).
     :param reward: ``acc`` (default), ``acc_flops`` or ``acc_params``.
     :param fill_budget: make the finished strategy spend the budget: scale every layer by one common
         factor (keeping the agent's allocation across layers), then spend what rounding leaves.

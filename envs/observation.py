@@ -28,8 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from amc.budget import ActionWall
-from amc.structure import PrunableStructure
+from amc.pruning.structure import PrunableStructure
+from amc.strategy.budget import ActionWall
 
 FEATURES = (
     "index",

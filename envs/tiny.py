@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from amc.budget import ActionWall, make_constraint
 from amc.data import build_data, stack_dataset
-from amc.scoring import StrategyScorer
-from amc.structure import analyse
+from amc.pruning.structure import analyse
+from amc.strategy.budget import ActionWall, make_constraint
+from amc.strategy.scoring import StrategyScorer
 from models import create_model
 
 

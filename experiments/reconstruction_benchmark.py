@@ -12,14 +12,14 @@ import time
 import torch
 from omegaconf import OmegaConf
 
-from amc.budget import ActionWall, make_constraint
 from amc.config import load_model_for_data
 from amc.data import build_data, stack_dataset
-from amc.engine import keep_indices
-from amc.evaluation import evaluate, tensor_batches
-from amc.pruning import slice_model
-from amc.reconstruction import OpenLoopReconstructor, closed_loop_overrides
-from amc.structure import analyse
+from amc.pruning.apply import keep_indices
+from amc.pruning.reconstruction import OpenLoopReconstructor, closed_loop_overrides
+from amc.pruning.slicing import slice_model
+from amc.pruning.structure import analyse
+from amc.strategy.budget import ActionWall, make_constraint
+from amc.training.evaluation import evaluate, tensor_batches
 
 
 def main() -> None:

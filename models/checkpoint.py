@@ -7,7 +7,7 @@ A checkpoint is a plain dict that ``torch.load(weights_only=True)`` accepts::
 
 so any model rebuilds in one call: ``arch`` names its builder and arguments; a pruned model's
 ``arch.pruning`` adds the input size it was traced at and the kept channels of each pruned group,
-which are replayed on the freshly built base network (``amc.pruning.prune_to_arch``). Bare
+which are replayed on the freshly built base network (``amc.pruning.slicing.prune_to_arch``). Bare
 state_dicts (also nested under ``"state_dict"``, also with DataParallel's ``module.`` prefix)
 load too, given the architecture.
 """
@@ -66,7 +66,7 @@ def model_from_arch(arch: Mapping[str, Any]) -> nn.Module:
     """A freshly initialised model of a stored architecture, pruned model included (weights still to load)."""
     model = create_model(arch["name"], _builder_file=arch.get("source"), **dict(arch.get("kwargs") or {}))
     if arch.get("pruning"):
-        from amc.pruning import prune_to_arch  # the pruning engine replays the stored channel choice
+        from amc.pruning.slicing import prune_to_arch  # the pruning engine replays the stored channel choice
 
         model = prune_to_arch(model, arch["pruning"])
     return model

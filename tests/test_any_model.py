@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from amc.budget import ActionWall, make_constraint
-from amc.engine import keep_indices
-from amc.pruning import slice_model
-from amc.structure import analyse
+from amc.pruning.apply import keep_indices
+from amc.pruning.slicing import slice_model
+from amc.pruning.structure import analyse
+from amc.strategy.budget import ActionWall, make_constraint
 from models import create_model, load_checkpoint, save_checkpoint
 
 TORCHVISION = [
@@ -166,7 +166,7 @@ def test_prune_residual_adds_the_residual_streams():
 def test_least_squares_refits_every_consumer_of_a_residual_stream():
     import torch.nn.functional as F
 
-    from amc.reconstruction import OpenLoopReconstructor
+    from amc.pruning.reconstruction import OpenLoopReconstructor
 
     torch.manual_seed(0)
     model = create_model("resnet18", num_classes=10, in_channels=1, small_input=True).eval()

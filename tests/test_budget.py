@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import models
-from amc.budget import ActionWall, allowed_counts, make_constraint
 from amc.errors import ConfigError
-from amc.latency import LatencyTable
-from amc.structure import analyse
+from amc.pruning.structure import analyse
+from amc.strategy.budget import ActionWall, allowed_counts, make_constraint
+from amc.strategy.latency import LatencyTable
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_infeasible_and_out_of_range_budgets(mbv1):
 
 
 def test_latency_table_is_monotone_and_budgets_hold():
-    from amc.latency import LatencyTable
+    from amc.strategy.latency import LatencyTable
 
     model = models.create_model(
         "mobilenet_v1", cfg=[16, (32, 2), 32], in_planes=8, in_channels=1, num_classes=10, small_input=True

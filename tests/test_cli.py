@@ -79,7 +79,7 @@ def test_export_prunes_and_reconstructs_a_trained_model(trained, tmp_path):
     pruned = models.load_checkpoint(out).eval()
     assert sum(p.numel() for p in pruned.parameters()) == summary["params"]
     from amc.data import build_data, stack_dataset
-    from amc.evaluation import evaluate, tensor_batches
+    from amc.training.evaluation import evaluate, tensor_batches
 
     x, y = stack_dataset(build_data("digits", search_val_size=300, augment=False).test)
     assert evaluate(pruned, tensor_batches(x, y, 100))["top1"] == pytest.approx(summary["reconstructed_test_top1"])

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from amc.deployment import export_onnx, max_difference, onnx_latency, onnx_session, torch_latency
-from amc.engine import prune_model
-from amc.structure import analyse
+from amc.pruning.apply import prune_model
+from amc.pruning.structure import analyse
 from models import create_model, save_checkpoint
 from tests.conftest import assert_clean_error, run_module
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import models
-from amc.distill import Distiller, kd_loss, with_teacher_logits
 from amc.errors import ConfigError
+from amc.training.distill import Distiller, kd_loss, with_teacher_logits
 
 
 def logits(seed: int, n: int = 16, c: int = 10) -> torch.Tensor:

@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
-from amc.agents import EpisodeRewardBuffer, TruncatedNormalNoise, build_ddpg
+from amc.strategy.agents import EpisodeRewardBuffer, TruncatedNormalNoise, build_ddpg
 from envs.channel_pruning import reward_of
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import models
-from amc.quantization import decode, encode, load_quantized, save_quantized
-from amc.slimming import slim_student
+from amc.hw7.quantization import decode, encode, load_quantized, save_quantized
+from amc.hw7.slimming import slim_student
 from tests.conftest import assert_clean_error, run_module
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the entry points

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 import models
-from amc.cost import profile
+from amc.pruning.cost import profile
 
 # name, kwargs, input size, MACs (None = not pinned), params — figures from the reference's models.md
 REFERENCE = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amc.prefix_cache import StagedForward
-from amc.scoring import StrategyScorer
-from amc.structure import analyse
+from amc.pruning.structure import analyse
+from amc.strategy.prefix_cache import StagedForward
+from amc.strategy.scoring import StrategyScorer
 from tests.test_pruning import CASES, random_channels, randomised
 
 

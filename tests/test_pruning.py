@@ -7,12 +7,12 @@ import torch
 import torch.nn as nn
 
 import models
-from amc.cost import profile
-from amc.engine import keep_indices, prune_model
 from amc.errors import ConfigError
-from amc.pruning import channel_scores, masked_inputs, select_channels
-from amc.reconstruction import OpenLoopReconstructor, collect_stats, sample_rows, solve
-from amc.structure import analyse
+from amc.pruning.apply import keep_indices, prune_model
+from amc.pruning.cost import profile
+from amc.pruning.reconstruction import OpenLoopReconstructor, collect_stats, sample_rows, solve
+from amc.pruning.slicing import channel_scores, masked_inputs, select_channels
+from amc.pruning.structure import analyse
 
 CASES = {
     "mobilenet_v1": ({"num_classes": 10, "small_input": True}, (1, 3, 32, 32)),
@@ -201,7 +201,7 @@ def test_least_squares_recovers_a_linear_consumer_exactly():
     with torch.no_grad():
         y = layer(x)
     xs, ys = sample_rows(layer, x, y, points=1, generator=generator)
-    from amc.reconstruction import ConsumerStats
+    from amc.pruning.reconstruction import ConsumerStats
 
     stats = ConsumerStats((xs.T @ xs).double(), (xs.T @ ys).double(), 1, len(xs))
     w = solve(stats, torch.arange(4))
@@ -212,7 +212,7 @@ def test_least_squares_recovers_a_linear_consumer_exactly():
 def test_folding_batchnorm_leaves_the_network_unchanged(name):
     import copy
 
-    from amc.fusion import fold_batchnorms
+    from amc.pruning.fusion import fold_batchnorms
 
     model, size = randomised(name)
     x = torch.randn(3, *size[1:])

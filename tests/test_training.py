@@ -6,8 +6,8 @@ import torch
 
 import models
 from amc.data import build_data
-from amc.distributed import Dist
-from amc.training import TrainConfig, fit
+from amc.training.distributed import Dist
+from amc.training.loop import TrainConfig, fit
 
 
 def test_gradient_clipping_bounds_the_step(tmp_path):

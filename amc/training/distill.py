@@ -1,7 +1,7 @@
 """Distillation losses: Hinton KD, FitNets-style feature hints, and plain cross-entropy.
 
 All are callables ``loss(student_logits, labels, inputs[, teacher_logits]) -> scalar`` so the one training
-loop (``amc.training.fit``) runs them; the teacher runs in eval mode without gradients. Without augmentation
+loop (``amc.training.loop.fit``) runs them; the teacher runs in eval mode without gradients. Without augmentation
 a teacher's logits are the same every epoch, so ``with_teacher_logits`` computes them once and the
 training set carries them (``teacher_logits``), sparing the teacher's forward pass in every step.
 """

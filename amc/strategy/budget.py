@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from amc.errors import ConfigError
-from amc.structure import PrunableStructure
+from amc.pruning.structure import PrunableStructure
 
 CostFn = Callable[[Sequence[int]], float]
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 
 from amc.errors import ConfigError
-from amc.pruning import channel_scores, check_channels, select_channels, slice_model
-from amc.reconstruction import OpenLoopReconstructor, closed_loop_overrides
-from amc.structure import PrunableStructure
+from amc.pruning.reconstruction import OpenLoopReconstructor, closed_loop_overrides
+from amc.pruning.slicing import channel_scores, check_channels, select_channels, slice_model
+from amc.pruning.structure import PrunableStructure
 
 RECONSTRUCTIONS = ("none", "open", "closed")
 

@@ -21,11 +21,11 @@ from torch.utils.data import Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
 from amc.data import DataSplits, make_loader
-from amc.distributed import Dist, all_reduce_sum
 from amc.errors import ConfigError
-from amc.evaluation import topk_correct
 from amc.io import save_torch_atomic, write_json_atomic
 from amc.tracking import Tracker
+from amc.training.distributed import Dist, all_reduce_sum
+from amc.training.evaluation import topk_correct
 from models import save_checkpoint
 
 LossFn = Callable[..., torch.Tensor]  # (logits, labels, inputs, *extras of the training set) -> loss
@@ -171,7 +171,7 @@ def fit(
             leave=False,
             dynamic_ncols=True,
         )
-        for step, (x, y, *extra) in enumerate(bar):  # extra: e.g. cached teacher logits (amc.distill)
+        for step, (x, y, *extra) in enumerate(bar):  # extra: e.g. cached teacher logits (amc.training.distill)
             if step >= steps_per_epoch:
                 break
             x, y = x.to(ctx.device, non_blocking=True), torch.as_tensor(y).to(ctx.device, non_blocking=True)

@@ -1,7 +1,7 @@
 """Channel selection and physical slicing of any analysed network into a smaller one.
 
 Slicing works on tensors, not on families: each decision point says which positions of which
-state_dict tensors carry its channels (``amc.structure``), so dropping channels is one
+state_dict tensors carry its channels (``amc.pruning.structure``), so dropping channels is one
 ``index_select`` per tensor dimension, and the smaller network is a copy of the original whose
 affected modules take the sliced tensors and their new sizes.
 """
@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 
 from amc.errors import ConfigError
-from amc.structure import DecisionPoint, PrunableStructure
-from amc.tracing import is_depthwise
+from amc.pruning.structure import DecisionPoint, PrunableStructure
+from amc.pruning.tracing import is_depthwise
 
 SELECTIONS = ("l1", "l2", "bn_gamma", "random")
 
@@ -230,7 +230,7 @@ def prune_to_arch(model: nn.Module, pruning: dict) -> nn.Module:
     """Replay a stored ``pruning`` entry on a freshly built base model (what ``models.load_checkpoint`` calls)."""
     import warnings
 
-    from amc.structure import analyse
+    from amc.pruning.structure import analyse
 
     with warnings.catch_warnings():  # fixed groups were reported when the model was pruned
         warnings.simplefilter("ignore")

@@ -13,10 +13,10 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from amc.config import builder_name, load_model_for_data, model_and_data, to_plain
-from amc.distributed import Dist, pick_device
 from amc.io import write_text_atomic
 from amc.tracking import Tracker
-from amc.training import TrainConfig, fit
+from amc.training.distributed import Dist, pick_device
+from amc.training.loop import TrainConfig, fit
 from models import load_checkpoint
 
 

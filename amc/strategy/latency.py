@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from amc.budget import allowed_counts
 from amc.io import write_json_atomic
-from amc.structure import LayerCostTerm, PrunableStructure
+from amc.pruning.structure import LayerCostTerm, PrunableStructure
+from amc.strategy.budget import allowed_counts
 
 
 def _time_ms(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:

@@ -3,7 +3,7 @@
 Everything that does not depend on the strategy is computed once: the channel rankings, the
 least-squares statistics, and the (normalised) search-val tensors. Per strategy we only solve
 small least-squares systems, slice weights, fold BN and run a physically smaller network, starting from
-cached activations where the strategy agrees with earlier ones on the early layers (``amc.prefix_cache``).
+cached activations where the strategy agrees with earlier ones on the early layers (``amc.strategy.prefix_cache``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from amc.evaluation import topk_correct
-from amc.fusion import fold_batchnorms
-from amc.prefix_cache import PrefixCache, staged_forward
-from amc.pruning import channel_scores, slice_model
-from amc.reconstruction import OpenLoopReconstructor, closed_loop_overrides
-from amc.structure import PrunableStructure
+from amc.pruning.fusion import fold_batchnorms
+from amc.pruning.reconstruction import OpenLoopReconstructor, closed_loop_overrides
+from amc.pruning.slicing import channel_scores, slice_model
+from amc.pruning.structure import PrunableStructure
+from amc.strategy.prefix_cache import PrefixCache, staged_forward
+from amc.training.evaluation import topk_correct
 
 
 @dataclass

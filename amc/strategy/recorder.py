@@ -12,10 +12,10 @@ from typing import Any
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from amc.budget import Constraint
 from amc.io import write_json_atomic, write_text_atomic
 from amc.plots import plot_episodes, plot_strategy
-from amc.structure import PrunableStructure
+from amc.pruning.structure import PrunableStructure
+from amc.strategy.budget import Constraint
 from amc.tracking import Tracker
 
 TIMING_KEYS = ("prune_s", "reconstruct_s", "evaluate_s", "agent_s")

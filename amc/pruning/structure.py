@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from amc.cost import profile
 from amc.errors import ConfigError
-from amc.tracing import RawGroup, TensorUse, trace_groups
+from amc.pruning.cost import profile
+from amc.pruning.tracing import RawGroup, TensorUse, trace_groups
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from amc.pruning import kept_positions
-from amc.structure import PrunableStructure
+from amc.pruning.slicing import kept_positions
+from amc.pruning.structure import PrunableStructure
 
 RIDGE = 1e-6  # relative to the mean diagonal of XᵀX
 DEFAULT_MAX_COLUMNS = 4608  # XᵀX of a 3×3 conv reading 512 channels: 170 MB in float64

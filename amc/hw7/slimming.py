@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from amc.pruning import select_channels, slice_model
-from amc.structure import analyse
+from amc.pruning.slicing import select_channels, slice_model
+from amc.pruning.structure import analyse
 from models.hw7_student import student_widths
 
 LAST_CONV = "cnn.7.3"

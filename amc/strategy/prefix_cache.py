@@ -17,7 +17,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from amc.structure import PrunableStructure
+from amc.pruning.structure import PrunableStructure
 
 
 class StagedForward:

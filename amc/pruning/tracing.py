@@ -2,7 +2,7 @@
 
 The graph is used once per model, only to learn *which* tensors index the same channels and at which
 positions (residual adds, concatenations, depthwise convs, SE blocks, flatten → Linear). Slicing and
-least squares are ours (``amc.pruning``, ``amc.reconstruction``): re-tracing per strategy costs
+least squares are ours (``amc.pruning.slicing``, ``amc.pruning.reconstruction``): re-tracing per strategy costs
 ≈ 1.0 s against ≈ 0.03 s for our slicing, and the library's pruned modules cannot be saved with
 ``weights_only=True`` (``../shared/reference/any-model.md``).
 
