@@ -13,14 +13,21 @@ import logging
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.utils.benchmark as benchmark
 
 from amc.errors import ConfigError
+from amc.io import write_json_atomic
+from amc.networks import first_conv_in_channels, load_model_for_data
+from amc.pruning.cost import profile
+from amc.runtime import set_threads
+from amc.settings import DeployConfig
+from models import load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -99,3 +106,69 @@ def onnx_latency(session, images: torch.Tensor, threads: int, min_run_s: float =
     return Latency(
         "onnxruntime", len(images), 1000 * statistics.median(times), 1000 * (q[2] - q[0]), len(times), threads
     )
+
+
+# ---------------------------------------------------------------- the deploy job (amc.deploy)
+def measure(model: torch.nn.Module, onnx_path: Path, size: int, cfg: DeployConfig) -> dict[str, Any]:
+    """ONNX export of ``model``, its agreement with PyTorch, MACs and latency at each batch size."""
+    channels = first_conv_in_channels(model)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    example = torch.randn(max(cfg.batch_sizes), channels, size, size, generator=generator)
+    export_onnx(model, example[:1], onnx_path)
+    session = onnx_session(onnx_path, cfg.threads)
+    rows = []
+    for batch in cfg.batch_sizes:
+        x = example[:batch].contiguous()
+        rows.append(asdict(torch_latency(model, x, cfg.threads, cfg.min_run_s)))
+        rows.append(asdict(onnx_latency(session, x, cfg.threads, cfg.min_run_s)))
+    return {
+        "onnx": str(onnx_path),
+        "macs": profile(model, (1, channels, size, size)).macs,
+        "max_abs_diff": max_difference(session, model, example[: min(32, len(example))]),
+        "latency": rows,
+    }
+
+
+def deploy_report(cfg: DeployConfig, run_dir: Path) -> dict[str, Any]:
+    if not cfg.checkpoint:
+        raise ConfigError("checkpoint=PATH (a model to deploy, e.g. a search's pruned.pt) is required")
+    if not cfg.batch_sizes or min(cfg.batch_sizes) < 1 or cfg.threads < 1:
+        raise ConfigError("batch_sizes must be positive integers and threads at least 1")
+    set_threads(cfg.threads)
+    model = load_checkpoint(cfg.checkpoint).eval()
+    size = int(cfg.image_size or model.checkpoint_metadata.get("image_size", 224))
+    base_path = cfg.base if cfg.base is not None else model.checkpoint_metadata.get("base_checkpoint")
+    summary: dict[str, Any] = {"checkpoint": str(cfg.checkpoint), "image_size": size, "threads": cfg.threads}
+    summary["model"] = measure(model, run_dir / "model.onnx", size, cfg)
+    if base_path:
+        base = load_model_for_data(str(base_path), cfg.model, cfg.data).eval()
+        summary["base"] = measure(base, run_dir / "base.onnx", size, cfg)
+        summary["ratios"] = ratios(summary["model"], summary["base"])
+    write_json_atomic(run_dir / "deploy_summary.json", summary)
+    print_summary(summary)
+    return summary
+
+
+def ratios(model: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
+    out = {"macs": model["macs"] / base["macs"]}
+    for m, b in zip(model["latency"], base["latency"], strict=True):
+        out[f"latency_{m['engine']}_batch{m['batch']}"] = m["median_ms"] / b["median_ms"]
+    return out
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    for label in ("model", "base"):
+        if label not in s:
+            continue
+        r = s[label]
+        print(
+            f"{label}: {r['onnx']}, MACs {r['macs']:,} per image (FLOPs = 2 x MACs), max |ONNX - PyTorch| "
+            f"{r['max_abs_diff']:.2e}"
+        )
+        for row in r["latency"]:
+            print(
+                f"  {row['engine']:<12} batch {row['batch']:>4}: {row['median_ms']:.3f} ms median "
+                f"(IQR {row['iqr_ms']:.3f}, {row['runs']} runs, {row['threads']} threads)"
+            )
+    if "ratios" in s:
+        print("pruned / base: " + ", ".join(f"{k} {v:.3f}" for k, v in s["ratios"].items()))

@@ -86,3 +86,16 @@ class ReportFailedJobs(Callback):
         for line in lines:
             print(f"  {line}", file=sys.stderr)
         sys.exit(2)
+
+
+def check_at_least(settings: Any, minimums: dict[str, float], optional: tuple[str, ...] = ()) -> None:
+    """Every numeric option ``key`` (dotted) is a number ≥ its minimum (``optional`` ones may be null)."""
+    for key, minimum in minimums.items():
+        value = settings
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is None and key in optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            null = " (or null)" if key in optional else ""
+            raise ConfigError(f"{key} must be a number ≥ {minimum:g}{null}, got {value!r}")

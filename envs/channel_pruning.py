@@ -20,6 +20,7 @@ import numpy as np
 
 from amc.errors import ConfigError
 from amc.strategy.budget import ActionWall
+from amc.strategy.episode import EpisodeResult
 from amc.strategy.scoring import StrategyScorer
 from envs.observation import FEATURES, LayerEmbedding
 
@@ -90,29 +91,30 @@ class ChannelPruningEnv(gym.Env):
         self._previous_ratio = count / self.structure.widths[t]
         if t + 1 < self.steps:
             return self.embedding(t + 1, self._decided, self._previous_ratio), 0.0, False, False, {}
-        info = self.evaluate(self._decided)
-        return self.embedding(t, self._decided, self._previous_ratio), info["reward"], True, False, info
+        result = self.evaluate(self._decided)
+        observation = self.embedding(t, self._decided, self._previous_ratio)
+        return observation, result.reward, True, False, {"result": result}
 
-    def evaluate(self, channels: list[int]) -> dict[str, Any]:
-        """Score a finished strategy; the info every episode reports."""
+    def evaluate(self, channels: list[int]) -> EpisodeResult:
+        """Score a finished strategy (the last step's ``info["result"]``)."""
         wanted = list(channels)
         if self.fill_budget:
             channels = self.wall.fill(self.wall.scale_to_budget(channels))
         score = self.scorer.score(channels)
         macs, params = self.structure.macs(channels), self.structure.params(channels)
         constraint = self.wall.constraint
-        return {
-            "channels": channels,
-            "agent_channels": wanted,
-            "keep_ratios": [c / w for c, w in zip(channels, self.structure.widths, strict=True)],
-            "macs": macs,
-            "params": params,
-            "cost": constraint.cost(channels),
-            "cost_ratio": constraint.cost(channels) / constraint.base_cost,
-            "accuracy": score.accuracy,
-            "top1": score.top1,
-            "top5": score.top5,
-            "reward": reward_of(self.reward_kind, score.accuracy, macs, params),
-            "timings": score.timings,
-            "reused_stages": score.reused_stages,
-        }
+        return EpisodeResult(
+            channels=channels,
+            agent_channels=wanted,
+            keep_ratios=[c / w for c, w in zip(channels, self.structure.widths, strict=True)],
+            macs=macs,
+            params=params,
+            cost=constraint.cost(channels),
+            cost_ratio=constraint.cost(channels) / constraint.base_cost,
+            accuracy=score.accuracy,
+            top1=score.top1,
+            top5=score.top5,
+            reward=reward_of(self.reward_kind, score.accuracy, macs, params),
+            timings=score.timings,
+            reused_stages=score.reused_stages,
+        )

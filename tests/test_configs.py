@@ -8,7 +8,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from amc.config import builder_name
+from amc.config import settings_of
+from amc.networks import builder_name
+from amc.settings import SCHEMAS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ENTRY_POINTS = sorted(p.stem for p in CONF.glob("*.yaml"))
@@ -34,6 +36,7 @@ def test_each_entry_point_config_composes_and_resolves(entry):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose(entry)
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert isinstance(settings_of(cfg), SCHEMAS[entry])  # the typed settings the library receives
 
 
 @pytest.mark.parametrize(("entry", "group", "option"), options())
@@ -43,9 +46,28 @@ def test_each_group_option_composes(entry, group, option):
         overrides.append("model._target_=tests.test_configs.tiny_net")
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose(entry, overrides=overrides)
-    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    settings = settings_of(cfg)
     if group == "model":
-        assert builder_name(cfg.model)
+        assert builder_name(settings.model)
+
+
+def test_every_entry_point_has_a_schema():
+    assert set(ENTRY_POINTS) == set(SCHEMAS)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("episodes=many", "episodes"),  # a wrong type
+        ("episods=5", "episods"),  # a typo
+        ("agent.noise_sigma=loud", "noise_sigma"),
+        ("base_training.epochs=1.5", "epochs"),
+    ],
+)
+def test_a_mistyped_override_fails_while_composing(override, message):
+    with initialize_config_dir(str(CONF), version_base="1.3"), pytest.raises(Exception) as failure:
+        compose("search", overrides=[override])
+    assert message in str(failure.value)
 
 
 def test_every_group_is_used_by_some_entry_point():

@@ -10,6 +10,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
+from amc.settings import AgentConfig
 from amc.strategy.agents import EpisodeRewardBuffer, TruncatedNormalNoise, build_ddpg
 from envs.channel_pruning import reward_of
 
@@ -60,7 +61,8 @@ def test_truncated_noise_stays_in_range_and_decays():
     samples = np.concatenate([noise.sample_around(np.array([0.95], dtype=np.float32)) for _ in range(500)])
     assert samples.min() >= -1 and samples.max() <= 1
     assert noise.sigma == 1.0
-    noise.set_episode(12)
+    for _ in range(12):  # SB3 resets the noise at the end of each episode
+        noise.reset()
     assert noise.sigma == pytest.approx(0.9**10)
 
 
@@ -68,19 +70,20 @@ def test_episode_reward_relabelling(env):
     agent = build_ddpg(
         env,
         env.steps,
-        {
-            "noise_sigma": 1.0,
-            "noise_decay": 0.95,
-            "warmup_episodes": 1,
-            "hidden_sizes": [8],
-            "actor_lr": 1e-4,
-            "critic_lr": 1e-3,
-            "replay_episodes": 5,
-            "batch_size": 4,
-            "tau": 0.01,
-            "discount": 1.0,
-            "baseline_alpha": 0.5,
-        },
+        AgentConfig(
+            name="ddpg",
+            noise_sigma=1.0,
+            noise_decay=0.95,
+            warmup_episodes=1,
+            hidden_sizes=[8],
+            actor_lr=1e-4,
+            critic_lr=1e-3,
+            replay_episodes=5,
+            batch_size=4,
+            tau=0.01,
+            discount=1.0,
+            baseline_alpha=0.5,
+        ),
         seed=0,
     )
     buffer = agent.replay_buffer

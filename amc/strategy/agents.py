@@ -22,6 +22,8 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 
+from amc.settings import AgentConfig
+
 
 class TruncatedNormalNoise(ActionNoise):
     """Per-episode decaying, truncated-normal exploration (AMC: σ = 0.5·0.95^(episode − warm-up) on [0, 1]).
@@ -50,9 +52,6 @@ class TruncatedNormalNoise(ActionNoise):
     def sigma(self) -> float:
         return self.sigma0 * self.decay ** max(0, self.episode - self.warmup_episodes)
 
-    def set_episode(self, episode: int) -> None:
-        self.episode = episode
-
     def sample_around(self, mean: np.ndarray) -> np.ndarray:
         sigma = max(self.sigma, 1e-6)
         a, b = (self.low - mean) / sigma, (self.high - mean) / sigma
@@ -63,8 +62,9 @@ class TruncatedNormalNoise(ActionNoise):
     def __call__(self) -> np.ndarray:  # plain ActionNoise interface (unused by AMCDDPG)
         return self.rng.normal(0.0, self.sigma, size=1).astype(np.float32)
 
-    def reset(self) -> None:  # the episode counter is set by the search loop, which survives resumes
-        pass
+    def reset(self) -> None:
+        """SB3 calls this when an episode ends: the next one explores with the decayed σ."""
+        self.episode += 1
 
 
 class EpisodeRewardBuffer(ReplayBuffer):
@@ -111,25 +111,25 @@ class AMCDDPG(DDPG):
         return self.policy.unscale_action(scaled), scaled
 
 
-def build_ddpg(env, steps_per_episode: int, cfg: dict[str, Any], seed: int, device: str = "cpu") -> AMCDDPG:
+def build_ddpg(env, steps_per_episode: int, cfg: AgentConfig, seed: int, device: str = "cpu") -> AMCDDPG:
     """AMCDDPG with AMC's hyper-parameters (``conf/agent/ddpg.yaml``)."""
-    noise = TruncatedNormalNoise(cfg["noise_sigma"], cfg["noise_decay"], cfg["warmup_episodes"], seed=seed)
-    hidden = list(cfg["hidden_sizes"])
+    noise = TruncatedNormalNoise(cfg.noise_sigma, cfg.noise_decay, cfg.warmup_episodes, seed=seed)
+    hidden = list(cfg.hidden_sizes)
     return AMCDDPG(
         "MlpPolicy",
         env,
-        actor_lr=cfg["actor_lr"],
-        critic_lr=cfg["critic_lr"],
-        buffer_size=cfg["replay_episodes"] * steps_per_episode,
-        learning_starts=cfg["warmup_episodes"] * steps_per_episode,
-        batch_size=cfg["batch_size"],
-        tau=cfg["tau"],
-        gamma=cfg["discount"],
+        actor_lr=cfg.actor_lr,
+        critic_lr=cfg.critic_lr,
+        buffer_size=cfg.replay_episodes * steps_per_episode,
+        learning_starts=cfg.warmup_episodes * steps_per_episode,
+        batch_size=cfg.batch_size,
+        tau=cfg.tau,
+        gamma=cfg.discount,
         train_freq=(1, "episode"),
         gradient_steps=-1,
         action_noise=noise,
         replay_buffer_class=EpisodeRewardBuffer,
-        replay_buffer_kwargs={"baseline_alpha": cfg["baseline_alpha"]},
+        replay_buffer_kwargs={"baseline_alpha": cfg.baseline_alpha},
         policy_kwargs={"net_arch": {"pi": hidden, "qf": hidden}},
         seed=seed,
         device=device,

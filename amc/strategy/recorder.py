@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
 from tqdm import tqdm
 
 from amc.io import write_json_atomic, write_text_atomic
 from amc.plots import plot_episodes, plot_strategy
 from amc.pruning.structure import PrunableStructure
+from amc.settings import SearchConfig
 from amc.strategy.budget import Constraint
+from amc.strategy.episode import EpisodeResult
 from amc.tracking import Tracker
 
 TIMING_KEYS = ("prune_s", "reconstruct_s", "evaluate_s", "agent_s")
@@ -27,7 +28,7 @@ class SearchRecorder:
         run_dir: Path,
         structure: PrunableStructure,
         constraint: Constraint,
-        cfg: DictConfig,
+        cfg: SearchConfig,
         tracker: Tracker,
         setup_s: float,
     ) -> None:
@@ -38,7 +39,7 @@ class SearchRecorder:
         self.best: dict[str, Any] | None = None
         self.bar = tqdm(total=cfg.episodes, desc=f"search ({cfg.agent.name})", dynamic_ncols=True)
         self.last_time = time.perf_counter()
-        if not cfg.get("resume") and self.path.exists():
+        if not cfg.resume and self.path.exists():
             self.path.unlink()
 
     @property
@@ -67,26 +68,26 @@ class SearchRecorder:
             return True
         return False
 
-    def record(self, info: dict[str, Any]) -> dict[str, Any]:
+    def record(self, result: EpisodeResult) -> dict[str, Any]:
         now = time.perf_counter()
         wall = now - self.last_time
         self.last_time = now
-        timings = dict(info["timings"])
+        timings = dict(result.timings)
         timings["agent_s"] = max(0.0, wall - sum(timings.values()))
         row = {
             "episode": self.episodes + 1,
-            "reward": info["reward"],
-            "accuracy": info["accuracy"],
-            "top1": info["top1"],
-            "top5": info["top5"],
-            "macs": info["macs"],
-            "params": info["params"],
-            "cost_ratio": info["cost_ratio"],
-            "channels": info["channels"],
-            "agent_channels": info["agent_channels"],
+            "reward": result.reward,
+            "accuracy": result.accuracy,
+            "top1": result.top1,
+            "top5": result.top5,
+            "macs": result.macs,
+            "params": result.params,
+            "cost_ratio": result.cost_ratio,
+            "channels": result.channels,
+            "agent_channels": result.agent_channels,
             "wall_s": wall,
             **timings,
-            "reused_stages": info.get("reused_stages", 0),
+            "reused_stages": result.reused_stages,
         }
         self.rows.append(row)
         with open(self.path, "a") as f:
@@ -164,7 +165,7 @@ class SearchRecorder:
         )
 
     def summary_line(self, strategy: dict[str, Any]) -> str:
-        t = self.median_timings(self.cfg.agent.get("warmup_episodes", 0))
+        t = self.median_timings(self.cfg.agent.warmup_episodes)
         split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in TIMING_KEYS)
         return (
             f"best: episode {strategy['episode']}, search-val {self.cfg.metric} {strategy['accuracy']:.2f} %, "

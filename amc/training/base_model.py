@@ -6,30 +6,31 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch.nn as nn
 from filelock import FileLock
-from omegaconf import DictConfig, OmegaConf
 
-from amc.config import builder_name, load_model_for_data, model_and_data, to_plain
-from amc.io import write_text_atomic
+from amc.io import write_json_atomic
+from amc.networks import builder_name, load_model_for_data, model_and_data
+from amc.settings import SearchConfig
 from amc.tracking import Tracker
 from amc.training.distributed import Dist, pick_device
-from amc.training.loop import TrainConfig, fit
+from amc.training.loop import fit
 from models import load_checkpoint
 
 
-def cached_base_path(cfg: DictConfig) -> Path:
+def cached_base_path(cfg: SearchConfig) -> Path:
     train = cfg.base_training
-    recipe = json.dumps([to_plain(cfg.model), to_plain(cfg.data), to_plain(train), cfg.seed], sort_keys=True)
+    recipe = json.dumps([asdict(cfg.model), asdict(cfg.data), asdict(train), cfg.seed], sort_keys=True)
     digest = hashlib.sha256(recipe.encode()).hexdigest()[:8]  # a model's kwargs or a data option change the base
     model = builder_name(cfg.model).rsplit(".", 1)[-1]
     name = f"{cfg.data.name}_{model}_e{train.epochs}_s{cfg.seed}_{digest}.pt"
-    return Path(str(cfg.cache_dir)).expanduser() / "base_models" / name
+    return Path(cfg.cache_dir).expanduser() / "base_models" / name
 
 
-def obtain_base_model(cfg: DictConfig) -> tuple[nn.Module, str]:
+def obtain_base_model(cfg: SearchConfig) -> tuple[nn.Module, str]:
     """Load ``cfg.checkpoint``; without one, train a base model on ``cfg.data`` once and cache it."""
     if cfg.checkpoint:
         return load_model_for_data(cfg.checkpoint, cfg.model, cfg.data), str(cfg.checkpoint)
@@ -44,7 +45,7 @@ def obtain_base_model(cfg: DictConfig) -> tuple[nn.Module, str]:
         return _train_base(cfg, path), str(path)
 
 
-def _train_base(cfg: DictConfig, path: Path) -> nn.Module:
+def _train_base(cfg: SearchConfig, path: Path) -> nn.Module:
     print(
         f"no checkpoint= given: training a base {builder_name(cfg.model)} on {cfg.data.name} for "
         f"{cfg.base_training.epochs} epoch(s) once; it is cached at {path} for the next run"
@@ -52,8 +53,7 @@ def _train_base(cfg: DictConfig, path: Path) -> nn.Module:
     model, data = model_and_data(cfg.model, cfg.data)
     work = path.with_suffix(".run")
     work.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(work / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    train_cfg = TrainConfig.from_mapping({**to_plain(cfg.base_training), "seed": cfg.seed})
+    write_json_atomic(work / "config.json", asdict(cfg))
     meta = {
         "data": cfg.data.name,
         "image_size": data.image_size,
@@ -63,7 +63,7 @@ def _train_base(cfg: DictConfig, path: Path) -> nn.Module:
     fit(
         model,
         data,
-        train_cfg,
+        cfg.base_training,
         work,
         Dist(device=pick_device(cfg.device)),
         Tracker("none", work, {}),

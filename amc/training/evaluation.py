@@ -18,10 +18,10 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
 
 
 @torch.inference_mode()
-def evaluate(
+def count_correct(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str = "cpu"
-) -> dict[str, float]:
-    """Return ``top1`` and ``top5`` (percent) and mean cross-entropy ``loss`` over ``batches``."""
+) -> tuple[float, int, int, int]:
+    """(summed cross-entropy, top-1 hits, top-5 hits, samples) over ``batches``, in eval mode."""
     was_training = model.training
     model.eval()
     n, loss, correct1, correct5 = 0, 0.0, 0, 0
@@ -32,8 +32,19 @@ def evaluate(
         c1, c5 = topk_correct(logits, y)
         correct1, correct5, n = correct1 + c1, correct5 + c5, n + len(y)
     model.train(was_training)
+    return loss, correct1, correct5, n
+
+
+def accuracy_of(loss: float, correct1: float, correct5: float, n: float) -> dict[str, float]:
     n = max(n, 1)
     return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss / n, "count": n}
+
+
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """Return ``top1`` and ``top5`` (percent) and mean cross-entropy ``loss`` over ``batches``."""
+    return accuracy_of(*count_correct(model, batches, device))
 
 
 def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,16 +1,16 @@
-"""The one training loop: base-model training, fine-tuning and distillation all run through ``fit``.
+"""The one training loop: base-model training, fine-tuning and distillation all run through it.
 
-It handles SGD/AdamW with cosine decay and warm-up (per iteration), per-epoch search-val and test
-top-1, best/last checkpoints, resuming, tracking, and DistributedDataParallel under ``torchrun``.
+:class:`Trainer` does the work of an epoch (SGD/AdamW, cosine decay with per-iteration warm-up, search-val
+and test top-1, DistributedDataParallel under ``torchrun``); everything around it (resume state,
+checkpoints, metrics, tracking) is a hook (``amc.training.hooks``). ``fit`` is the usual wiring.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,38 +22,13 @@ from tqdm import tqdm
 
 from amc.data import DataSplits, make_loader
 from amc.errors import ConfigError
-from amc.io import save_torch_atomic, write_json_atomic
+from amc.settings import TrainConfig
 from amc.tracking import Tracker
 from amc.training.distributed import Dist, all_reduce_sum
-from amc.training.evaluation import topk_correct
-from models import save_checkpoint
+from amc.training.evaluation import accuracy_of, count_correct
+from amc.training.hooks import Checkpoints, Hook, Metrics, ResumeState, Tracking
 
 LossFn = Callable[..., torch.Tensor]  # (logits, labels, inputs, *extras of the training set) -> loss
-STATE_FILE = "train_state.pt"
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 128
-    eval_batch_size: int = 500
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 4e-5
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    num_workers: int = 0
-    seed: int = 0
-    max_steps_per_epoch: int | None = None
-    channels_last: bool = True  # ~1.35x faster depthwise convs on CPU
-    grad_clip_norm: float | None = None  # clip the global gradient norm (guards fine-tuning of badly scaled weights)
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -81,20 +56,132 @@ def _shard(dataset: Dataset, ctx: Dist) -> Dataset:
     return Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size)) if ctx.enabled else dataset  # type: ignore[arg-type]
 
 
-@torch.inference_mode()
 def evaluate_split(model: nn.Module, dataset: Dataset, cfg: TrainConfig, ctx: Dist) -> dict[str, float]:
     """Top-1/top-5 (percent) over a whole split, reduced across ranks."""
-    model.eval()
-    loss = c1 = c5 = n = 0.0
-    for x, y in make_loader(_shard(dataset, ctx), cfg.eval_batch_size, False, cfg.num_workers):
-        x, y = x.to(ctx.device), torch.as_tensor(y).to(ctx.device)
-        logits = model(x)
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        a, b = topk_correct(logits, y)
-        c1, c5, n = c1 + a, c5 + b, n + len(y)
-    loss, c1, c5, n = all_reduce_sum([loss, c1, c5, n], ctx)
-    n = max(n, 1)
-    return {"top1": 100 * c1 / n, "top5": 100 * c5 / n, "loss": loss / n}
+    batches = make_loader(_shard(dataset, ctx), cfg.eval_batch_size, False, cfg.num_workers)
+    return accuracy_of(*all_reduce_sum(list(count_correct(model, batches, ctx.device)), ctx))
+
+
+@dataclass
+class Progress:
+    """Where a fit stands; restored by :class:`amc.training.hooks.ResumeState`."""
+
+    epoch: int = 0
+    best_top1: float = -1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    improved: bool = False
+
+
+class Trainer:
+    """Trains ``model`` on ``data.train`` for ``cfg.epochs``, evaluating search-val and test after each.
+
+    :param seed: seeds the shuffling and the model's random ops (offset by the rank).
+    :param loss_fn: ``(logits, labels, inputs, *extras) -> loss``; cross-entropy (with label smoothing) by default.
+    :param extra_params: trained along with the model (e.g. distillation adapters).
+    :param hooks: run after each epoch and at the end, in order.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: DataSplits,
+        cfg: TrainConfig,
+        ctx: Dist,
+        seed: int = 0,
+        loss_fn: LossFn | None = None,
+        extra_params: Iterable[nn.Parameter] | None = None,
+        hooks: Sequence[Hook] = (),
+        description: str = "train",
+    ) -> None:
+        torch.manual_seed(seed + ctx.rank)
+        self.model, self.data, self.cfg, self.ctx, self.description = model, data, cfg, ctx, description
+        self.hooks = list(hooks)
+        self.extra_params = list(extra_params or [])
+        model.to(ctx.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+        self.net: nn.Module = model
+        if ctx.enabled:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.params = list(model.parameters()) + self.extra_params
+        self.optimizer = build_optimizer(self.params, cfg)
+        self.sampler = DistributedSampler(data.train, shuffle=True, seed=seed) if ctx.enabled else None
+        self.loader = make_loader(
+            data.train, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, seed=seed, sampler=self.sampler
+        )
+        self.steps_per_epoch = min(len(self.loader), cfg.max_steps_per_epoch or len(self.loader))
+        total, warmup = cfg.epochs * self.steps_per_epoch, int(cfg.warmup_epochs * self.steps_per_epoch)
+        self.scheduler = cosine_with_warmup(self.optimizer, total, warmup)
+        self.criterion = loss_fn or (
+            lambda logits, y, *_: F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        )
+        self.progress = Progress()
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs; the summary (best and last rows, wall time)."""
+        for hook in self.hooks:
+            hook.on_fit_start(self)
+        p = self.progress
+        for epoch in range(p.epoch, self.cfg.epochs):
+            t0 = time.perf_counter()
+            row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            val = evaluate_split(self.model, self.data.search_val, self.cfg, self.ctx)
+            test = evaluate_split(self.model, self.data.test, self.cfg, self.ctx)
+            p.elapsed_s += time.perf_counter() - t0
+            row.update(
+                search_val_top1=val["top1"],
+                test_top1=test["top1"],
+                test_top5=test["top5"],
+                lr=self.scheduler.get_last_lr()[0],
+                elapsed_s=p.elapsed_s,
+            )
+            p.epoch, p.improved = epoch + 1, val["top1"] > p.best_top1
+            p.best_top1 = max(p.best_top1, val["top1"])
+            p.history.append(row)
+            for hook in self.hooks:
+                hook.on_epoch_end(self, row)
+        best = max(p.history, key=lambda r: r["search_val_top1"]) if p.history else {}
+        last = p.history[-1] if p.history else {}
+        summary = {"best": best, "last": last, "wall_s": p.elapsed_s, "epochs": self.cfg.epochs}
+        for hook in self.hooks:
+            hook.on_fit_end(self, summary)
+        return summary
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training set: mean loss and top-1 (percent) of the batches seen."""
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        self.net.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        bar = tqdm(
+            self.loader,
+            total=self.steps_per_epoch,
+            desc=f"{self.description} epoch {epoch + 1}/{self.cfg.epochs}",
+            disable=not self.ctx.is_main,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        device = self.ctx.device
+        for step, (x, y, *extra) in enumerate(bar):  # extra: e.g. cached teacher logits (amc.training.distill)
+            if step >= self.steps_per_epoch:
+                break
+            x, y = x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
+            logits = self.net(x)
+            loss = self.criterion(logits, y, x, *(e.to(device, non_blocking=True) for e in extra))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip_norm:
+                nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            seen += len(y)
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
+        loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], self.ctx)
+        return {"train_loss": loss_sum / max(seen, 1), "train_top1": 100 * correct / max(seen, 1)}
 
 
 def fit(
@@ -104,141 +191,20 @@ def fit(
     run_dir: Path,
     ctx: Dist,
     tracker: Tracker | None = None,
+    seed: int = 0,
     loss_fn: LossFn | None = None,
-    extra_params: list[nn.Parameter] | None = None,
+    extra_params: Iterable[nn.Parameter] | None = None,
     metadata: dict[str, Any] | None = None,
     resume: bool = False,
     description: str = "train",
+    hooks: Sequence[Hook] = (),
 ) -> dict[str, Any]:
-    """Train ``model`` on ``data.train``; keep ``best.pt`` (by search-val top-1) and ``last.pt`` in ``run_dir``.
-
-    :param loss_fn: ``(logits, labels, inputs) -> loss``; cross-entropy (with label smoothing) by default.
-    :param extra_params: trained along with the model (e.g. distillation adapters).
-    :param resume: continue from ``run_dir/train_state.pt`` if it exists.
-    :return: the final summary (best and last metrics, wall time).
-    """
-    torch.manual_seed(cfg.seed + ctx.rank)
+    """Train with the standard hooks: ``best.pt`` / ``last.pt``, ``metrics.jsonl``, ``summary.json`` and
+    ``train_state.pt`` in ``run_dir`` (continued from with ``resume``), and the tracker; ``hooks`` add more."""
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    model.to(ctx.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
-    net: nn.Module = model
-    if ctx.enabled:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
-        )
-    params = list(model.parameters()) + list(extra_params or [])
-    optimizer = build_optimizer(params, cfg)
-    sampler = DistributedSampler(data.train, shuffle=True, seed=cfg.seed) if ctx.enabled else None
-    loader = make_loader(
-        data.train, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, seed=cfg.seed, sampler=sampler
-    )
-    steps_per_epoch = min(len(loader), cfg.max_steps_per_epoch or len(loader))
-    scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch))
-    criterion = loss_fn or (lambda logits, y, *_: F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing))
-
-    start_epoch, best_top1, history, elapsed = 0, -1.0, [], 0.0
-    state_path = run_dir / STATE_FILE
-    if resume and state_path.is_file():
-        state = torch.load(state_path, map_location=ctx.device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        for p, saved in zip(extra_params or [], state.get("extra_params", []), strict=False):
-            p.data.copy_(saved)
-        start_epoch, best_top1, history, elapsed = (
-            state["epoch"],
-            state["best_top1"],
-            state["history"],
-            state["elapsed_s"],
-        )
-        torch.set_rng_state(state["rng"])
-        if ctx.is_main:
-            print(f"resuming {description} from epoch {start_epoch} of {cfg.epochs} ({run_dir})")
-
-    meta = dict(metadata or {})
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        net.train()
-        seen = correct = 0
-        loss_sum = 0.0
-        bar = tqdm(
-            loader,
-            total=steps_per_epoch,
-            desc=f"{description} epoch {epoch + 1}/{cfg.epochs}",
-            disable=not ctx.is_main,
-            leave=False,
-            dynamic_ncols=True,
-        )
-        for step, (x, y, *extra) in enumerate(bar):  # extra: e.g. cached teacher logits (amc.training.distill)
-            if step >= steps_per_epoch:
-                break
-            x, y = x.to(ctx.device, non_blocking=True), torch.as_tensor(y).to(ctx.device, non_blocking=True)
-            logits = net(x)
-            loss = criterion(logits, y, x, *(e.to(ctx.device, non_blocking=True) for e in extra))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip_norm:
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
-            optimizer.step()
-            scheduler.step()
-            seen += len(y)
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
-        loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], ctx)
-        val = evaluate_split(model, data.search_val, cfg, ctx)
-        test = evaluate_split(model, data.test, cfg, ctx)
-        elapsed += time.perf_counter() - t0
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_top1": 100 * correct / max(seen, 1),
-            "search_val_top1": val["top1"],
-            "test_top1": test["top1"],
-            "test_top5": test["top5"],
-            "lr": scheduler.get_last_lr()[0],
-            "elapsed_s": elapsed,
-        }
-        history.append(row)
-        improved = val["top1"] > best_top1
-        best_top1 = max(best_top1, val["top1"])
-        if ctx.is_main:
-            print(
-                f"{description} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, "
-                f"search-val top-1 {val['top1']:.2f} %, test top-1 {test['top1']:.2f} %, {elapsed:.0f} s so far"
-            )
-            if tracker:
-                tracker.log(row, step=epoch + 1)
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            info = {**meta, "epoch": epoch + 1, "search_val_top1": val["top1"], "test_top1": test["top1"]}
-            if improved:
-                save_checkpoint(model, run_dir / "best.pt", **info)
-            save_checkpoint(model, run_dir / "last.pt", **info)
-            save_torch_atomic(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "extra_params": [p.detach().cpu() for p in extra_params or []],
-                    "epoch": epoch + 1,
-                    "best_top1": best_top1,
-                    "history": history,
-                    "elapsed_s": elapsed,
-                    "rng": torch.get_rng_state(),
-                    "config": asdict(cfg),
-                },
-                state_path,
-            )
-    best = max(history, key=lambda r: r["search_val_top1"]) if history else {}
-    summary = {"best": best, "last": history[-1] if history else {}, "wall_s": elapsed, "epochs": cfg.epochs}
-    if ctx.is_main:
-        write_json_atomic(run_dir / "summary.json", summary)
-        if tracker:
-            tracker.summary(
-                {"best_search_val_top1": best.get("search_val_top1"), "best_test_top1": best.get("test_top1")}
-            )
-    return summary
+    standard: list[Hook] = [Metrics(run_dir), Checkpoints(run_dir, metadata), ResumeState(run_dir, resume)]
+    if tracker is not None:
+        standard.insert(1, Tracking(tracker))
+    trainer = Trainer(model, data, cfg, ctx, seed, loss_fn, extra_params, [*standard, *hooks], description)
+    return trainer.fit()

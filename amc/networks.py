@@ -1,0 +1,109 @@
+"""The network a run works on, from its settings: built fresh for a dataset, or loaded from a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from amc.errors import ConfigError
+from amc.settings import DataConfig, ModelConfig
+
+TORCHVISION_PREFIX = "torchvision.models."
+
+
+def builder_name(model_cfg: ModelConfig) -> str:
+    """What ``models.create_model`` builds: ``model._target_`` (torchvision or a user's builder) or a registry name."""
+    target = model_cfg._target_
+    if not target:
+        return model_cfg.name
+    if target.startswith(TORCHVISION_PREFIX):
+        import torchvision.models
+
+        name = target[len(TORCHVISION_PREFIX) :]
+        known = torchvision.models.list_models(module=torchvision.models)
+        if name not in known:
+            raise ConfigError(
+                f"unknown torchvision classification model {name!r}; e.g. {', '.join(known[:8])}, ... "
+                f"({len(known)} in all: torchvision.models.list_models(module=torchvision.models))"
+            )
+    from models import resolve_builder
+
+    resolve_builder(target)  # an unknown or unimportable builder fails now, before any data or training
+    return target
+
+
+def model_kwargs(model_cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> dict[str, Any]:
+    """The model's constructor arguments, with the dataset filling what the model config leaves out."""
+    kwargs = dict(model_cfg.kwargs or {})
+    kwargs.setdefault("num_classes", num_classes)
+    kwargs.setdefault("in_channels", in_channels)
+    if model_cfg.supports_small_input:
+        kwargs.setdefault("small_input", image_size <= 64)
+    return kwargs
+
+
+def build_model(model_cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """A fresh model for a dataset: the builder of ``model_cfg`` with classes/channels from the data."""
+    from models import create_model
+
+    return create_model(builder_name(model_cfg), **model_kwargs(model_cfg, num_classes, in_channels, image_size))
+
+
+def fit_input_size(model: nn.Module, in_channels: int, image_size: int) -> int:
+    """The data's own image size if the model runs on it, else the smallest of 16/32/64/128/224 px it takes."""
+    candidates = [image_size] + [s for s in (16, 32, 64, 128, 224) if s > image_size]
+    param = next(model.parameters())
+    was = model.training
+    model.eval()
+    try:
+        for size in candidates:
+            try:
+                with torch.no_grad():
+                    model(torch.zeros(1, in_channels, size, size, device=param.device))
+                return size
+            except RuntimeError:
+                continue
+    finally:
+        model.train(was)
+    raise ConfigError(f"the model runs on none of the input sizes {candidates} px with {in_channels} channel(s)")
+
+
+def model_and_data(model_cfg: ModelConfig, data_cfg: DataConfig, **data_overrides: Any):
+    """A fresh model of ``model_cfg`` and the dataset it trains on, resized where the model needs it."""
+    from amc.data import build_data
+
+    data = build_data(**{**asdict(data_cfg), **data_overrides})
+    model = build_model(model_cfg, data.num_classes, data.in_channels, data.image_size)
+    size = fit_input_size(model, data.in_channels, data.image_size)
+    if size != data.image_size:
+        print(
+            f"input size: {size} px (the model cannot run on {data_cfg.name}'s {data.image_size} px; "
+            "images are resized)"
+        )
+        data = build_data(**{**asdict(data_cfg), **data_overrides, "resize": size})
+    return model, data
+
+
+def first_conv_in_channels(model: nn.Module) -> int:
+    """The channels a network reads: its first Conv2d's input channels (3 when it has none)."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else 3
+
+
+def load_model_for_data(path: str, model_cfg: ModelConfig, data_cfg: DataConfig) -> nn.Module:
+    """Load ``path``: our checkpoints carry their architecture; a bare state_dict is read as ``model_cfg``
+    with classes/channels/small-input filled from the dataset."""
+    from amc.data import dataset_info
+    from models import FORMAT, load_checkpoint, read_checkpoint
+
+    data = read_checkpoint(path)
+    if data.get("format") == FORMAT:
+        return load_checkpoint(path)
+    info = dataset_info(data_cfg.name, data_cfg.crop)
+    kwargs = model_kwargs(model_cfg, info["num_classes"], info["in_channels"], info["image_size"])
+    model = load_checkpoint(path, name=builder_name(model_cfg), **kwargs)
+    model.checkpoint_metadata.setdefault("image_size", info["image_size"])
+    return model

@@ -1,0 +1,299 @@
+"""Typed settings of every entry point: the schema Hydra validates each config against.
+
+The YAML files in ``conf/`` are the one source of values; these dataclasses give each key its type, so
+that a typo or a wrongly typed override fails when Hydra composes (``amc.config`` registers them). Fields
+without a default must be set by the YAML; a ``None`` default marks a key only some group options carry.
+Library code receives these objects (``amc.config.settings_of``), never the raw composed config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+# OmegaConf reads these annotations at runtime: they stay ``Optional[...]``, not ``X | None`` strings.
+# ruff: noqa: UP045
+
+
+@dataclass
+class ModelConfig:
+    """A network: a registry ``name`` or any importable builder ``_target_``, with its ``kwargs``."""
+
+    name: str
+    supports_small_input: bool
+    kwargs: dict[str, Any]
+    _target_: Optional[str] = None
+
+
+@dataclass
+class DataConfig:
+    """A dataset and how it is split (``amc.data.build_data`` takes these as keywords)."""
+
+    name: str
+    root: Optional[str]
+    download: bool
+    search_val_size: int
+    split_seed: int
+    augment: bool
+    train_limit: Optional[int]
+    search_val_limit: Optional[int]
+    test_limit: Optional[int]
+    crop: Optional[int] = None
+
+
+@dataclass
+class AgentConfig:
+    """A search agent: ``ddpg`` (its hyper-parameters below), ``random`` or ``uniform``."""
+
+    name: str
+    warmup_episodes: int
+    hidden_sizes: Optional[list[int]] = None
+    actor_lr: Optional[float] = None
+    critic_lr: Optional[float] = None
+    tau: Optional[float] = None
+    discount: Optional[float] = None
+    batch_size: Optional[int] = None
+    replay_episodes: Optional[int] = None
+    noise_sigma: Optional[float] = None
+    noise_decay: Optional[float] = None
+    baseline_alpha: Optional[float] = None
+
+
+@dataclass
+class LoggerConfig:
+    """Run tracking: ``kind`` none or wandb; ``mode`` null picks offline unless a key is configured."""
+
+    kind: str
+    project: str
+    mode: Optional[str]
+
+
+@dataclass
+class DistillConfig:
+    """The fine-tuning loss: ``ce``, ``kd`` (Hinton) or ``hint`` (KD plus FitNets feature hints)."""
+
+    kind: str
+    temperature: float
+    alpha: float
+    hint_weight: Optional[float] = None
+    hint_layers: Optional[list[Any]] = None
+
+
+@dataclass
+class TrainConfig:
+    """One schedule of the training loop (``amc.training.loop``)."""
+
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    optimizer: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    warmup_epochs: float
+    label_smoothing: float
+    num_workers: int
+    max_steps_per_epoch: Optional[int]
+    channels_last: bool  # ~1.35x faster depthwise convs on CPU
+    grad_clip_norm: Optional[float]  # clips the global gradient norm
+
+
+@dataclass
+class SearchConfig:
+    """``amc.search``: see ``conf/search.yaml`` for what each key does."""
+
+    model: ModelConfig
+    data: DataConfig
+    agent: AgentConfig
+    logger: LoggerConfig
+    flops_budget: Optional[float]
+    params_budget: Optional[float]
+    latency_budget: Optional[float]
+    checkpoint: Optional[str]
+    cache_dir: str
+    episodes: int
+    lower_bound: float
+    prune_residual: bool
+    channel_round: int
+    fill_budget: bool
+    reward: str
+    metric: str
+    selection: str
+    reconstruct: bool
+    calibration_images: int
+    export_reconstruction: str
+    export_calibration_images: Optional[int]
+    calibration_augment: bool
+    points_per_image: int
+    search_val_images: Optional[int]
+    test_images: Optional[int]
+    eval_batch_size: int
+    prefix_cache_mb: float
+    seed: int
+    device: str
+    threads: Optional[int]
+    resume: Optional[str]
+    stop_after: Optional[int]
+    base_training: TrainConfig
+
+
+@dataclass
+class TrainRunConfig:
+    """``amc.train``: a network trained from scratch, optionally distilled from ``teacher``."""
+
+    model: ModelConfig
+    data: DataConfig
+    logger: LoggerConfig
+    seed: int
+    teacher: Optional[str]
+    teacher_model: ModelConfig
+    distill: DistillConfig
+    device: str
+    threads: Optional[int]
+    resume: Optional[str]
+    init_checkpoint: Optional[str]
+    train: TrainConfig
+
+
+@dataclass
+class FinetuneConfig:
+    """``amc.finetune``: a pruned network recovered by distillation from its base."""
+
+    model: ModelConfig
+    data: DataConfig
+    distill: DistillConfig
+    logger: LoggerConfig
+    checkpoint: Optional[str]
+    teacher: Optional[str]
+    seed: int
+    device: str
+    threads: Optional[int]
+    resume: Optional[str]
+    cache_teacher_logits: Any  # auto | true | false
+    train: TrainConfig
+
+
+@dataclass
+class ExportConfig:
+    """``amc.export``: a channel list or a strategy.json applied to a base checkpoint."""
+
+    model: ModelConfig
+    data: DataConfig
+    checkpoint: Optional[str]
+    channels: Optional[list[int]]
+    strategy: Optional[str]
+    selection: str
+    prune_residual: Optional[bool]
+    reconstruct: bool
+    reconstruction: str
+    calibration_images: int
+    calibration_augment: bool
+    points_per_image: int
+    evaluate: bool
+    output: Optional[str]
+    overwrite: bool
+    seed: int
+    device: str
+    threads: Optional[int]
+
+
+@dataclass
+class SlimConfig:
+    """``amc.slim``: HW7's network slimming, BN-γ ranked, fine-tuned after each step."""
+
+    data: DataConfig
+    logger: LoggerConfig
+    checkpoint: Optional[str]
+    steps: int
+    factor: float
+    seed: int
+    device: str
+    threads: Optional[int]
+    resume: Optional[str]
+    train: TrainConfig
+
+
+@dataclass
+class QuantizeConfig:
+    """``amc.quantize``: HW7's fp16/uint8 weight files, and PyTorch's int8 PTQ."""
+
+    data: DataConfig
+    checkpoint: Optional[str]
+    int8_ptq: bool
+    calibration_images: int
+    seed: int
+    threads: Optional[int]
+
+
+@dataclass
+class PipelineConfig:
+    """``amc.pipeline``: search, export, fine-tune and report in one run dir."""
+
+    flops_budget: float
+    checkpoint: Optional[str]
+    episodes: int
+    finetune_epochs: int
+    seed: int
+    data_group: str
+    model_group: str
+    logger_group: str
+    extra_search_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PredictData:
+    root: Optional[str]
+
+
+@dataclass
+class PredictConfig:
+    """``amc.predict``: HW7's prediction CSV from a compressed weight file."""
+
+    data: PredictData
+    model_file: Optional[str]
+    output: str
+    overwrite: bool
+    max_bytes: Optional[int]
+    crop: int
+    batch_size: int
+    threads: Optional[int]
+
+
+@dataclass
+class ProfileConfig:
+    """``amc.profile``: MACs and params per layer."""
+
+    model: ModelConfig
+    checkpoint: Optional[str]
+    checkpoint_model: Optional[str]
+    image_size: Optional[int]
+
+
+@dataclass
+class DeployConfig:
+    """``amc.deploy``: ONNX export checked by onnxruntime, and latency against the base."""
+
+    model: ModelConfig
+    data: DataConfig
+    checkpoint: Optional[str]
+    base: Optional[str]
+    image_size: Optional[int]
+    batch_sizes: list[int]
+    threads: Optional[int]
+    min_run_s: float
+    seed: int
+
+
+SCHEMAS: dict[str, type] = {
+    "search": SearchConfig,
+    "train": TrainRunConfig,
+    "finetune": FinetuneConfig,
+    "export": ExportConfig,
+    "slim": SlimConfig,
+    "quantize": QuantizeConfig,
+    "pipeline": PipelineConfig,
+    "predict": PredictConfig,
+    "profile": ProfileConfig,
+    "deploy": DeployConfig,
+}

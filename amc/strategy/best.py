@@ -1,0 +1,76 @@
+"""The end of a search: the best strategy rebuilt, tested, and written as strategy.json + pruned.pt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from amc.data import stack_dataset
+from amc.io import write_json_atomic
+from amc.pruning.reconstruction import unreconstructed
+from amc.settings import SearchConfig
+from amc.strategy.recorder import SearchRecorder
+from amc.strategy.task import SearchTask, export_calibration
+from amc.tracking import Tracker
+from amc.training.evaluation import evaluate, tensor_batches
+from models import save_checkpoint
+
+
+def measured_latency(base: nn.Module, pruned: nn.Module, example: torch.Tensor, predicted: float) -> dict[str, Any]:
+    """The exported network's end-to-end latency against the base (PyTorch eager, batch 1), beside the
+    per-layer table's prediction the search was held to."""
+    from amc.deployment import torch_latency
+
+    device = next(base.parameters()).device
+    threads = torch.get_num_threads()
+    x = example.to(device)
+    ratio = torch_latency(pruned.to(device), x, threads).median_ms / torch_latency(base, x, threads).median_ms
+    print(
+        f"latency: the table predicts {predicted:.3f} of the base; measured end to end "
+        f"{ratio:.3f} (PyTorch eager, batch 1, {threads} threads, median)"
+    )
+    return {"predicted_latency_ratio": predicted, "measured_latency_ratio": ratio}
+
+
+def export_best(
+    cfg: SearchConfig, run_dir: Path, task: SearchTask, recorder: SearchRecorder, device: torch.device, tracker: Tracker
+) -> dict[str, Any]:
+    """Rebuild the best strategy (closed or open loop), measure its test top-1, write the results."""
+    best, scorer = recorder.best, task.scorer
+    if cfg.export_reconstruction == "closed":
+        calibration = export_calibration(cfg, task.data, scorer)
+        pruned = scorer.build_closed_loop(best["channels"], calibration)
+    else:
+        calibration = scorer.calibration_images
+        pruned, _ = scorer.build(best["channels"])
+    test_x, test_y = stack_dataset(task.data.test, limit=cfg.test_images)
+    test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
+    base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
+    latency = measured_latency(scorer.model, pruned, test_x[:1], best["cost_ratio"]) if cfg.latency_budget else {}
+    strategy = recorder.strategy(
+        best,
+        base_checkpoint=task.base_path,
+        test_top1=test["top1"],
+        test_top5=test["top5"],
+        base_test_top1=base_test["top1"],
+        export_reconstruction=cfg.export_reconstruction,
+        export_calibration_images=0 if calibration is None else len(calibration),
+        not_reconstructed=unreconstructed(scorer.model, scorer.structure) if cfg.reconstruct else {},
+        **latency,
+    )
+    write_json_atomic(run_dir / "strategy.json", strategy)
+    save_checkpoint(
+        pruned.cpu(),
+        run_dir / "pruned.pt",
+        strategy=strategy,
+        image_size=task.data.image_size,
+        base_checkpoint=task.base_path,
+    )
+    recorder.finish(cfg.agent.warmup_episodes)
+    tracker.summary({"best_" + k: v for k, v in strategy.items() if isinstance(v, int | float)})
+    print(recorder.summary_line(strategy))
+    print(f"wrote {run_dir / 'strategy.json'} and {run_dir / 'pruned.pt'}")
+    return strategy

@@ -1,0 +1,80 @@
+"""Everything a search config allows to be checked, checked before any training or measuring."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from amc.data import dataset_info
+from amc.errors import ConfigError, check_at_least
+from amc.networks import build_model, builder_name, fit_input_size
+from amc.pruning.structure import analyse
+from amc.settings import SearchConfig
+from amc.strategy.budget import ActionWall, make_constraint
+from amc.strategy.runners import AGENTS
+
+MINIMUMS = {
+    "episodes": 1,
+    "calibration_images": 1,
+    "export_calibration_images": 1,
+    "points_per_image": 1,
+    "channel_round": 1,
+    "eval_batch_size": 1,
+    "search_val_images": 1,
+    "test_images": 1,
+    "prefix_cache_mb": 0,
+    "threads": 1,
+    "stop_after": 1,
+    "base_training.epochs": 1,
+    "base_training.batch_size": 1,
+    "base_training.lr": 0,
+}
+MAY_BE_NULL = ("export_calibration_images", "search_val_images", "test_images", "threads", "stop_after")
+
+
+def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
+    """The one budget this run searches under: (kind, fraction of the base network's cost)."""
+    chosen = {k: getattr(cfg, f"{k}_budget") for k in ("params", "latency") if getattr(cfg, f"{k}_budget") is not None}
+    if len(chosen) > 1:
+        raise ConfigError("give one of params_budget or latency_budget (flops_budget is the default)")
+    kind, budget = next(iter(chosen.items())) if chosen else ("flops", cfg.flops_budget)
+    if budget is None:
+        raise ConfigError("flops_budget must be a number in (0, 1], got null")
+    if not 0 < budget <= 1:
+        raise ConfigError(f"{kind}_budget must be in (0, 1] (the fraction of the base network's cost), got {budget:g}")
+    return kind, float(budget)
+
+
+def check_inputs(cfg: SearchConfig) -> None:
+    """Model, agent, checkpoint, every numeric range, and (without a checkpoint) the budget's feasibility."""
+    constraint_of(cfg)
+    if not cfg.checkpoint:
+        builder_name(cfg.model)  # an unknown model fails before a base model is trained for it
+    if cfg.agent.name not in AGENTS:
+        raise ConfigError(f"unknown agent {cfg.agent.name!r}; use {', '.join(AGENTS)}")
+    if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
+        raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
+    if cfg.export_reconstruction not in ("open", "closed"):
+        raise ConfigError("export_reconstruction must be open or closed")
+    check_at_least(cfg, MINIMUMS, optional=MAY_BE_NULL)
+    if not 0 < cfg.lower_bound <= 1:
+        raise ConfigError(f"lower_bound must be in (0, 1] (the smallest keep ratio), got {cfg.lower_bound}")
+    if not cfg.checkpoint and not cfg.resume:
+        check_budget_before_training(cfg)
+
+
+def check_budget_before_training(cfg: SearchConfig) -> None:
+    """A MACs/params budget depends on the architecture only: check it on an untrained model, before
+    a base model is trained for minutes only to be refused."""
+    kind, budget = constraint_of(cfg)
+    if kind == "latency":
+        return
+    info = dataset_info(cfg.data.name, cfg.data.crop)
+    model = build_model(cfg.model, info["num_classes"], info["in_channels"], info["image_size"]).eval()
+    size = fit_input_size(model, info["in_channels"], info["image_size"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # analyse warns again, once, when the search starts
+        structure = analyse(model, (1, info["in_channels"], size, size), cfg.prune_residual)
+    if not structure.points:
+        raise ConfigError(f"{structure.arch_name} has no prunable channel group")
+    ActionWall(structure, make_constraint(kind, budget, structure), cfg.lower_bound, cfg.channel_round)

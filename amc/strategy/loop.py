@@ -1,0 +1,99 @@
+"""One search, top to bottom: build the task, let the agent play episodes, export the best strategy.
+
+A search killed at any point continues with ``resume=RUN_DIR`` from its last saved episode boundary
+(``amc.strategy.state``); the episode in flight is replayed exactly.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from amc.runtime import seed_everything, set_threads
+from amc.settings import SearchConfig
+from amc.strategy.best import export_best
+from amc.strategy.episode import EpisodeResult
+from amc.strategy.recorder import SearchRecorder
+from amc.strategy.runners import Runner, make_runner
+from amc.strategy.state import SearchStateFiles
+from amc.strategy.task import build_task
+from amc.tracking import Tracker
+from amc.training.distributed import pick_device
+
+RESULT_FILES = ("episodes.jsonl", "strategy.json", "pruned.pt", "search_state.json")
+
+
+class SearchSession:
+    """This invocation's share of a search: records episodes, saves the runner's state, honours ``stop_after``."""
+
+    def __init__(
+        self, recorder: SearchRecorder, files: SearchStateFiles, runner: Runner, episodes: int, stop_after: int | None
+    ) -> None:
+        self.recorder, self.files, self.runner = recorder, files, runner
+        self.episodes, self.stop_after = episodes, stop_after
+        self.finished_here = 0
+
+    def wants_more(self) -> bool:
+        under_stop = self.stop_after is None or self.finished_here < self.stop_after
+        return self.recorder.episodes < self.episodes and under_stop
+
+    def episode_done(self, result: EpisodeResult) -> bool:
+        self.recorder.record(result)
+        self.finished_here += 1
+        return self.stop_after is None or self.finished_here < self.stop_after
+
+    def checkpoint(self) -> None:
+        state = self.runner.state()
+        if state is None or self.recorder.episodes == 0:
+            return
+        scalars, tensors = state
+        self.files.save(self.recorder.episodes, scalars, tensors)
+
+
+def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
+    """Run (or resume, with ``cfg.resume``) a search into ``run_dir``; the best strategy, once finished."""
+    if cfg.resume:
+        for stale in run_dir.glob("*.tmp"):  # a write the kill interrupted; its target is intact
+            stale.unlink()
+    set_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    started = time.perf_counter()
+    task = build_task(cfg, device)
+    setup_s = time.perf_counter() - started
+    tracker = Tracker(cfg.logger.kind, run_dir, asdict(cfg), cfg.logger.project, mode=cfg.logger.mode)
+    recorder = SearchRecorder(run_dir, task.structure, task.constraint, cfg, tracker, setup_s)
+    files = SearchStateFiles(run_dir)
+    runner = make_runner(task.env, cfg.agent, cfg.seed)
+    if cfg.resume and files.exists():
+        saved = files.load()
+        runner.restore(saved)
+        recorder.truncate(saved.episodes)
+        print(f"resuming the search at episode {saved.episodes + 1} of {cfg.episodes}")
+    elif cfg.resume:
+        recorder.truncate(0)  # killed before its first saved state: nothing to continue from
+    c = task.constraint
+    print(
+        f"searching {cfg.agent.name} over {len(task.structure.points)} decision points of {task.structure.arch_name}: "
+        f"{c.kind} budget {c.budget:g} of {c.base_cost:,.0f} {c.unit}, "
+        f"scored by search-val {cfg.metric} on {len(task.scorer.val_labels)} images"
+    )
+    session = SearchSession(recorder, files, runner, cfg.episodes, cfg.stop_after)
+    if recorder.episodes < cfg.episodes:
+        runner.run(cfg.episodes - recorder.episodes, session)
+    recorder.close()
+    if recorder.episodes < cfg.episodes and cfg.agent.name != "uniform":
+        print(
+            f"stopped with {recorder.episodes} of {cfg.episodes} episodes recorded; continue with resume={run_dir} "
+            "(it replays from the last episode whose agent update was saved)"
+        )
+        tracker.finish()
+        return recorder.best or {}
+    strategy = export_best(cfg, run_dir, task, recorder, device, tracker)
+    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"wall time {time.perf_counter() - started:.0f} s (setup {setup_s:.0f} s); peak RSS {usage:.2f} GiB")
+    tracker.finish()
+    return strategy

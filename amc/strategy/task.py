@@ -1,0 +1,84 @@
+"""What a search works on: the base network, its structure, the budget, the scorer and the environment."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from amc.data import DataSplits, build_data, calibration_images, stack_dataset
+from amc.errors import ConfigError
+from amc.pruning.structure import PrunableStructure, analyse
+from amc.settings import SearchConfig
+from amc.strategy.budget import ActionWall, Constraint, make_constraint
+from amc.strategy.checks import constraint_of
+from amc.strategy.scoring import StrategyScorer
+from amc.training.base_model import obtain_base_model
+from envs import ChannelPruningEnv
+
+
+@dataclass
+class SearchTask:
+    base: nn.Module
+    base_path: str
+    data: DataSplits
+    structure: PrunableStructure
+    constraint: Constraint
+    scorer: StrategyScorer
+    env: ChannelPruningEnv
+
+
+def trained_size(model: nn.Module) -> int | None:
+    """The image size a checkpoint was trained at (the data is resized to it when it differs)."""
+    size = getattr(model, "checkpoint_metadata", {}).get("image_size")
+    return int(size) if size else None
+
+
+def search_calibration(cfg: SearchConfig, data: DataSplits, count: int) -> torch.Tensor:
+    data_kwargs = {**asdict(cfg.data), "resize": data.image_size}
+    return calibration_images(data_kwargs, count, cfg.calibration_augment, cfg.seed, splits=data)
+
+
+def export_calibration(cfg: SearchConfig, data: DataSplits, scorer: StrategyScorer) -> torch.Tensor | None:
+    """Calibration images for the final export: more than the search's own, where asked for."""
+    count = cfg.export_calibration_images
+    if not cfg.reconstruct or count is None or count <= cfg.calibration_images:
+        return scorer.calibration_images
+    return search_calibration(cfg, data, count)
+
+
+def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
+    """Base model, structure, constraint, scorer and environment for this config."""
+    base, base_path = obtain_base_model(cfg)
+    base = base.to(device).eval()
+    data = build_data(**{**asdict(cfg.data), "augment": False, "resize": trained_size(base)})
+    structure = analyse(base, (1, data.in_channels, data.image_size, data.image_size), cfg.prune_residual)
+    if not structure.points:
+        raise ConfigError(f"{structure.arch_name} has no prunable channel group ({'; '.join(structure.fixed_groups)})")
+    val_x, val_y = stack_dataset(data.search_val, limit=cfg.search_val_images)
+    calib_x = search_calibration(cfg, data, cfg.calibration_images) if cfg.reconstruct else None
+    kind, budget = constraint_of(cfg)
+    latency_fn = None
+    if kind == "latency":
+        from amc.strategy.latency import LatencyTable
+
+        latency_fn = LatencyTable.cached(cfg.cache_dir, base, structure, device, cfg.channel_round, cfg.lower_bound)
+    constraint = make_constraint(kind, budget, structure, latency_fn)
+    wall = ActionWall(structure, constraint, cfg.lower_bound, cfg.channel_round)
+    scorer = StrategyScorer(
+        base,
+        structure,
+        val_x,
+        val_y,
+        calib_x,
+        cfg.points_per_image,
+        cfg.selection,
+        cfg.metric,
+        cfg.eval_batch_size,
+        cfg.seed,
+        device,
+        prefix_cache_mb=cfg.prefix_cache_mb,
+    )
+    env = ChannelPruningEnv(scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget)
+    return SearchTask(base, base_path, data, structure, constraint, scorer, env)
