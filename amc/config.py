@@ -30,14 +30,11 @@ OmegaConf.register_new_resolver(
     "amc_or", lambda value, default: default if value in (None, "") else value, replace=True
 )
 
-MISSING_HINTS = {"model._target_": "model=custom needs model._target_=pkg.module.build_fn (any importable builder)"}
-
-
 def settings_of(cfg: DictConfig) -> Any:
     """The typed settings (an ``amc.settings`` dataclass) of a composed, schema-backed config."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        raise ConfigError(MISSING_HINTS.get(missing[0], f"set {', '.join(missing)} (no value given)"))
+        raise ConfigError(f"set {', '.join(missing)} (no value given)")
     try:
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as exc:

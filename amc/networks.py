@@ -17,6 +17,8 @@ TORCHVISION_PREFIX = "torchvision.models."
 def builder_name(model_cfg: ModelConfig) -> str:
     """What ``models.create_model`` builds: ``model._target_`` (torchvision or a user's builder) or a registry name."""
     target = model_cfg._target_
+    if not target and model_cfg.name == "custom":
+        raise ConfigError("model=custom needs model._target_=pkg.module.build_fn (any importable builder)")
     if not target:
         return model_cfg.name
     if target.startswith(TORCHVISION_PREFIX):

@@ -12,12 +12,13 @@ import time
 import torch
 from omegaconf import OmegaConf
 
-from amc.config import load_model_for_data
 from amc.data import build_data, stack_dataset
+from amc.networks import load_model_for_data
 from amc.pruning.apply import keep_indices
 from amc.pruning.reconstruction import OpenLoopReconstructor, closed_loop_overrides
 from amc.pruning.slicing import slice_model
 from amc.pruning.structure import analyse
+from amc.settings import DataConfig, ModelConfig
 from amc.strategy.budget import ActionWall, make_constraint
 from amc.training.evaluation import evaluate, tensor_batches
 
@@ -31,8 +32,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model_cfg = OmegaConf.load(f"conf/model/{args.model}.yaml")
-    base = load_model_for_data(args.checkpoint, model_cfg, OmegaConf.load("conf/data/fashion_mnist.yaml")).eval()
+    model_cfg = ModelConfig(**OmegaConf.to_container(OmegaConf.load(f"conf/model/{args.model}.yaml")))
+    data_cfg = DataConfig(**OmegaConf.to_container(OmegaConf.load("conf/data/fashion_mnist.yaml")))
+    base = load_model_for_data(args.checkpoint, model_cfg, data_cfg).eval()
     data = build_data("fashion_mnist", augment=False)
     structure = analyse(base, (1, 1, 28, 28))
     wall = ActionWall(structure, make_constraint("flops", args.budget, structure), 0.2, 8)

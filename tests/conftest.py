@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -28,6 +29,16 @@ def run_module(
     return subprocess.run(
         [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
     )
+
+
+def composed(entry: str, *overrides: str) -> Any:
+    """The typed settings of ``conf/<entry>.yaml`` with ``overrides``, as the entry point would get them."""
+    from hydra import compose, initialize_config_dir
+
+    from amc.config import settings_of
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return settings_of(compose(entry, overrides=list(overrides)))
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:

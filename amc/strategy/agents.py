@@ -45,7 +45,7 @@ class TruncatedNormalNoise(ActionNoise):
         super().__init__()
         self.sigma0, self.decay, self.warmup_episodes = sigma, decay, warmup_episodes
         self.low, self.high = low, high
-        self.episode = 0
+        self.episode = 0  # finished episodes; AMCDDPG sets it from SB3's own counter before sampling
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -62,9 +62,8 @@ class TruncatedNormalNoise(ActionNoise):
     def __call__(self) -> np.ndarray:  # plain ActionNoise interface (unused by AMCDDPG)
         return self.rng.normal(0.0, self.sigma, size=1).astype(np.float32)
 
-    def reset(self) -> None:
-        """SB3 calls this when an episode ends: the next one explores with the decayed σ."""
-        self.episode += 1
+    def reset(self) -> None:  # SB3 also calls this at the start of learn(): the schedule cannot count on it
+        pass
 
 
 class EpisodeRewardBuffer(ReplayBuffer):
@@ -106,6 +105,7 @@ class AMCDDPG(DDPG):
     def _sample_action(self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1):
         if self.num_timesteps < learning_starts or not isinstance(action_noise, TruncatedNormalNoise):
             return super()._sample_action(learning_starts, None, n_envs)  # warm-up: uniform, no noise
+        action_noise.episode = self._episode_num  # SB3 counts finished episodes, and resume restores it
         action, _ = self.predict(self._last_obs, deterministic=True)
         scaled = action_noise.sample_around(self.policy.scale_action(action))
         return self.policy.unscale_action(scaled), scaled
@@ -159,7 +159,6 @@ def ddpg_state(agent: AMCDDPG) -> tuple[dict[str, torch.Tensor | dict], dict[str
         "buffer_full": buffer.full,
         "baseline": buffer.baseline,
         "noise_rng": noise.rng.bit_generator.state,
-        "noise_episode": noise.episode,
         "action_space_rng": agent.action_space.np_random.bit_generator.state,
     }
     return tensors, scalars
@@ -176,5 +175,4 @@ def load_ddpg_state(agent: AMCDDPG, tensors: dict[str, Any], scalars: dict[str, 
     agent.num_timesteps, agent._episode_num = scalars["num_timesteps"], scalars["episode_num"]
     agent._n_updates = scalars["n_updates"]
     agent.action_noise.rng.bit_generator.state = scalars["noise_rng"]
-    agent.action_noise.episode = scalars["noise_episode"]
     agent.action_space.np_random.bit_generator.state = scalars["action_space_rng"]

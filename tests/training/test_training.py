@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 import models
 from amc.data import build_data
 from amc.training.distributed import Dist
-from amc.training.loop import TrainConfig, fit
+from amc.training.loop import fit
+from tests.conftest import composed
 
 
 def test_gradient_clipping_bounds_the_step(tmp_path):
@@ -18,8 +21,15 @@ def test_gradient_clipping_bounds_the_step(tmp_path):
         torch.manual_seed(0)  # the same initial weights for both runs
         model = models.create_model("mobilenet_v1", cfg=[16], in_planes=8, in_channels=1, num_classes=10)
         before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
-        cfg = TrainConfig(
-            epochs=1, lr=1.0, momentum=0.0, nesterov=False, weight_decay=0.0, max_steps_per_epoch=1, grad_clip_norm=clip
+        cfg = dataclasses.replace(
+            composed("train").train,
+            epochs=1,
+            lr=1.0,
+            momentum=0.0,
+            nesterov=False,
+            weight_decay=0.0,
+            max_steps_per_epoch=1,
+            grad_clip_norm=clip,
         )
         fit(model, data, cfg, tmp_path / str(clip), Dist(device=torch.device("cpu")))
         after = torch.cat([p.detach().flatten() for p in model.parameters()])

@@ -8,7 +8,7 @@ import torch
 from amc.pruning.structure import analyse
 from amc.strategy.prefix_cache import StagedForward
 from amc.strategy.scoring import StrategyScorer
-from tests.test_pruning import CASES, random_channels, randomised
+from tests.pruning.test_pruning import CASES, random_channels, randomised
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
