@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from amc.errors import ConfigError
 from amc.io import write_text_atomic
-from amc.settings import SCHEMAS
+from amc.settings import SCHEMAS, range_errors
 
 T = TypeVar("T")
 
@@ -30,15 +30,20 @@ OmegaConf.register_new_resolver(
     "amc_or", lambda value, default: default if value in (None, "") else value, replace=True
 )
 
+
 def settings_of(cfg: DictConfig) -> Any:
     """The typed settings (an ``amc.settings`` dataclass) of a composed, schema-backed config."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"set {', '.join(missing)} (no value given)")
     try:
-        return OmegaConf.to_object(cfg)
+        settings = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
+    errors = range_errors(settings)  # every numeric option, before any work starts
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return settings
 
 
 def load_settings(path: Path, schema: type[T]) -> T:

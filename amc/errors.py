@@ -10,11 +10,10 @@ from typing import Any, TypeVar
 
 from hydra.experimental.callback import Callback
 
+from models.errors import AmcError  # the one root, shared with models/ (CheckpointError, ModelConfigError)
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class AmcError(Exception):
-    """A problem with the user's input (config, data, checkpoint): reported as one line, exit 2."""
+__all__ = ["AmcError", "ConfigError", "DataNotFoundError", "ReportFailedJobs", "user_errors_exit"]
 
 
 class DataNotFoundError(AmcError):
@@ -48,13 +47,12 @@ def user_errors_exit(fn: F) -> F:
     In a ``-m`` multirun a failed job is reported and the sweep goes on (with any launcher: the job
     writes a line to the sweep dir); :class:`ReportFailedJobs` exits 2 at the end, naming the failed jobs.
     """
-    from models import CheckpointError, ModelConfigError
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (AmcError, CheckpointError, ModelConfigError) as exc:
+        except AmcError as exc:
             print(f"error: {exc}", file=sys.stderr)
             job = _multirun_job()
             if job is None:
@@ -86,16 +84,3 @@ class ReportFailedJobs(Callback):
         for line in lines:
             print(f"  {line}", file=sys.stderr)
         sys.exit(2)
-
-
-def check_at_least(settings: Any, minimums: dict[str, float], optional: tuple[str, ...] = ()) -> None:
-    """Every numeric option ``key`` (dotted) is a number ≥ its minimum (``optional`` ones may be null)."""
-    for key, minimum in minimums.items():
-        value = settings
-        for part in key.split("."):
-            value = getattr(value, part)
-        if value is None and key in optional:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            null = " (or null)" if key in optional else ""
-            raise ConfigError(f"{key} must be a number ≥ {minimum:g}{null}, got {value!r}")

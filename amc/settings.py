@@ -8,7 +8,7 @@ Library code receives these objects (``amc.config.settings_of``), never the raw 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
 # OmegaConf reads these annotations at runtime: they stay ``Optional[...]``, not ``X | None`` strings.
@@ -297,3 +297,71 @@ SCHEMAS: dict[str, type] = {
     "profile": ProfileConfig,
     "deploy": DeployConfig,
 }
+
+
+# ---------------------------------------------------------------- valid ranges
+@dataclass(frozen=True)
+class Range:
+    """``low ≤ x ≤ high``, with either end open."""
+
+    low: float = float("-inf")
+    high: float = float("inf")
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, x: float) -> bool:
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == float("inf"):
+            return f"{'>' if self.low_open else '≥'} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+AT_LEAST_1, AT_LEAST_0, POSITIVE = Range(1), Range(0), Range(0, low_open=True)
+FRACTION, UNIT = Range(0, 1, low_open=True), Range(0, 1)
+# One table for every entry point: a key means the same thing wherever it appears. None stays allowed
+# where the schema says Optional (e.g. threads=null: torch's default).
+VALID_RANGES: dict[str, Range] = {
+    **dict.fromkeys(("flops_budget", "params_budget", "latency_budget", "lower_bound", "factor"), FRACTION),
+    **dict.fromkeys(("tau", "noise_decay"), FRACTION),
+    **dict.fromkeys(("alpha", "discount", "baseline_alpha"), UNIT),
+    **dict.fromkeys(("label_smoothing", "momentum"), Range(0, 1, high_open=True)),
+    **dict.fromkeys(
+        (
+            "episodes", "channel_round", "calibration_images", "export_calibration_images", "points_per_image",
+            "search_val_images", "test_images", "eval_batch_size", "threads", "stop_after", "epochs", "batch_size",
+            "max_steps_per_epoch", "replay_episodes", "hidden_sizes", "train_limit", "search_val_limit",
+            "test_limit", "crop", "steps", "finetune_epochs", "max_bytes", "image_size", "batch_sizes",
+        ),
+        AT_LEAST_1,
+    ),
+    **dict.fromkeys(
+        (
+            "prefix_cache_mb", "seed", "split_seed", "lr", "weight_decay", "warmup_epochs", "num_workers",
+            "warmup_episodes", "noise_sigma", "hint_weight", "search_val_size",
+        ),
+        AT_LEAST_0,
+    ),
+    **dict.fromkeys(("actor_lr", "critic_lr", "temperature", "min_run_s", "grad_clip_norm"), POSITIVE),
+}  # fmt: skip
+
+
+def range_errors(settings: Any, prefix: str = "") -> list[str]:
+    """Every numeric setting outside its valid range, as ``key must be …, got …`` (empty when all hold)."""
+    errors = []
+    for f in fields(settings):
+        value, key = getattr(settings, f.name), prefix + f.name
+        if is_dataclass(value):
+            errors += range_errors(value, key + ".")
+            continue
+        valid = VALID_RANGES.get(f.name)
+        if valid is None or value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool) or not isinstance(item, int | float) or not valid.holds(item):
+                errors.append(f"{key} must be {valid}, got {value!r}")
+                break
+    return errors

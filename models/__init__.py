@@ -10,6 +10,7 @@ from models.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from models.errors import AmcError
 from models.registry import (
     ModelConfigError,
     UnknownModelError,
@@ -21,6 +22,7 @@ from models.registry import (
 
 __all__ = [
     "FORMAT",
+    "AmcError",
     "CheckpointError",
     "ModelConfigError",
     "UnknownModelError",

@@ -22,12 +22,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from models.errors import AmcError
 from models.registry import create_model
 
 FORMAT = "amc-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AmcError):
     """A checkpoint that is missing, unreadable, or does not fit the architecture."""
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from models.registry import register_model
+from models.registry import ModelConfigError, register_model
 
 MULTIPLIERS = [1, 2, 4, 8, 16, 16, 16, 16]
 SCALED_ENTRIES = range(3, 7)  # the course scales only these widths; the last stays fixed for the fc
@@ -37,7 +37,7 @@ class StudentNet(nn.Module):
     def __init__(self, widths: Sequence[int], num_classes: int = 11, in_channels: int = 3) -> None:
         super().__init__()
         if len(widths) != len(MULTIPLIERS):
-            raise ValueError(f"StudentNet needs {len(MULTIPLIERS)} widths, got {len(widths)}")
+            raise ModelConfigError(f"StudentNet needs {len(MULTIPLIERS)} widths, got {len(widths)}")
         w = list(widths)
         blocks: list[nn.Module] = [
             nn.Sequential(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from models.registry import register_model
+from models.registry import ModelConfigError, register_model
 
 BlockSpec = int | Sequence[int]
 
@@ -86,7 +86,7 @@ def mobilenet_v1(
 ) -> MobileNetV1:
     """MobileNetV1 from a named ``profile`` or an explicit ``cfg`` (which wins)."""
     if profile not in PROFILES:
-        raise ValueError(f"unknown mobilenet_v1 profile {profile!r}; known: {', '.join(PROFILES)}")
+        raise ModelConfigError(f"unknown mobilenet_v1 profile {profile!r}; known: {', '.join(PROFILES)}")
     default_planes, default_cfg = PROFILES[profile]
     cfg = default_cfg if cfg is None else cfg
     in_planes = default_planes if in_planes is None else in_planes

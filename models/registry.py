@@ -22,10 +22,12 @@ from typing import Any
 
 import torch.nn as nn
 
+from models.errors import AmcError
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(AmcError):
     """Arguments a model constructor does not accept."""
 
 

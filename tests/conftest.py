@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,14 @@ def run_module(
     return subprocess.run(
         [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
     )
+
+
+def run_ok(command: str, pythonpath: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m`` + ``command`` (split like a shell line) and assert it succeeded."""
+    module, *args = shlex.split(command)
+    proc = run_module(module, *args, timeout=timeout, pythonpath=pythonpath)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return proc
 
 
 def composed(entry: str, *overrides: str) -> Any:

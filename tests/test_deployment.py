@@ -11,7 +11,7 @@ from amc.deployment import export_onnx, max_difference, onnx_latency, onnx_sessi
 from amc.pruning.apply import prune_model
 from amc.pruning.structure import analyse
 from models import create_model, save_checkpoint
-from tests.conftest import assert_clean_error, run_module
+from tests.conftest import assert_clean_error, run_module, run_ok
 
 
 @pytest.mark.parametrize("name", ["torchvision.models.resnet18", "torchvision.models.mobilenet_v3_small"])
@@ -40,15 +40,10 @@ def test_deploy_cli_compares_pruned_and_base(tmp_path):
     structure = analyse(base.eval(), (1, 1, 28, 28))
     pruned = prune_model(base, structure, [4, 8, 16, 16], reconstruction="none")
     pruned_path = save_checkpoint(pruned, tmp_path / "pruned.pt", image_size=28, base_checkpoint=str(base_path))
-    proc = run_module(
-        "amc.deploy",
-        f"checkpoint={pruned_path}",
-        "batch_sizes=[1,8]",
-        "threads=1",
-        "min_run_s=0.05",
-        f"hydra.run.dir={tmp_path / 'run'}",
+    run_dir = tmp_path / "run"
+    proc = run_ok(
+        f"amc.deploy checkpoint={pruned_path} batch_sizes=[1,8] threads=1 min_run_s=0.05 hydra.run.dir={run_dir}"
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "deploy_summary.json").read_text())
     assert summary["model"]["max_abs_diff"] < 1e-4 and summary["base"]["max_abs_diff"] < 1e-4
     assert summary["ratios"]["macs"] == pytest.approx(structure.macs([4, 8, 16, 16]) / structure.macs(structure.widths))

@@ -16,12 +16,14 @@ import torch.nn as nn
 
 @dataclass(frozen=True)
 class LayerCost:
+    """One Conv2d/Linear layer's cost per image."""
+
     name: str
     kind: str
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
     macs: int
     params: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
 
 
 @dataclass
@@ -78,12 +80,12 @@ def profile(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224)) ->
         own = sum(p.numel() for p in module.parameters(recurse=False))
         rows.append(
             LayerCost(
-                names[module],
-                type(module).__name__,
-                tuple(inputs[0].shape),
-                tuple(output.shape),
-                layer_macs(module, output.shape),
-                own,
+                name=names[module],
+                kind=type(module).__name__,
+                macs=layer_macs(module, output.shape),
+                params=own,
+                input_shape=tuple(inputs[0].shape),
+                output_shape=tuple(output.shape),
             )
         )
 

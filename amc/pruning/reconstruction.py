@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from amc.errors import ConfigError
 from amc.pruning.slicing import kept_positions
 from amc.pruning.structure import PrunableStructure
 
@@ -100,7 +101,7 @@ def _forward_until_captured(net: nn.Module, x: torch.Tensor, captured: dict, nee
         net(x)
     missing = [(n, k) for n, k in needed if k not in captured[n]]
     if missing:
-        raise RuntimeError(f"the forward pass never reached {missing[0][0]}")
+        raise ConfigError(f"the forward pass never reached {missing[0][0]}: a layer the model defines but does not use")
 
 
 @torch.inference_mode()

@@ -34,10 +34,12 @@ from amc.pruning.tracing import RawGroup, TensorUse, trace_groups
 
 @dataclass(frozen=True)
 class DecisionPoint:
+    """One channel group the agent sizes: the layers that write it, read it and carry it through."""
+
     name: str
-    channels: int
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
+    channels: int
     passthrough: tuple[str, ...] = ()
     gamma_bn: str | None = None  # the BN whose gamma ranks channels for ``bn_gamma`` selection
     tensors: tuple[TensorUse, ...] = ()
@@ -200,7 +202,15 @@ def _group_point(raw: RawGroup, order: dict[str, int], modules: dict[str, nn.Mod
     passthrough = by_order(u.name for u in raw.modules if u.kind in ("depthwise", "norm", "param"))
     gamma = next((n for n in passthrough if isinstance(modules.get(n), nn.modules.batchnorm._BatchNorm)), None)
     first = producers[0] if producers else raw.root
-    return DecisionPoint(first, raw.channels, producers, consumers, passthrough, gamma, tuple(raw.tensors))
+    return DecisionPoint(
+        name=first,
+        producers=producers,
+        consumers=consumers,
+        channels=raw.channels,
+        passthrough=passthrough,
+        gamma_bn=gamma,
+        tensors=tuple(raw.tensors),
+    )
 
 
 def _call_order(model: nn.Module, input_size: tuple[int, ...]) -> tuple[dict[str, int], torch.Tensor]:

@@ -6,30 +6,12 @@ import warnings
 from pathlib import Path
 
 from amc.data import dataset_info
-from amc.errors import ConfigError, check_at_least
+from amc.errors import ConfigError
 from amc.networks import build_model, builder_name, fit_input_size
 from amc.pruning.structure import analyse
 from amc.settings import SearchConfig
 from amc.strategy.budget import ActionWall, make_constraint
 from amc.strategy.runners import AGENTS
-
-MINIMUMS = {
-    "episodes": 1,
-    "calibration_images": 1,
-    "export_calibration_images": 1,
-    "points_per_image": 1,
-    "channel_round": 1,
-    "eval_batch_size": 1,
-    "search_val_images": 1,
-    "test_images": 1,
-    "prefix_cache_mb": 0,
-    "threads": 1,
-    "stop_after": 1,
-    "base_training.epochs": 1,
-    "base_training.batch_size": 1,
-    "base_training.lr": 0,
-}
-MAY_BE_NULL = ("export_calibration_images", "search_val_images", "test_images", "threads", "stop_after")
 
 
 def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
@@ -46,7 +28,8 @@ def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
 
 
 def check_inputs(cfg: SearchConfig) -> None:
-    """Model, agent, checkpoint, every numeric range, and (without a checkpoint) the budget's feasibility."""
+    """Model, agent, checkpoint and (without a checkpoint) the budget's feasibility; numeric ranges are
+    checked when the settings are made (``amc.settings.range_errors``)."""
     constraint_of(cfg)
     if not cfg.checkpoint:
         builder_name(cfg.model)  # an unknown model fails before a base model is trained for it
@@ -56,9 +39,6 @@ def check_inputs(cfg: SearchConfig) -> None:
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
     if cfg.export_reconstruction not in ("open", "closed"):
         raise ConfigError("export_reconstruction must be open or closed")
-    check_at_least(cfg, MINIMUMS, optional=MAY_BE_NULL)
-    if not 0 < cfg.lower_bound <= 1:
-        raise ConfigError(f"lower_bound must be in (0, 1] (the smallest keep ratio), got {cfg.lower_bound}")
     if not cfg.checkpoint and not cfg.resume:
         check_budget_before_training(cfg)
 

@@ -17,6 +17,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from amc.errors import ConfigError
 from amc.pruning.structure import PrunableStructure
 
 
@@ -31,7 +32,7 @@ class StagedForward:
         self.nodes = list(fx.symbolic_trace(model).graph.nodes)
         inputs = [n for n in self.nodes if n.op == "placeholder"]
         if len(inputs) != 1:
-            raise ValueError("the forward takes more than one input")
+            raise ConfigError("the model's forward takes more than one input; amc prunes single-input classifiers")
         last_use = {n: i for i, n in enumerate(self.nodes)}
         for i, n in enumerate(self.nodes):
             for a in n.all_input_nodes:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import models
-from tests.conftest import assert_clean_error, run_module
+from tests.conftest import assert_clean_error, run_module, run_ok
 
 USER_NET = textwrap.dedent(
     """
@@ -48,18 +48,9 @@ def user_code(tmp_path):
 
 @pytest.mark.slow
 def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
-    common = ["model=custom", "model._target_=my_nets.build", "+model.kwargs.width=16"]
+    common = "model=custom model._target_=my_nets.build +model.kwargs.width=16"
     train_dir = tmp_path / "train"
-    proc = run_module(
-        "amc.train",
-        *common,
-        "data=digits",
-        "logger=none",
-        "train.epochs=2",
-        f"hydra.run.dir={train_dir}",
-        pythonpath=user_code,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_ok(f"amc.train {common} data=digits logger=none train.epochs=2 hydra.run.dir={train_dir}", user_code)
     # This process cannot import my_nets by name: the checkpoint's recorded source file rebuilds it.
     base = models.load_checkpoint(train_dir / "best.pt", name=None)
     assert base.arch["name"] == "my_nets.build" and base.arch["source"] == str(user_code / "my_nets.py")
@@ -67,16 +58,8 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
     assert base[0].in_channels == 1  # adapted to the 1-channel digits
 
     search_dir = tmp_path / "search"
-    proc = run_module(
-        "amc.search",
-        "experiment=smoke",
-        *common,
-        f"checkpoint={train_dir / 'best.pt'}",
-        "flops_budget=0.5",
-        f"hydra.run.dir={search_dir}",
-        pythonpath=user_code,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    base_path = train_dir / "best.pt"
+    run_ok(f"amc.search experiment=smoke {common} checkpoint={base_path} hydra.run.dir={search_dir}", user_code)
     strategy = json.loads((search_dir / "strategy.json").read_text())
     assert 0.49 <= strategy["macs"] / strategy["base_macs"] <= 0.5
     assert strategy["prune_residual"] is True and len(strategy["channels"]) == 4  # 2 inner + 2 residual streams
@@ -84,31 +67,20 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
     assert sum(p.numel() for p in pruned.parameters()) == strategy["params"]
 
     export_dir = tmp_path / "export"
-    proc = run_module(
-        "amc.export",
-        *common,
-        "data=digits",
-        f"checkpoint={train_dir / 'best.pt'}",
-        f"strategy={search_dir / 'strategy.json'}",
-        "calibration_images=100",
+    strategy_path = search_dir / "strategy.json"
+    run_ok(
+        f"amc.export {common} data=digits checkpoint={base_path} strategy={strategy_path} calibration_images=100 "
         f"hydra.run.dir={export_dir}",
-        pythonpath=user_code,
+        user_code,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((export_dir / "export_summary.json").read_text())
     assert summary["channels"] == strategy["channels"] and summary["macs"] == strategy["macs"]
 
-    proc = run_module(
-        "amc.finetune",
-        f"checkpoint={search_dir / 'pruned.pt'}",
-        "data=digits",
-        "distill=hint",
-        "logger=none",
-        "train.epochs=1",
+    run_ok(
+        f"amc.finetune checkpoint={search_dir / 'pruned.pt'} data=digits distill=hint logger=none train.epochs=1 "
         f"hydra.run.dir={tmp_path / 'finetune'}",
-        pythonpath=user_code,
+        user_code,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -120,6 +120,28 @@ def test_bad_inputs_get_one_clear_line(module, args, fragment, trained, tmp_path
     assert_clean_error(proc, fragment)
 
 
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        ("amc.train", ["train.epochs=0"], "train.epochs must be ≥ 1, got 0"),
+        ("amc.train", ["train.label_smoothing=1"], "train.label_smoothing must be in [0, 1), got 1"),
+        ("amc.finetune", ["distill.temperature=0"], "distill.temperature must be > 0, got 0"),
+        ("amc.finetune", ["train.batch_size=0", "seed=-1"], "train.batch_size must be ≥ 1, got 0; seed must be ≥ 0"),
+        ("amc.export", ["calibration_images=0"], "calibration_images must be ≥ 1, got 0"),
+        ("amc.slim", ["factor=1.5"], "factor must be in (0, 1], got 1.5"),
+        ("amc.quantize", ["calibration_images=-3"], "calibration_images must be ≥ 1, got -3"),
+        ("amc.deploy", ["batch_sizes=[1,0]"], "batch_sizes must be ≥ 1, got [1, 0]"),
+        ("amc.predict", ["max_bytes=0"], "max_bytes must be ≥ 1, got 0"),
+        ("amc.pipeline", ["episodes=0"], "episodes must be ≥ 1, got 0"),
+        ("amc.train", ["train.epochs=two"], "Value 'two' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_every_entry_point_checks_numeric_ranges_first(module, args, message, tmp_path):
+    proc = run_module(module, *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert_clean_error(proc, message)
+    assert not (tmp_path / "run" / "config.yaml").exists()  # refused before the run started
+
+
 def test_corrupt_checkpoint_is_a_clean_error(tmp_path):
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(b"this is not a checkpoint")

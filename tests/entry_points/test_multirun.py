@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from tests.conftest import run_module
@@ -9,14 +11,8 @@ from tests.conftest import run_module
 
 @pytest.mark.slow
 def test_multirun_finishes_the_other_jobs_and_reports_the_failed_one(tmp_path):
-    proc = run_module(
-        "amc.search",
-        "-m",
-        "experiment=smoke",
-        "flops_budget=0.01,0.5",
-        f"cache_dir={tmp_path / 'cache'}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-    )
+    sweep = f"cache_dir={tmp_path / 'cache'} hydra.sweep.dir={tmp_path / 'sweep'}"
+    proc = run_module(*shlex.split(f"amc.search -m experiment=smoke flops_budget=0.01,0.5 {sweep}"))
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, text
     assert "Traceback" not in text, text
@@ -28,17 +24,9 @@ def test_multirun_finishes_the_other_jobs_and_reports_the_failed_one(tmp_path):
 
 @pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_parallel_past_a_failed_one(tmp_path):
-    proc = run_module(
-        "amc.search",
-        "-m",
-        "experiment=smoke",
-        "flops_budget=0.01,0.5,0.7",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "threads=1",
-        f"cache_dir={tmp_path / 'cache'}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-    )
+    sweep = f"cache_dir={tmp_path / 'cache'} hydra.sweep.dir={tmp_path / 'sweep'}"
+    launcher = "hydra/launcher=joblib hydra.launcher.n_jobs=2 threads=1"
+    proc = run_module(*shlex.split(f"amc.search -m experiment=smoke flops_budget=0.01,0.5,0.7 {launcher} {sweep}"))
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, text
     assert "Traceback" not in text and "1 multirun job(s) failed" in text, text

@@ -112,11 +112,13 @@ def test_params_budget(cache, tmp_path):
         (["flops_budget=0.01"], "infeasible flops budget 0.01"),
         (["flops_budget=0.5", "checkpoint=/nonexistent/base.pt"], "checkpoint not found: /nonexistent/base.pt"),
         (["agent=nope"], "Could not find 'agent/nope'"),  # Hydra's own message, with the options
-        (["episodes=0"], "episodes must be a number ≥ 1, got 0"),
-        (["points_per_image=0"], "points_per_image must be a number ≥ 1, got 0"),
-        (["calibration_images=many"], "calibration_images must be a number ≥ 1, got 'many'"),
+        (["episodes=0"], "episodes must be ≥ 1, got 0"),
+        (["points_per_image=0"], "points_per_image must be ≥ 1, got 0"),
+        (["calibration_images=many"], "Value 'many' of type 'str' could not be converted to Integer"),
+        (["episods=5"], "Key 'episods' is not in struct"),  # a typo fails while composing
         (["lower_bound=0"], "lower_bound must be in (0, 1]"),
-        (["base_training.epochs=0"], "base_training.epochs must be a number ≥ 1"),
+        (["agent.tau=2", "threads=0"], "agent.tau must be in (0, 1], got 2.0; threads must be ≥ 1, got 0"),
+        (["base_training.epochs=0"], "base_training.epochs must be ≥ 1"),
         (["model=torchvision", "model.name=nope"], "unknown torchvision classification model 'nope'"),
     ],
 )
