@@ -135,6 +135,8 @@ class SearchConfig:
     threads: Optional[int]
     resume: Optional[str]
     stop_after: Optional[int]
+    workers: int
+    devices: Optional[list[str]]
     base_training: TrainConfig
 
 
@@ -334,7 +336,7 @@ VALID_RANGES: dict[str, Range] = {
             "episodes", "channel_round", "calibration_images", "export_calibration_images", "points_per_image",
             "search_val_images", "test_images", "eval_batch_size", "threads", "stop_after", "epochs", "batch_size",
             "max_steps_per_epoch", "replay_episodes", "hidden_sizes", "train_limit", "search_val_limit",
-            "test_limit", "crop", "steps", "finetune_epochs", "max_bytes", "image_size", "batch_sizes",
+            "test_limit", "crop", "steps", "finetune_epochs", "max_bytes", "image_size", "batch_sizes", "workers",
         ),
         AT_LEAST_1,
     ),

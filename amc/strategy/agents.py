@@ -20,7 +20,7 @@ import torch
 from scipy.stats import truncnorm
 from stable_baselines3 import DDPG
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.noise import ActionNoise, VectorizedActionNoise
 
 from amc.settings import AgentConfig
 
@@ -77,16 +77,30 @@ class EpisodeRewardBuffer(ReplayBuffer):
 
     def add(self, obs, next_obs, action, reward, done, infos) -> None:
         self.pending.append((obs, next_obs, action, done, infos))
-        if not bool(np.asarray(done).reshape(-1)[0]):
+        done = np.asarray(done).reshape(-1)
+        if not done.any():
             return
-        final = float(np.asarray(reward).reshape(-1)[0])
-        self.baseline = (
-            final if self.baseline is None else self.baseline + self.baseline_alpha * (final - self.baseline)
-        )
-        relabelled = np.array([final - self.baseline], dtype=np.float32)
+        # Every environment's episode has the same number of steps (one per decision point), so the
+        # parallel workers' episodes end together; each is relabelled with its own final reward.
+        assert done.all(), "parallel episodes of different lengths"
+        relabelled = np.empty(len(done), dtype=np.float32)
+        for env, final in enumerate(np.asarray(reward, dtype=np.float64).reshape(-1)):
+            final = float(final)
+            self.baseline = (
+                final if self.baseline is None else self.baseline + self.baseline_alpha * (final - self.baseline)
+            )
+            relabelled[env] = final - self.baseline
         for o, no, a, d, i in self.pending:
             super().add(o, no, a, relabelled, d, i)
         self.pending = []
+
+
+def truncated_noise(noise: ActionNoise | None) -> TruncatedNormalNoise | None:
+    """The agent's exploration noise; SB3 wraps it per environment when there are several (one copy
+    samples for all of them, so the schedule and the generator stay one)."""
+    if isinstance(noise, VectorizedActionNoise):
+        noise = noise.noises[0]
+    return noise if isinstance(noise, TruncatedNormalNoise) else None
 
 
 class AMCDDPG(DDPG):
@@ -103,16 +117,18 @@ class AMCDDPG(DDPG):
             group["lr"] = self.critic_lr
 
     def _sample_action(self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1):
-        if self.num_timesteps < learning_starts or not isinstance(action_noise, TruncatedNormalNoise):
+        noise = truncated_noise(action_noise)
+        if self.num_timesteps < learning_starts or noise is None:
             return super()._sample_action(learning_starts, None, n_envs)  # warm-up: uniform, no noise
-        action_noise.episode = self._episode_num  # SB3 counts finished episodes, and resume restores it
+        noise.episode = self._episode_num  # SB3 counts finished episodes, and resume restores it
         action, _ = self.predict(self._last_obs, deterministic=True)
-        scaled = action_noise.sample_around(self.policy.scale_action(action))
+        scaled = noise.sample_around(self.policy.scale_action(action))
         return self.policy.unscale_action(scaled), scaled
 
 
 def build_ddpg(env, steps_per_episode: int, cfg: AgentConfig, seed: int, device: str = "cpu") -> AMCDDPG:
-    """AMCDDPG with AMC's hyper-parameters (``conf/agent/ddpg.yaml``)."""
+    """AMCDDPG with AMC's hyper-parameters (``conf/agent/ddpg.yaml``); ``env`` may be a VecEnv of workers."""
+    n_envs = getattr(env, "num_envs", 1)
     noise = TruncatedNormalNoise(cfg.noise_sigma, cfg.noise_decay, cfg.warmup_episodes, seed=seed)
     hidden = list(cfg.hidden_sizes)
     return AMCDDPG(
@@ -125,7 +141,8 @@ def build_ddpg(env, steps_per_episode: int, cfg: AgentConfig, seed: int, device:
         batch_size=cfg.batch_size,
         tau=cfg.tau,
         gamma=cfg.discount,
-        train_freq=(1, "episode"),
+        # One update round per episode; with parallel workers, per batch of episodes (SB3 counts steps then).
+        train_freq=(1, "episode") if n_envs == 1 else (steps_per_episode, "step"),
         gradient_steps=-1,
         action_noise=noise,
         replay_buffer_class=EpisodeRewardBuffer,
@@ -150,7 +167,7 @@ def ddpg_state(agent: AMCDDPG) -> tuple[dict[str, torch.Tensor | dict], dict[str
         "critic_optimizer": agent.critic.optimizer.state_dict(),
         **{f"buffer.{k}": torch.from_numpy(np.ascontiguousarray(getattr(buffer, k))) for k in BUFFER_FIELDS},
     }
-    noise = agent.action_noise
+    noise = truncated_noise(agent.action_noise)
     scalars = {
         "num_timesteps": agent.num_timesteps,
         "episode_num": agent._episode_num,
@@ -174,5 +191,5 @@ def load_ddpg_state(agent: AMCDDPG, tensors: dict[str, Any], scalars: dict[str, 
     buffer.pos, buffer.full, buffer.baseline = scalars["buffer_pos"], scalars["buffer_full"], scalars["baseline"]
     agent.num_timesteps, agent._episode_num = scalars["num_timesteps"], scalars["episode_num"]
     agent._n_updates = scalars["n_updates"]
-    agent.action_noise.rng.bit_generator.state = scalars["noise_rng"]
+    truncated_noise(agent.action_noise).rng.bit_generator.state = scalars["noise_rng"]
     agent.action_space.np_random.bit_generator.state = scalars["action_space_rng"]

@@ -72,5 +72,10 @@ def export_best(
     recorder.finish(cfg.agent.warmup_episodes)
     tracker.summary({"best_" + k: v for k, v in strategy.items() if isinstance(v, int | float)})
     print(recorder.summary_line(strategy))
-    print(f"wrote {run_dir / 'strategy.json'} and {run_dir / 'pruned.pt'}")
+    print(
+        f"results in {run_dir}: strategy.json (the best strategy), pruned.pt (its pruned, reconstructed network), "
+        "episodes.csv and episodes.png (every episode), strategy.png\n"
+        f"next: python -m amc.finetune checkpoint={run_dir / 'pruned.pt'}   (recover accuracy by distillation "
+        f"from the base)\n      python -m amc.deploy checkpoint={run_dir / 'pruned.pt'}     (ONNX export and latency)"
+    )
     return strategy

@@ -67,7 +67,13 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
     tracker = Tracker(cfg.logger.kind, run_dir, asdict(cfg), cfg.logger.project, mode=cfg.logger.mode)
     recorder = SearchRecorder(run_dir, task.structure, task.constraint, cfg, tracker, setup_s)
     files = SearchStateFiles(run_dir)
-    runner = make_runner(task.env, cfg.agent, cfg.seed)
+    workers = None
+    if cfg.workers > 1 and cfg.agent.name == "ddpg":
+        from amc.strategy.workers import parallel_envs
+
+        workers = parallel_envs(cfg, task.base_path)
+        print(f"scoring {cfg.workers} strategies at once: {cfg.workers} worker processes")
+    runner = make_runner(task.env, cfg.agent, cfg.seed, workers)
     if cfg.resume and files.exists():
         saved = files.load()
         runner.restore(saved)

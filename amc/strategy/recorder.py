@@ -173,8 +173,13 @@ class SearchRecorder:
             f"{strategy['base_macs']:,} (FLOPs = 2 x MACs), params {strategy['params']:,}\n"
             f"median seconds per episode {t['wall_s']:.2f} ({split}); "
             f"{sum(r.get('reused_stages', 0) > 0 for r in self.rows)} of {len(self.rows)} episodes started from "
-            "cached early-layer activations"
+            f"cached early-layer activations; {self.episodes_per_minute():.1f} episodes per minute"
+            + (f" ({self.cfg.workers} workers)" if self.cfg.workers > 1 else "")
         )
+
+    def episodes_per_minute(self) -> float:
+        """Over the whole search (with parallel workers the per-episode wall times are not separable)."""
+        return 60 * len(self.rows) / max(sum(r["wall_s"] for r in self.rows), 1e-9)
 
     def close(self) -> None:
         self.bar.close()

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
 
 from amc.settings import AgentConfig
 from amc.strategy.agents import build_ddpg, ddpg_state, load_ddpg_state
@@ -60,11 +61,11 @@ class _RecordEpisodes(BaseCallback):
 
 
 class DDPGRunner:
-    """AMC's agent (``amc.strategy.agents.AMCDDPG``)."""
+    """AMC's agent (``amc.strategy.agents.AMCDDPG``), over one environment or a VecEnv of workers."""
 
-    def __init__(self, env: ChannelPruningEnv, agent: AgentConfig, seed: int) -> None:
-        self.env = env
-        self.agent = build_ddpg(env, env.steps, agent, seed)
+    def __init__(self, env: ChannelPruningEnv, agent: AgentConfig, seed: int, workers: VecEnv | None = None) -> None:
+        self.env, self.workers = env, workers
+        self.agent = build_ddpg(workers or env, env.steps, agent, seed)
 
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         tensors, scalars = ddpg_state(self.agent)
@@ -74,12 +75,16 @@ class DDPGRunner:
         load_ddpg_state(self.agent, saved.tensors, saved.agent)
 
     def run(self, episodes_left: int, session: Session) -> None:
-        self.agent.learn(
-            total_timesteps=episodes_left * self.env.steps,
-            callback=_RecordEpisodes(session),
-            reset_num_timesteps=False,
-            progress_bar=False,
-        )
+        try:
+            self.agent.learn(
+                total_timesteps=episodes_left * self.env.steps,
+                callback=_RecordEpisodes(session),
+                reset_num_timesteps=False,
+                progress_bar=False,
+            )
+        finally:
+            if self.workers is not None:
+                self.workers.close()
 
 
 class RandomRunner:
@@ -126,9 +131,10 @@ class UniformRunner:
         session.episode_done(result)
 
 
-def make_runner(env: ChannelPruningEnv, agent: AgentConfig, seed: int) -> Runner:
+def make_runner(env: ChannelPruningEnv, agent: AgentConfig, seed: int, workers: VecEnv | None = None) -> Runner:
+    """The runner for ``agent.name``; ``workers`` (parallel environments) serve the DDPG agent."""
     if agent.name == "ddpg":
-        return DDPGRunner(env, agent, seed)
+        return DDPGRunner(env, agent, seed, workers)
     if agent.name == "random":
         return RandomRunner(env, seed)
     return UniformRunner(env)

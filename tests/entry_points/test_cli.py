@@ -126,7 +126,11 @@ def test_bad_inputs_get_one_clear_line(module, args, fragment, trained, tmp_path
         ("amc.train", ["train.epochs=0"], "train.epochs must be ≥ 1, got 0"),
         ("amc.train", ["train.label_smoothing=1"], "train.label_smoothing must be in [0, 1), got 1"),
         ("amc.finetune", ["distill.temperature=0"], "distill.temperature must be > 0, got 0"),
-        ("amc.finetune", ["train.batch_size=0", "seed=-1"], "train.batch_size must be ≥ 1, got 0; seed must be ≥ 0"),
+        (
+            "amc.finetune",
+            ["train.batch_size=0", "seed=-1"],
+            "seed must be ≥ 0, got -1; train.batch_size must be ≥ 1, got 0",
+        ),
         ("amc.export", ["calibration_images=0"], "calibration_images must be ≥ 1, got 0"),
         ("amc.slim", ["factor=1.5"], "factor must be in (0, 1], got 1.5"),
         ("amc.quantize", ["calibration_images=-3"], "calibration_images must be ≥ 1, got -3"),
