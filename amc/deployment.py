@@ -13,6 +13,7 @@ import logging
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -109,18 +110,26 @@ def onnx_latency(session, images: torch.Tensor, threads: int, min_run_s: float =
 
 
 # ---------------------------------------------------------------- the deploy job (amc.deploy)
-def measure(model: torch.nn.Module, onnx_path: Path, size: int, cfg: DeployConfig) -> dict[str, Any]:
+def measure(
+    model: nn.Module,
+    onnx_path: Path,
+    size: int,
+    batch_sizes: Sequence[int] = (1, 256),
+    threads: int = 2,
+    min_run_s: float = 1.0,
+    seed: int = 0,
+) -> dict[str, Any]:
     """ONNX export of ``model``, its agreement with PyTorch, MACs and latency at each batch size."""
     channels = first_conv_in_channels(model)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    example = torch.randn(max(cfg.batch_sizes), channels, size, size, generator=generator)
+    generator = torch.Generator().manual_seed(seed)
+    example = torch.randn(max(batch_sizes), channels, size, size, generator=generator)
     export_onnx(model, example[:1], onnx_path)
-    session = onnx_session(onnx_path, cfg.threads)
+    session = onnx_session(onnx_path, threads)
     rows = []
-    for batch in cfg.batch_sizes:
+    for batch in batch_sizes:
         x = example[:batch].contiguous()
-        rows.append(asdict(torch_latency(model, x, cfg.threads, cfg.min_run_s)))
-        rows.append(asdict(onnx_latency(session, x, cfg.threads, cfg.min_run_s)))
+        rows.append(asdict(torch_latency(model, x, threads, min_run_s)))
+        rows.append(asdict(onnx_latency(session, x, threads, min_run_s)))
     return {
         "onnx": str(onnx_path),
         "macs": profile(model, (1, channels, size, size)).macs,
@@ -139,10 +148,11 @@ def deploy_report(cfg: DeployConfig, run_dir: Path) -> dict[str, Any]:
     size = int(cfg.image_size or model.checkpoint_metadata.get("image_size", 224))
     base_path = cfg.base if cfg.base is not None else model.checkpoint_metadata.get("base_checkpoint")
     summary: dict[str, Any] = {"checkpoint": str(cfg.checkpoint), "image_size": size, "threads": cfg.threads}
-    summary["model"] = measure(model, run_dir / "model.onnx", size, cfg)
+    how = (cfg.batch_sizes, cfg.threads, cfg.min_run_s, cfg.seed)
+    summary["model"] = measure(model, run_dir / "model.onnx", size, *how)
     if base_path:
         base = load_model_for_data(str(base_path), cfg.model, cfg.data).eval()
-        summary["base"] = measure(base, run_dir / "base.onnx", size, cfg)
+        summary["base"] = measure(base, run_dir / "base.onnx", size, *how)
         summary["ratios"] = ratios(summary["model"], summary["base"])
     write_json_atomic(run_dir / "deploy_summary.json", summary)
     print_summary(summary)

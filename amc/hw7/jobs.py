@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from amc.data import build_data, food11_split, food11_transforms, stack_dataset
 from amc.errors import ConfigError
 from amc.hw7.quantization import cpu_latency_ms, int8_ptq, load_quantized, save_quantized
 from amc.hw7.slimming import slim_student
-from amc.io import write_json_atomic
+from amc.io import write_csv_atomic, write_json_atomic
 from amc.pruning.cost import count_params
 from amc.runtime import seed_everything, set_threads
 from amc.settings import PredictConfig, QuantizeConfig, SlimConfig
@@ -143,10 +142,6 @@ def predict_csv(cfg: PredictConfig) -> Path:
     for i in range(0, len(images), cfg.batch_size):
         batch = torch.stack([images[j][0] for j in range(i, min(i + cfg.batch_size, len(images)))])
         labels += model(batch).argmax(1).tolist()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["Id", "label"])
-        writer.writerows(enumerate(labels))
+    write_csv_atomic(output, ["Id", "label"], enumerate(labels))
     print(f"{path} ({size:,} bytes): predicted {len(labels)} images of {cfg.data.root}/testing -> {output}")
     return output

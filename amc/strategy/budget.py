@@ -17,12 +17,19 @@ from amc.errors import ConfigError
 from amc.pruning.structure import PrunableStructure
 
 CostFn = Callable[[Sequence[int]], float]
+TOLERANCE = 1e-9  # float slack in every "fits" and "at most" comparison (costs and ratios are exact otherwise)
+
+
+def largest_at_most(allowed: Sequence[int], bound: float) -> int:
+    """The largest allowed count ≤ ``bound`` (the smallest allowed one when none is)."""
+    fitting = [c for c in allowed if c <= bound + TOLERANCE]
+    return fitting[-1] if fitting else allowed[0]
 
 
 def allowed_counts(width: int, multiple: int, lower_bound: float) -> list[int]:
     """Counts a decision point may take: multiples of ``multiple`` at or above the lower bound, and the width."""
     multiple = max(1, int(multiple))
-    smallest = max(1, math.ceil(lower_bound * width - 1e-9))
+    smallest = max(1, math.ceil(lower_bound * width - TOLERANCE))
     counts = [c for c in range(multiple, width + 1, multiple) if c >= smallest]
     if not counts or counts[0] > smallest:  # the lower bound itself, rounded up to the grid
         first = min(width, math.ceil(smallest / multiple) * multiple)
@@ -43,6 +50,9 @@ class Constraint:
     @property
     def limit(self) -> float:
         return self.budget * self.base_cost
+
+    def fits(self, channels: Sequence[int]) -> bool:
+        return self.cost(channels) <= self.limit + TOLERANCE
 
 
 def make_constraint(
@@ -74,7 +84,7 @@ class ActionWall:
         self.allowed = [allowed_counts(w, channel_round, lower_bound) for w in structure.widths]
         self.minimum = [a[0] for a in self.allowed]
         floor = constraint.cost(self.minimum)
-        if floor > constraint.limit + 1e-9:
+        if floor > constraint.limit + TOLERANCE:
             raise ConfigError(
                 f"infeasible {constraint.kind} budget {constraint.budget:g}: with every layer at the lower bound "
                 f"{lower_bound:g} (channels rounded to {channel_round}) the network keeps "
@@ -87,7 +97,7 @@ class ActionWall:
         rest = self.minimum[index + 1 :]
         best = self.minimum[index]
         for count in self.allowed[index]:  # cost is monotone: stop at the first that overshoots
-            if self.constraint.cost([*decided, count, *rest]) > self.constraint.limit + 1e-9:
+            if not self.constraint.fits([*decided, count, *rest]):
                 break
             best = count
         return best
@@ -107,18 +117,15 @@ class ActionWall:
         ratios = [c / w for c, w in zip(channels, self.structure.widths, strict=True)]
 
         def scaled(factor: float) -> list[int]:
-            out = []
-            for allowed, width, r in zip(self.allowed, self.structure.widths, ratios, strict=True):
-                fitting = [c for c in allowed if c <= factor * r * width + 1e-9]
-                out.append(fitting[-1] if fitting else allowed[0])
-            return out
+            pairs = zip(self.allowed, self.structure.widths, ratios, strict=True)
+            return [largest_at_most(allowed, factor * r * width) for allowed, width, r in pairs]
 
         lo, hi = 1.0, 1.0 / min(ratios)
-        if self.constraint.cost(scaled(hi)) <= self.constraint.limit + 1e-9:
+        if self.constraint.fits(scaled(hi)):
             return scaled(hi)
         for _ in range(30):
             mid = (lo + hi) / 2
-            if self.constraint.cost(scaled(mid)) <= self.constraint.limit + 1e-9:
+            if self.constraint.fits(scaled(mid)):
                 lo = mid
             else:
                 hi = mid
@@ -134,7 +141,7 @@ class ActionWall:
                 if pos + 1 == len(self.allowed[i]):
                     continue
                 trial = [*channels[:i], self.allowed[i][pos + 1], *channels[i + 1 :]]
-                if self.constraint.cost(trial) <= self.constraint.limit + 1e-9:
+                if self.constraint.fits(trial):
                     ratio = c / self.structure.widths[i]
                     if best is None or ratio < best[0]:
                         best = (ratio, i, trial)
@@ -147,16 +154,12 @@ class ActionWall:
         lo, hi = 0.0, 1.0
         for _ in range(40):
             mid = (lo + hi) / 2
-            channels = self.uniform_channels(mid)
-            if self.constraint.cost(channels) <= self.constraint.limit + 1e-9:
+            if self.constraint.fits(self.uniform_channels(mid)):
                 lo = mid
             else:
                 hi = mid
         return self.uniform_channels(lo)
 
     def uniform_channels(self, ratio: float) -> list[int]:
-        counts = []
-        for allowed, width in zip(self.allowed, self.structure.widths, strict=True):
-            fitting = [c for c in allowed if c <= ratio * width + 1e-9]
-            counts.append(fitting[-1] if fitting else allowed[0])
-        return counts
+        pairs = zip(self.allowed, self.structure.widths, strict=True)
+        return [largest_at_most(allowed, ratio * width) for allowed, width in pairs]

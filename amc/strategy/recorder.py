@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 import time
@@ -11,7 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from amc.io import write_json_atomic, write_text_atomic
+from amc.io import read_jsonl, write_csv_atomic, write_json_atomic, write_text_atomic
 from amc.plots import plot_episodes, plot_strategy
 from amc.pruning.structure import PrunableStructure
 from amc.settings import SearchConfig
@@ -48,12 +47,7 @@ class SearchRecorder:
 
     def truncate(self, episodes: int) -> None:
         """Keep the first ``episodes`` rows (drop the episode that was in flight when the run was killed)."""
-        rows = (
-            [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-            if self.path.exists()
-            else []
-        )
-        self.rows = rows[:episodes]
+        self.rows = read_jsonl(self.path)[:episodes]
         write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
         self.best = None
         for row in self.rows:
@@ -141,12 +135,13 @@ class SearchRecorder:
         return {k: statistics.median(r[k] for r in rows) for k in (*TIMING_KEYS, "wall_s")}
 
     def finish(self, warmup: int) -> None:
-        with open(self.run_dir / "episodes.csv", "w", newline="") as f:
-            fields = list(dict.fromkeys(k for row in self.rows for k in row))  # rows of older runs may lack a column
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()})
+        fields = list(dict.fromkeys(k for row in self.rows for k in row))  # rows of older runs may lack a column
+
+        def cell(value: Any) -> Any:
+            return " ".join(map(str, value)) if isinstance(value, list) else value
+
+        table = ([cell(row.get(k, "")) for k in fields] for row in self.rows)
+        write_csv_atomic(self.run_dir / "episodes.csv", fields, table)
         best = self.best
         plot_strategy(
             self.structure.widths,
