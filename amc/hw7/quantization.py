@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +101,24 @@ def load_quantized(path: str | os.PathLike) -> nn.Module:
 
 
 def int8_ptq(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
-    """PyTorch's own static int8 post-training quantization (FX graph mode, x86 backend), CPU only."""
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    """PyTorch's own static int8 post-training quantization (FX graph mode, x86 backend), CPU only.
 
-    model = model.cpu().eval()
-    prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), example_inputs=(calibration[:1],))
-    with torch.inference_mode():
-        for i in range(0, len(calibration), 64):
-            prepared(calibration[i : i + 64])
-    return convert_fx(prepared)
+    ``torch.ao.quantization`` is deprecated in favour of torchao, which this project does not install (its
+    builds are tied to torch versions); until it does, the deprecation notices of this optional path are
+    silenced here and nowhere else.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*(reduce_range|quantized tensor creation)", category=UserWarning)
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+        model = model.cpu().eval()
+        prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), example_inputs=(calibration[:1],))
+        with torch.inference_mode():
+            for i in range(0, len(calibration), 64):
+                prepared(calibration[i : i + 64])
+        return convert_fx(prepared)
 
 
 def cpu_latency_ms(model: nn.Module, example: torch.Tensor, repeats: int = 30) -> float:
