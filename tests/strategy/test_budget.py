@@ -77,7 +77,7 @@ def test_latency_table_is_monotone_and_budgets_hold():
     structure = analyse(model, (1, 1, 16, 16))
     table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, repeats=5)
     full = table(structure.widths)
-    assert full == pytest.approx(sum(table.full)) and full > 0
+    assert full == pytest.approx(table.offset + table.scale * sum(table.full)) and full > 0 and table.scale > 0
     smaller = [max(4, w // 2 // 4 * 4) for w in structure.widths]
     assert table(smaller) <= full
     floor = table(allowed_minimum := [allowed_counts(w, 4, 0.2)[0] for w in structure.widths]) / full
@@ -91,6 +91,29 @@ def test_latency_table_is_monotone_and_budgets_hold():
     for t in range(len(structure.points)):
         decided.append(wall.choose(decided, t, 1.0))
     assert constraint.cost(decided) <= constraint.limit
+
+
+def test_latency_table_is_calibrated_end_to_end(monkeypatch):
+    """The layer sum is mapped onto the measured latency of the base and of the smallest network."""
+    import amc.deployment
+    from amc.deployment import Latency
+
+    model = models.create_model(
+        "mobilenet_v1", cfg=[16, (32, 2), 32], in_planes=8, in_channels=1, num_classes=10, small_input=True
+    ).eval()
+    structure = analyse(model, (1, 1, 16, 16))
+    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, repeats=5)
+    smallest = [allowed_counts(w, 4, 0.2)[0] for w in structure.widths]
+
+    def fake_latency(net, x, threads, min_run_s=1.0):  # the base "takes" 10 ms, anything smaller 4 ms
+        big = sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in model.parameters())
+        return Latency("pytorch", len(x), 10.0 if big else 4.0, 0.0, 1, threads)
+
+    monkeypatch.setattr(amc.deployment, "torch_latency", fake_latency)
+    table.calibrate(model, torch.device("cpu"), smallest)
+    assert table(structure.widths) == pytest.approx(10.0) and table(smallest) == pytest.approx(4.0)
+    half = [max(4, w // 2 // 4 * 4) for w in structure.widths]
+    assert 4.0 <= table(half) <= 10.0
 
 
 def test_latency_table_is_cached_per_layout(tmp_path, monkeypatch):
