@@ -141,14 +141,15 @@ def measure(
 def deploy_report(cfg: DeployConfig, run_dir: Path) -> dict[str, Any]:
     if not cfg.checkpoint:
         raise ConfigError("checkpoint=PATH (a model to deploy, e.g. a search's pruned.pt) is required")
-    if not cfg.batch_sizes or min(cfg.batch_sizes) < 1 or cfg.threads < 1:
-        raise ConfigError("batch_sizes must be positive integers and threads at least 1")
+    if not cfg.batch_sizes:  # each size and threads are range-checked with the settings (amc.settings)
+        raise ConfigError("batch_sizes must list at least one batch size, e.g. [1,256]")
     set_threads(cfg.threads)
+    threads = torch.get_num_threads()  # threads=null: torch's default, stated in the summary
     model = load_checkpoint(cfg.checkpoint).eval()
     size = int(cfg.image_size or model.checkpoint_metadata.get("image_size", 224))
     base_path = cfg.base if cfg.base is not None else model.checkpoint_metadata.get("base_checkpoint")
-    summary: dict[str, Any] = {"checkpoint": str(cfg.checkpoint), "image_size": size, "threads": cfg.threads}
-    how = (cfg.batch_sizes, cfg.threads, cfg.min_run_s, cfg.seed)
+    summary: dict[str, Any] = {"checkpoint": str(cfg.checkpoint), "image_size": size, "threads": threads}
+    how = (cfg.batch_sizes, threads, cfg.min_run_s, cfg.seed)
     summary["model"] = measure(model, run_dir / "model.onnx", size, *how)
     if base_path:
         base = load_model_for_data(str(base_path), cfg.model, cfg.data).eval()

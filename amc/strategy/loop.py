@@ -46,8 +46,10 @@ class SearchSession:
         return self.stop_after is None or self.finished_here < self.stop_after
 
     def checkpoint(self) -> None:
-        state = self.runner.state()
-        if state is None or self.recorder.episodes == 0:
+        if self.recorder.episodes == 0:
+            return
+        state = self.runner.state()  # after the check: DDPG's state copies the whole replay buffer
+        if state is None:
             return
         scalars, tensors = state
         self.files.save(self.recorder.episodes, scalars, tensors)
