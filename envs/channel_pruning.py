@@ -13,6 +13,7 @@ to a keep ratio in ``[lower_bound, 1]``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -21,6 +22,7 @@ import numpy as np
 from amc.errors import ConfigError
 from amc.strategy.budget import ActionWall
 from amc.strategy.episode import EpisodeResult
+from amc.strategy.latency import MEASURED_SLACK
 from amc.strategy.scoring import StrategyScorer
 from envs.observation import FEATURES, LayerEmbedding
 
@@ -46,6 +48,9 @@ class ChannelPruningEnv(gym.Env):
     :param reward: ``acc`` (default), ``acc_flops`` or ``acc_params``.
     :param fill_budget: make the finished strategy spend the budget: scale every layer by one common
         factor (keeping the agent's allocation across layers), then spend what rounding leaves.
+    :param latency_probe: latency budgets: times a strategy end to end and returns its latency ratio to the
+        base (``amc.strategy.latency.EndToEndProbe``). Every strategy that beats the best one timed within
+        budget so far is timed; one that misses the budget is marked ``over_budget``.
     Built with no arguments (e.g. by ``gymnasium.make``) it wraps a tiny MobileNetV1 on scikit-learn's digits.
     """
 
@@ -57,6 +62,7 @@ class ChannelPruningEnv(gym.Env):
         wall: ActionWall | None = None,
         reward: str = "acc",
         fill_budget: bool = True,
+        latency_probe: Callable[[list[int]], float] | None = None,
         **tiny_task: Any,
     ) -> None:
         super().__init__()
@@ -66,6 +72,8 @@ class ChannelPruningEnv(gym.Env):
             scorer, wall = build_tiny(**tiny_task)
         reward_of(reward, 50.0, 2, 2)  # validate the name now, not at the end of the first episode
         self.scorer, self.wall, self.reward_kind, self.fill_budget = scorer, wall, reward, fill_budget
+        self.latency_probe = latency_probe
+        self._best_timed_reward = -math.inf
         self.structure = scorer.structure
         self.embedding = LayerEmbedding(self.structure, wall)
         self.lower_bound = min(m / w for m, w in zip(wall.minimum, self.structure.widths, strict=True))
@@ -103,7 +111,7 @@ class ChannelPruningEnv(gym.Env):
         score = self.scorer.score(channels)
         macs, params = self.structure.macs(channels), self.structure.params(channels)
         constraint = self.wall.constraint
-        return EpisodeResult(
+        result = EpisodeResult(
             channels=channels,
             agent_channels=wanted,
             keep_ratios=[c / w for c, w in zip(channels, self.structure.widths, strict=True)],
@@ -118,3 +126,9 @@ class ChannelPruningEnv(gym.Env):
             timings=score.timings,
             reused_stages=score.reused_stages,
         )
+        if self.latency_probe is not None and result.reward > self._best_timed_reward:
+            result.measured_cost_ratio = self.latency_probe(channels)
+            result.over_budget = result.measured_cost_ratio > constraint.budget * (1 + MEASURED_SLACK)
+            if not result.over_budget:
+                self._best_timed_reward = result.reward
+        return result

@@ -15,6 +15,9 @@ class EpisodeResult:
     :param cost_ratio: the constraint's cost (MACs, params or latency) over the base network's.
     :param timings: seconds spent in prune / reconstruct / evaluate.
     :param reused_stages: early stages whose cached activations the scorer reused.
+    :param measured_cost_ratio: latency budgets: the end-to-end measured latency ratio, for strategies that were
+        timed (each new best); ``None`` otherwise.
+    :param over_budget: it was timed and missed the latency budget: never the exported strategy.
     """
 
     channels: list[int]
@@ -30,3 +33,5 @@ class EpisodeResult:
     reward: float
     timings: dict[str, float] = field(default_factory=dict)
     reused_stages: int = 0
+    measured_cost_ratio: float | None = None
+    over_budget: bool = False

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from amc.runtime import seed_everything, set_threads
+from amc.runtime import release_freed_memory, seed_everything, set_threads
 from amc.settings import SearchConfig
 from amc.strategy.best import export_best
 from amc.strategy.episode import EpisodeResult
@@ -65,6 +65,7 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
     device = pick_device(cfg.device)
     started = time.perf_counter()
     task = build_task(cfg, device)
+    release_freed_memory()  # base training and calibration are done with their activations
     setup_s = time.perf_counter() - started
     tracker = Tracker(cfg.logger.kind, run_dir, asdict(cfg), cfg.logger.project, mode=cfg.logger.mode)
     recorder = SearchRecorder(run_dir, task.structure, task.constraint, cfg, tracker, setup_s)

@@ -56,8 +56,12 @@ class SearchRecorder:
         self.bar.refresh()
         self.last_time = time.perf_counter()
 
+    @staticmethod
+    def _rank(row: dict[str, Any]) -> tuple[bool, float]:
+        return not row.get("over_budget", False), row["reward"]  # a strategy timed over budget loses to any other
+
     def _update_best(self, row: dict[str, Any]) -> bool:
-        if self.best is None or row["reward"] > self.best["reward"]:
+        if self.best is None or self._rank(row) > self._rank(self.best):
             self.best = row
             return True
         return False
@@ -83,6 +87,8 @@ class SearchRecorder:
             **timings,
             "reused_stages": result.reused_stages,
         }
+        if result.measured_cost_ratio is not None:
+            row |= {"measured_cost_ratio": result.measured_cost_ratio, "over_budget": result.over_budget}
         self.rows.append(row)
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -59,11 +59,12 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
     val_x, val_y = stack_dataset(data.search_val, limit=cfg.search_val_images)
     calib_x = search_calibration(cfg, data, cfg.calibration_images) if cfg.reconstruct else None
     kind, budget = constraint_of(cfg)
-    latency_fn = None
+    latency_fn = probe = None
     if kind == "latency":
-        from amc.strategy.latency import LatencyTable
+        from amc.strategy.latency import EndToEndProbe, LatencyTable
 
         latency_fn = LatencyTable.cached(cfg.cache_dir, base, structure, device, cfg.channel_round, cfg.lower_bound)
+        probe = EndToEndProbe(base, latency_fn, device)
     constraint = make_constraint(kind, budget, structure, latency_fn)
     wall = ActionWall(structure, constraint, cfg.lower_bound, cfg.channel_round)
     scorer = StrategyScorer(
@@ -80,5 +81,5 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         device,
         prefix_cache_mb=cfg.prefix_cache_mb,
     )
-    env = ChannelPruningEnv(scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget)
+    env = ChannelPruningEnv(scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget, latency_probe=probe)
     return SearchTask(base, base_path, data, structure, constraint, scorer, env)

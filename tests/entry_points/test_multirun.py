@@ -35,3 +35,17 @@ def test_joblib_launcher_runs_jobs_in_parallel_past_a_failed_one(tmp_path):
     assert finished == ["budget_0.5_1", "budget_0.7_2"], finished
     # the two searches shared one base model: trained once, under the cache lock
     assert len(list((tmp_path / "cache" / "base_models").glob("*.pt"))) == 1
+
+
+@pytest.mark.slow
+def test_submitit_launcher_runs_each_job_as_a_submitit_job(tmp_path):
+    """submitit's local executor: the SLURM launcher's code path (pickled job, submitit folders) without SLURM."""
+    sweep = f"cache_dir={tmp_path / 'cache'} hydra.sweep.dir={tmp_path / 'sweep'}"
+    launcher = "hydra/launcher=submitit_local threads=1"
+    proc = run_module(*shlex.split(f"amc.search -m experiment=smoke flops_budget=0.01,0.5 {launcher} {sweep}"))
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text and "Submitit 'local' sweep" in text, text
+    assert "job 0 (experiment=smoke flops_budget=0.01" in text, text
+    assert (tmp_path / "sweep" / "budget_0.5_1" / "strategy.json").is_file()
+    assert (tmp_path / "sweep" / ".submitit").is_dir()  # the jobs really went through submitit

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from amc.errors import ConfigError
 from amc.pruning.structure import analyse
 from amc.strategy.budget import ActionWall, allowed_counts, make_constraint
 from amc.strategy.latency import LatencyTable
+from tests.conftest import composed
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +80,8 @@ def test_latency_table_is_monotone_and_budgets_hold():
     structure = analyse(model, (1, 1, 16, 16))
     table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, repeats=5)
     full = table(structure.widths)
-    assert full == pytest.approx(table.offset + table.scale * sum(table.full)) and full > 0 and table.scale > 0
+    assert full == pytest.approx(table.anchors[-1][1]) and full > 0  # the base is an anchor: exact
+    assert table.anchors[-1][0] == pytest.approx(sum(table.full))
     smaller = [max(4, w // 2 // 4 * 4) for w in structure.widths]
     assert table(smaller) <= full
     floor = table(allowed_minimum := [allowed_counts(w, 4, 0.2)[0] for w in structure.widths]) / full
@@ -116,16 +120,61 @@ def test_latency_table_is_calibrated_end_to_end(monkeypatch):
     assert 4.0 <= table(half) <= 10.0
 
 
-def test_latency_table_is_cached_per_layout(tmp_path, monkeypatch):
+def test_timed_networks_become_anchors_and_the_curve_stays_monotone():
+    """A network timed end to end is exact afterwards; the ends never move; noise cannot invert the order."""
     model = models.create_model(
         "mobilenet_v1", cfg=[16, (32, 2), 32], in_planes=8, in_channels=1, num_classes=10, small_input=True
     ).eval()
     structure = analyse(model, (1, 1, 16, 16))
-    first = LatencyTable.cached(tmp_path, model, structure, torch.device("cpu"), 4, 0.2)
-    monkeypatch.setattr(LatencyTable, "measure", classmethod(lambda *a, **k: pytest.fail("measured again")))
-    again = LatencyTable.cached(tmp_path, model, structure, torch.device("cpu"), 4, 0.2)
-    channels = [max(4, w // 2 // 4 * 4) for w in structure.widths]
-    assert again(channels) == first(channels) and again(structure.widths) == first(structure.widths)
-    other = analyse(model, (1, 1, 32, 32))  # another input size is another table
-    with pytest.raises(pytest.fail.Exception, match="measured again"):
-        LatencyTable.cached(tmp_path, model, other, torch.device("cpu"), 4, 0.2)
+    grids = [allowed_counts(w, 4, 0.2) for w in structure.widths]
+    smallest, half = [g[0] for g in grids], [g[len(g) // 2] for g in grids]
+    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, repeats=3)
+    table.anchors = [(table.layer_sum(smallest), 4.0), (table.layer_sum(structure.widths), 10.0)]
+    before = table(half)
+    table.add_anchor(half, 9.0)  # slower than the straight line predicted
+    assert table(half) == pytest.approx(9.0) and before != pytest.approx(9.0)
+    assert table(smallest) == pytest.approx(4.0) and table(structure.widths) == pytest.approx(10.0)
+    table.add_anchor(half, 50.0)  # timed again (and absurdly slow): replaces itself, clamped at the base
+    assert len(table.anchors) == 3 and table(half) == pytest.approx(10.0)
+    table.add_anchor(structure.widths, 3.0)  # the ends stay exact
+    assert table(structure.widths) == pytest.approx(10.0) and len(table.anchors) == 3
+    costs = [table(c) for c in (smallest, half, structure.widths)]
+    assert costs == sorted(costs)
+
+
+def test_a_strategy_timed_over_the_latency_budget_is_never_the_best(tmp_path):
+    """The env times every new best; one that misses the budget is marked and loses to any in-budget one."""
+    from types import SimpleNamespace
+
+    from amc.strategy.episode import EpisodeResult
+    from amc.strategy.recorder import SearchRecorder
+    from envs import ChannelPruningEnv
+    from envs.tiny import tiny_task
+
+    scorer, wall = tiny_task()  # budget 0.5
+    timings = iter([0.9, 0.45])  # latency ratios the probe "measures"
+    timed: list[list[int]] = []
+
+    def probe(channels: list[int]) -> float:
+        timed.append(list(channels))
+        return next(timings)
+
+    env = ChannelPruningEnv(scorer, wall, fill_budget=False, latency_probe=probe)
+    widths = scorer.structure.widths
+    full = env.evaluate(list(widths))
+    assert full.over_budget and full.measured_cost_ratio == 0.9
+    env._best_timed_reward = -1.0  # the next strategy scored counts as a new best
+    small = env.evaluate(list(wall.minimum))
+    assert small.measured_cost_ratio == 0.45 and not small.over_budget
+    again = env.evaluate(list(wall.minimum))  # not better than the best timed in budget: not timed
+    assert again.measured_cost_ratio is None and len(timed) == 2
+
+    cfg = composed("search", "episodes=2", "logger=none")
+    recorder = SearchRecorder(tmp_path, scorer.structure, wall.constraint, cfg, SimpleNamespace(log=lambda *a, **k: None), 0.0)
+    recorder.record(full)
+    lower = EpisodeResult(**{**small.__dict__, "reward": full.reward - 0.5})
+    recorder.record(lower)
+    recorder.close()
+    assert recorder.best["episode"] == 2  # in budget beats a higher reward timed over budget
+    rows = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert rows[0]["over_budget"] is True and rows[1]["over_budget"] is False
