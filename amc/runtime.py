@@ -40,8 +40,8 @@ def skip_triton_without_gpu() -> None:
     """Keep triton out of a process on a machine without a GPU driver.
 
     torchvision imports torch._dynamo, which imports triton only to check that it is installed; on a
-    CPU-only machine triton can run nothing and costs 126 MiB of RSS. ``import triton`` then raises
-    ImportError, which torch reads as "not installed".
+    CPU-only machine triton can run nothing and costs 73 MiB of RSS (``import torch, torchvision``: 674 vs
+    601 MiB). ``import triton`` then raises ImportError, which torch reads as "not installed".
     """
     has_gpu_driver = Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()
     if not has_gpu_driver and "triton" not in sys.modules:

@@ -11,6 +11,7 @@ import torch.nn as nn
 from amc.data import stack_dataset
 from amc.io import write_json_atomic
 from amc.pruning.reconstruction import unreconstructed
+from amc.runtime import release_freed_memory
 from amc.settings import SearchConfig
 from amc.strategy.recorder import SearchRecorder
 from amc.strategy.task import SearchTask, export_calibration
@@ -46,6 +47,9 @@ def export_best(
 ) -> dict[str, Any]:
     """Rebuild the best strategy (closed or open loop), measure its test top-1, write the results."""
     best, scorer = recorder.best, task.scorer
+    if scorer.prefix_cache is not None:  # the search is over: its cached activations make room for the export
+        scorer.prefix_cache.clear()
+        release_freed_memory()
     if cfg.export_reconstruction == "closed":
         calibration = export_calibration(cfg, task.data, scorer)
         pruned = scorer.build_closed_loop(best["channels"], calibration)

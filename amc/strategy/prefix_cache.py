@@ -134,6 +134,10 @@ class PrefixCache:
         self.seen: Counter[tuple] = Counter()
         self.held_bytes = 0
 
+    def clear(self) -> None:
+        self.entries.clear()
+        self.held_bytes = 0
+
     def keys(self, channels: Sequence[int]) -> list[tuple]:
         return [(i, tuple(int(channels[j]) for j in pts)) for i, pts in enumerate(self.points_upto)]
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import torch.nn as nn
 from filelock import FileLock
 
+from amc.errors import AmcError
 from amc.io import write_json_atomic
 from amc.networks import builder_name, load_model_for_data, model_and_data
+from amc.runtime import seed_everything, set_threads
 from amc.settings import SearchConfig
 from amc.tracking import Tracker
 from amc.training.distributed import Dist, pick_device
@@ -42,10 +46,32 @@ def obtain_base_model(cfg: SearchConfig) -> tuple[nn.Module, str]:
         if path.is_file():
             print(f"using the cached base model {path}")
             return load_checkpoint(path), str(path)
-        return _train_base(cfg, path), str(path)
+        _train_base_in_child(cfg, path)
+        return load_checkpoint(path), str(path)
 
 
-def _train_base(cfg: SearchConfig, path: Path) -> nn.Module:
+def _train_base_in_child(cfg: SearchConfig, path: Path) -> None:
+    """Train in a child process, so that everything training held (optimizer state, saved activations, a heap
+    that training fragmented) goes back to the OS before the search starts: in one process the first run's
+    search sat on ≈ 1.35 GiB that base training left behind and peaked at 1.74 GiB."""
+    child = multiprocessing.get_context("spawn").Process(target=_base_training_job, args=(cfg, path), name="base")
+    child.start()
+    child.join()
+    if child.exitcode != 0 or not path.is_file():
+        raise AmcError(f"training the base model stopped (exit code {child.exitcode}); its output is above")
+
+
+def _base_training_job(cfg: SearchConfig, path: Path) -> None:
+    set_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    try:
+        _train_base(cfg, path)
+    except AmcError as error:  # a user's input: one line, as in the parent
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _train_base(cfg: SearchConfig, path: Path) -> None:
     print(
         f"no checkpoint= given: training a base {builder_name(cfg.model)} on {cfg.data.name} for "
         f"{cfg.base_training.epochs} epoch(s) once; it is cached at {path} for the next run"
@@ -74,4 +100,3 @@ def _train_base(cfg: SearchConfig, path: Path) -> nn.Module:
     tmp = path.with_name(path.name + ".tmp")
     shutil.copyfile(work / "best.pt", tmp)
     os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
-    return load_checkpoint(path)
