@@ -116,10 +116,12 @@ def _find_idx(roots: Sequence[Path], stem: str) -> Path | None:
     return None
 
 
-def load_fashion_mnist(root: str | None, download: bool = False) -> tuple[torch.Tensor, ...]:
-    """Return (train images, train labels, test images, test labels) as uint8 tensors."""
-    roots = [Path(root)] if root else []
-    roots.append(Path(FMNIST_SYSTEM_ROOT))
+def fashion_mnist_files(root: str | None, download: bool = False) -> list[Path]:
+    """The four IDX files under ``root`` (Debian's copy when ``root`` is null), downloaded there if asked.
+
+    A ``root`` that lacks them is an error, never a silent fall-back to another copy.
+    """
+    roots = [Path(root) if root else Path(FMNIST_SYSTEM_ROOT)]
     files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     found = [_find_idx(roots, f) for f in files]
     if None in found and download and root:
@@ -129,13 +131,34 @@ def load_fashion_mnist(root: str | None, download: bool = False) -> tuple[torch.
             FashionMNIST(root, train=train, download=True)
         found = [_find_idx(roots, f) for f in files]
     if None in found:
-        where = ", ".join(str(r) for r in roots)
         raise DataNotFoundError(
-            f"Fashion-MNIST not found: looked for {files[0]}[.gz] and its 3 siblings in {where}; "
-            "install it with `apt-get install dataset-fashion-mnist`, or set data.root=DIR "
-            "(data.download=true fetches it on an online machine)"
+            f"Fashion-MNIST not found: looked for {files[0]}[.gz] and its 3 siblings in {roots[0]}; "
+            "install it with `apt-get install dataset-fashion-mnist` (it goes to "
+            f"{FMNIST_SYSTEM_ROOT}), or set data.root=DIR (data.download=true fetches it on an online machine)"
         )
-    return tuple(read_idx(p) for p in found)  # type: ignore[arg-type]
+    return found  # type: ignore[return-value]
+
+
+def load_fashion_mnist(root: str | None, download: bool = False) -> tuple[torch.Tensor, ...]:
+    """Return (train images, train labels, test images, test labels) as uint8 tensors."""
+    return tuple(read_idx(p) for p in fashion_mnist_files(root, download))
+
+
+def require_data(name: str, root: str | None, download: bool = False) -> None:
+    """Fail now, before anything trains, when a dataset is not where the config says (looks, loads nothing)."""
+    if name == "fashion_mnist":
+        fashion_mnist_files(root, download)
+    elif name in ("cifar10", "cifar100"):
+        batches = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+        if not root:
+            raise DataNotFoundError(f"{name} needs data.root=DIR (the folder holding {batches}/)")
+        if not download and not (Path(root) / batches).is_dir():
+            raise DataNotFoundError(f"{name} not found: no {Path(root) / batches}/ (data.root)")
+    elif name in ("imagefolder", "food11"):
+        splits = ("train", "val") if name == "imagefolder" else ("training", "validation")
+        for split in splits:
+            if not (Path(root or "") / split).is_dir():
+                raise DataNotFoundError(f"{name} data needs {Path(root or '') / split}/ (data.root)")
 
 
 # ---------------------------------------------------------------- folder datasets

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import random
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+_PR_SET_PDEATHSIG = 1
 
 
 def seed_everything(seed: int) -> None:
@@ -34,6 +37,14 @@ def release_freed_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, ...): nothing to trim
             ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def stop_with_parent() -> None:
+    """In a child process: receive SIGTERM when the parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``), so that a
+    killed search (``timeout``, a scheduler) does not leave its base training running as an orphan."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def skip_triton_without_gpu() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from amc.data import dataset_info
+from amc.data import dataset_info, require_data
 from amc.errors import ConfigError
 from amc.networks import build_model, builder_name, fit_input_size
 from amc.pruning.structure import analyse
@@ -39,6 +39,7 @@ def check_inputs(cfg: SearchConfig) -> None:
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
     if cfg.export_reconstruction not in ("open", "closed"):
         raise ConfigError("export_reconstruction must be open or closed")
+    require_data(cfg.data.name, cfg.data.root, cfg.data.download)  # before a base model trains on it
     if not cfg.checkpoint and not cfg.resume:
         check_budget_before_training(cfg)
 

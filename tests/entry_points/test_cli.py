@@ -103,6 +103,8 @@ def test_export_prunes_and_reconstructs_a_trained_model(trained, tmp_path):
         ("amc.profile", ["model=no_such_model"], "no_such_model"),
         ("amc.train", ["model=no_such_model"], "no_such_model"),
         ("amc.train", ["data=food11", "data.root=/nonexistent/food-11"], "/nonexistent/food-11"),
+        # a data.root without the files is an error, never a silent fall-back to Debian's copy
+        ("amc.train", ["data.root=/nonexistent/fmnist"], "Fashion-MNIST not found"),
         ("amc.export", ["checkpoint=/nonexistent/base.pt"], "not found"),
         ("amc.export", ["checkpoint=BEST", "data=digits", "channels=[4,8]"], "decision points"),
         ("amc.export", ["checkpoint=BEST", "data=digits", "channels=[4,8,16,99]"], "cannot keep"),
@@ -150,3 +152,18 @@ def test_corrupt_checkpoint_is_a_clean_error(tmp_path):
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(b"this is not a checkpoint")
     assert_clean_error(run_module("amc.profile", f"checkpoint={bad}"), "not a readable")
+
+
+def test_search_without_its_data_stops_before_training_a_base(tmp_path):
+    """Missing data is found before the base model trains (which takes minutes on the default)."""
+    cache = tmp_path / "cache"
+    proc = run_module(
+        "amc.search",
+        f"data.root={tmp_path / 'empty'}",
+        f"cache_dir={cache}",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert_clean_error(proc, "Fashion-MNIST not found", str(tmp_path / "empty"))
+    assert "training a base" not in proc.stdout + proc.stderr
+    assert not list(cache.glob("base_models/*"))

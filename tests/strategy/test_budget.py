@@ -170,7 +170,8 @@ def test_a_strategy_timed_over_the_latency_budget_is_never_the_best(tmp_path):
     assert again.measured_cost_ratio is None and len(timed) == 2
 
     cfg = composed("search", "episodes=2", "logger=none")
-    recorder = SearchRecorder(tmp_path, scorer.structure, wall.constraint, cfg, SimpleNamespace(log=lambda *a, **k: None), 0.0)
+    no_tracking = SimpleNamespace(log=lambda *a, **k: None)
+    recorder = SearchRecorder(tmp_path, scorer.structure, wall.constraint, cfg, no_tracking, 0.0)
     recorder.record(full)
     lower = EpisodeResult(**{**small.__dict__, "reward": full.reward - 0.5})
     recorder.record(lower)
