@@ -168,6 +168,11 @@ class SearchRecorder:
     def summary_line(self, strategy: dict[str, Any]) -> str:
         t = self.median_timings(self.cfg.agent.warmup_episodes)
         split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in TIMING_KEYS)
+        if self.cfg.workers > 1:  # episodes arrive in batches: the wall time between two says nothing per episode
+            scoring = sum(t[k] for k in TIMING_KEYS if k != "agent_s")
+            split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in TIMING_KEYS if k != "agent_s")
+            t = {**t, "wall_s": scoring}
+            split += f"; each in its worker, {self.cfg.workers} at once"
         return (
             f"best: episode {strategy['episode']}, search-val {self.cfg.metric} {strategy['accuracy']:.2f} %, "
             f"test top-1 {strategy['test_top1']:.2f} %, MACs {strategy['macs']:,} = {strategy['macs_ratio']:.4f} of "
