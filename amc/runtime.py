@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import random
 import signal
 import sys
@@ -45,6 +46,12 @@ def stop_with_parent() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def quiet_cpp_extension_notice() -> None:
+    """torch.utils.benchmark (our latency timings) imports cpp_extension, which warns "No CUDA runtime is found"
+    on every CPU-only machine with a CUDA build of torch; amc compiles no extensions."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def skip_triton_without_gpu() -> None:
