@@ -93,6 +93,21 @@ def torch_latency(model: nn.Module, images: torch.Tensor, threads: int, min_run_
     return Latency("pytorch", len(images), 1000 * m.median, 1000 * m.iqr, len(m.times), threads)
 
 
+def paired_latency_ratio(
+    model: nn.Module, base: nn.Module, images: torch.Tensor, threads: int, rounds: int = 7, min_run_s: float = 0.15
+) -> float:
+    """``model``'s latency over ``base``'s: the median over ``rounds`` of the two timed back to back.
+
+    Drift in the machine's speed (other load, clock changes) hits both halves of a round alike and cancels:
+    two single timings of the same batch-1 network on this 2-core machine gave 0.488 and 0.633 of the base.
+    """
+    ratios = []
+    for _ in range(rounds):
+        base_ms = torch_latency(base, images, threads, min_run_s).median_ms
+        ratios.append(torch_latency(model, images, threads, min_run_s).median_ms / base_ms)
+    return statistics.median(ratios)
+
+
 def onnx_latency(session, images: torch.Tensor, threads: int, min_run_s: float = 1.0) -> Latency:
     feed = {session.get_inputs()[0].name: images.numpy()}
     for _ in range(3):  # warm-up

@@ -23,17 +23,17 @@ from models import save_checkpoint
 def measured_latency(base: nn.Module, pruned: nn.Module, example: torch.Tensor, best: dict[str, Any]) -> dict[str, Any]:
     """The exported network's end-to-end latency against the base (PyTorch eager, batch 1), timed again, beside
     the table's prediction the search was held to and the search's own timing of it."""
-    from amc.deployment import torch_latency
+    from amc.deployment import paired_latency_ratio
 
     device = next(base.parameters()).device
     threads = torch.get_num_threads()
-    x = example.to(device)
-    ratio = torch_latency(pruned.to(device), x, threads).median_ms / torch_latency(base, x, threads).median_ms
+    ratio = paired_latency_ratio(pruned.to(device).eval(), base.eval(), example.to(device), threads, rounds=11)
     timed = best.get("measured_cost_ratio")
     print(
         f"latency: the table predicted {best['cost_ratio']:.3f} of the base"
         + (f", the search timed {timed:.3f}" if timed is not None else "")
-        + f"; measured again end to end {ratio:.3f} (PyTorch eager, batch 1, {threads} threads, median)"
+        + f"; measured again end to end {ratio:.3f} (PyTorch eager, batch 1, {threads} threads, "
+        "median of 11 rounds timed in pairs with the base)"
     )
     return {
         "predicted_latency_ratio": best["cost_ratio"],

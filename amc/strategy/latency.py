@@ -132,14 +132,14 @@ class LatencyTable:
     def calibrate(self, model: nn.Module, device: torch.device, smallest: Sequence[int]) -> None:
         """Anchor the curve at the base and the smallest allowed network, timed end to end (PyTorch eager,
         batch 1, median, this process's threads)."""
-        from amc.deployment import torch_latency
+        from amc.deployment import paired_latency_ratio, torch_latency
         from amc.pruning.apply import prune_model
 
         small = prune_model(model, self.structure, smallest, reconstruction="none").to(device).eval()
         x = torch.randn(self.structure.input_size, device=device)
         threads = torch.get_num_threads()
         measured_base = torch_latency(model.eval(), x, threads).median_ms
-        measured_small = torch_latency(small, x, threads).median_ms
+        measured_small = paired_latency_ratio(small, model, x, threads) * measured_base
         self.anchors = [(self.layer_sum(self.structure.widths), measured_base)]
         if measured_small < measured_base:  # else noise hid the difference: proportional to the sum
             self.anchors.insert(0, (self.layer_sum(smallest), measured_small))
@@ -182,7 +182,15 @@ class LatencyTable:
             (t.name, t.kind, t.positions, t.kernel_area, t.out_channels, t.in_per_group) for t in structure.layer_terms
         ]
         key = json.dumps(
-            ["anchored", shapes, structure.widths, str(device), torch.get_num_threads(), channel_round, lower_bound]
+            [
+                "anchored, paired",
+                shapes,
+                structure.widths,
+                str(device),
+                torch.get_num_threads(),
+                channel_round,
+                lower_bound,
+            ]
         )
         name = f"latency_{structure.arch_name.rsplit('.', 1)[-1]}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
         path = Path(cache_dir).expanduser() / "latency" / name
@@ -214,23 +222,20 @@ class LatencyTable:
 
 
 class EndToEndProbe:
-    """Times a candidate network end to end (batch 1, PyTorch eager) against the base timed in the same process,
-    the measurement the export is checked with; each timing also becomes an anchor of the table."""
+    """Times a candidate network end to end (batch 1, PyTorch eager), paired with the base so that the machine's
+    drift cancels (``amc.deployment.paired_latency_ratio``, also what the export is checked with); each timing
+    also becomes an anchor of the table."""
 
-    def __init__(self, model: nn.Module, table: LatencyTable, device: torch.device, min_run_s: float = 0.5) -> None:
-        from amc.deployment import torch_latency
-
-        self.model, self.table, self.device, self.min_run_s = model, table, device, min_run_s
+    def __init__(self, model: nn.Module, table: LatencyTable, device: torch.device) -> None:
+        self.model, self.table, self.device = model.eval(), table, device
         self.example = torch.randn(table.structure.input_size, device=device)
-        self.base_ms = torch_latency(model.eval(), self.example, torch.get_num_threads(), min_run_s).median_ms
 
     def __call__(self, channels: Sequence[int]) -> float:
         """The measured latency ratio to the base; the table learns it as an anchor."""
-        from amc.deployment import torch_latency
+        from amc.deployment import paired_latency_ratio
         from amc.pruning.apply import prune_model
 
         net = prune_model(self.model, self.table.structure, list(channels), reconstruction="none").to(self.device)
-        ms = torch_latency(net.eval(), self.example, torch.get_num_threads(), self.min_run_s).median_ms
-        ratio = ms / self.base_ms
+        ratio = paired_latency_ratio(net.eval(), self.model, self.example, torch.get_num_threads())
         self.table.add_anchor(channels, ratio * self.table.anchors[-1][1])  # in the table's own ms
         return ratio
