@@ -54,6 +54,10 @@ def _train_base_in_child(cfg: SearchConfig, path: Path) -> None:
     """Train in a child process, so that everything training held (optimizer state, saved activations, a heap
     that training fragmented) goes back to the OS before the search starts: in one process the first run's
     search sat on ≈ 1.35 GiB that base training left behind and peaked at 1.74 GiB."""
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "forkserver", "spawn"):
+        # inside a launcher's worker (joblib's loky): a child could not restore that start method; train here
+        _train_base(cfg, path)
+        return
     release_freed_memory()  # what the up-front checks allocated: the two processes overlap while the child trains
     child = multiprocessing.get_context("spawn").Process(target=_base_training_job, args=(cfg, path), name="base")
     child.start()
