@@ -119,7 +119,7 @@ def staged_forward(model: nn.Module, structure: PrunableStructure) -> StagedForw
 
 
 class PrefixCache:
-    """LRU store of per-batch activations after one trunk stage, keyed by the channels that shaped them.
+    """LRU store of search-val activations after one trunk stage, keyed by the channels that shaped them.
 
     Only prefixes seen at least twice are stored (a random strategy's prefix rarely returns), the deepest
     such stage first (it saves the most work). ``budget_bytes`` bounds the memory held, including an entry
@@ -130,7 +130,7 @@ class PrefixCache:
         self.staged = staged
         self.points_upto = staged.points_upto
         self.budget_bytes = budget_bytes
-        self.entries: OrderedDict[tuple, list[torch.Tensor]] = OrderedDict()
+        self.entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()  # all images' activations after a stage
         self.seen: Counter[tuple] = Counter()
         self.held_bytes = 0
 
@@ -168,15 +168,18 @@ class PrefixCache:
         store_at = next((k[0] for k in reversed(keys[start:]) if self.seen[k] >= 2 and k not in self.entries), None)
         batches = range(0, len(images), batch_size)
         modules = dict(net.named_modules())
-        kept: list[torch.Tensor] | None = [] if store_at is not None else None
+        storing = store_at is not None
+        kept: torch.Tensor | None = None
         outputs = []
         for b, i in enumerate(batches):
-            h = self.entries[reading][b] if reading else images[i : i + batch_size]
-            if kept is not None:
+            h = self.entries[reading][i : i + batch_size] if reading else images[i : i + batch_size]
+            if storing:
                 h = self.staged.run(net, h, start, store_at, modules)
-                kept.append(h)
-                if b == 0 and not self._reserve(h, len(batches), keep=reading):
-                    kept = None
+                if b == 0:
+                    kept = self._allocate(h, len(images), keep=reading)
+                    storing = kept is not None
+                if kept is not None:
+                    kept[i : i + batch_size] = h
                 outputs.append(self.staged.run(net, h, store_at + 1, None, modules))
             else:
                 outputs.append(self.staged.run(net, h, start, None, modules))
@@ -185,20 +188,27 @@ class PrefixCache:
             self.held_bytes += _nbytes(kept)
         return torch.cat(outputs), start
 
-    def _reserve(self, batch: torch.Tensor, batches: int, keep: tuple | None) -> bool:
-        """Make room for ``batches`` batches shaped like ``batch`` before computing them, evicting the least
-        recently used entries (never ``keep``, the one being read); ``False`` if it can never fit."""
-        size = batch.numel() * batch.element_size() * batches
+    def _allocate(self, batch: torch.Tensor, count: int, keep: tuple | None) -> torch.Tensor | None:
+        """Room for ``count`` activations shaped like ``batch``'s, made before they are computed by evicting the
+        least recently used entries (never ``keep``, the one being read); ``None`` if it can never fit.
+
+        One block per entry, not one tensor per batch: a block this large is mmapped by glibc and returned to the
+        system when evicted, where per-batch tensors were interleaved with each episode's transient activations on
+        the heap and kept it fragmented (+≈ 290 MiB of free heap RSS after 40 strategies on FMNIST-MBV1).
+        """
+        size = batch[:1].numel() * batch.element_size() * count
         keep_size = _nbytes(self.entries[keep]) if keep in self.entries else 0
         if size + keep_size > self.budget_bytes:
-            return False
+            return None
         for key in list(self.entries):
             if self.held_bytes + size <= self.budget_bytes:
                 break
             if key != keep:
                 self.held_bytes -= _nbytes(self.entries.pop(key))
-        return True
+        nhwc = batch.dim() == 4 and batch.is_contiguous(memory_format=torch.channels_last)
+        layout = torch.channels_last if nhwc else torch.contiguous_format  # slices keep the layout kernels saw
+        return torch.empty((count, *batch.shape[1:]), dtype=batch.dtype, device=batch.device, memory_format=layout)
 
 
-def _nbytes(batches: list[torch.Tensor]) -> int:
-    return sum(b.numel() * b.element_size() for b in batches)
+def _nbytes(block: torch.Tensor) -> int:
+    return block.numel() * block.element_size()
