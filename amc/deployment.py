@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -42,23 +43,31 @@ class Latency:
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike) -> Path:
-    """Write ``model`` as ONNX with a dynamic batch dimension (torch.export-based exporter)."""
+    """Write ``model`` as ONNX with a dynamic batch dimension (torch.export-based exporter).
+
+    The exporter names the weights file after the model file and records that name inside it, so it writes
+    into a scratch folder under the final names; the files are moved into place only once complete.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     for name in ("onnxscript", "onnx_ir"):  # their optimiser logs every pass at INFO, which Hydra shows
         logging.getLogger(name).setLevel(logging.WARNING)
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each of its steps
-        torch.onnx.export(
-            model.eval(),
-            (example,),
-            str(tmp),
-            dynamo=True,
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            input_names=["images"],
-            output_names=["logits"],
-        )
-    os.replace(tmp, path)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:
+        staged = Path(scratch) / path.name
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each of its steps
+            torch.onnx.export(
+                model.eval(),
+                (example,),
+                str(staged),
+                dynamo=True,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                input_names=["images"],
+                output_names=["logits"],
+            )
+        for extra in Path(scratch).iterdir():  # external weights (if any) first: the model file refers to them
+            if extra != staged:
+                os.replace(extra, path.parent / extra.name)
+        os.replace(staged, path)
     return path
 
 
