@@ -102,19 +102,49 @@ def torch_latency(model: nn.Module, images: torch.Tensor, threads: int, min_run_
     return Latency("pytorch", len(images), 1000 * m.median, 1000 * m.iqr, len(m.times), threads)
 
 
-def paired_latency_ratio(
-    model: nn.Module, base: nn.Module, images: torch.Tensor, threads: int, rounds: int = 7, min_run_s: float = 0.15
-) -> float:
-    """``model``'s latency over ``base``'s: the median over ``rounds`` of the two timed back to back.
+def _forward_s(model: nn.Module, images: torch.Tensor) -> float:
+    if images.is_cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    model(images)
+    if images.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
 
-    Drift in the machine's speed (other load, clock changes) hits both halves of a round alike and cancels:
-    two single timings of the same batch-1 network on this 2-core machine gave 0.488 and 0.633 of the base.
+
+def paired_latency(
+    model: nn.Module, base: nn.Module, images: torch.Tensor, threads: int, min_run_s: float = 2.0
+) -> tuple[float, float]:
+    """Median ms of ``model`` and of ``base``, called alternately one forward at a time for ``min_run_s``.
+
+    Alternating single calls put both under the same drift of the machine's speed, so their ratio holds still
+    where separate timings do not: one batch-1 network on this 2-core VM measured 0.59-0.94 of the base from
+    blocks of 0.15 s per model (``torch.utils.benchmark``, 7 rounds), and 0.688-0.696 over six 2-s runs
+    alternating calls.
     """
-    ratios = []
-    for _ in range(rounds):
-        base_ms = torch_latency(base, images, threads, min_run_s).median_ms
-        ratios.append(torch_latency(model, images, threads, min_run_s).median_ms / base_ms)
-    return statistics.median(ratios)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for _ in range(5):  # warm-up: allocator, oneDNN primitives
+                _forward_s(base, images), _forward_s(model, images)
+            model_s: list[float] = []
+            base_s: list[float] = []
+            start = time.perf_counter()
+            while time.perf_counter() - start < min_run_s or len(model_s) < 11:
+                base_s.append(_forward_s(base, images))
+                model_s.append(_forward_s(model, images))
+    finally:
+        torch.set_num_threads(previous)
+    return 1000 * statistics.median(model_s), 1000 * statistics.median(base_s)
+
+
+def paired_latency_ratio(
+    model: nn.Module, base: nn.Module, images: torch.Tensor, threads: int, min_run_s: float = 2.0
+) -> float:
+    """``model``'s latency over ``base``'s (:func:`paired_latency`)."""
+    model_ms, base_ms = paired_latency(model.eval(), base.eval(), images, threads, min_run_s)
+    return model_ms / base_ms
 
 
 def onnx_latency(session, images: torch.Tensor, threads: int, min_run_s: float = 1.0) -> Latency:

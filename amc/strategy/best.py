@@ -27,13 +27,13 @@ def measured_latency(base: nn.Module, pruned: nn.Module, example: torch.Tensor, 
 
     device = next(base.parameters()).device
     threads = torch.get_num_threads()
-    ratio = paired_latency_ratio(pruned.to(device).eval(), base.eval(), example.to(device), threads, rounds=11)
+    ratio = paired_latency_ratio(pruned.to(device), base, example.to(device), threads, min_run_s=5.0)
     timed = best.get("measured_cost_ratio")
     print(
         f"latency: the table predicted {best['cost_ratio']:.3f} of the base"
         + (f", the search timed {timed:.3f}" if timed is not None else "")
         + f"; measured again end to end {ratio:.3f} (PyTorch eager, batch 1, {threads} threads, "
-        "median of 11 rounds timed in pairs with the base)"
+        "medians over 5 s of calls alternating with the base)"
     )
     return {
         "predicted_latency_ratio": best["cost_ratio"],

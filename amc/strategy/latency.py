@@ -131,15 +131,13 @@ class LatencyTable:
 
     def calibrate(self, model: nn.Module, device: torch.device, smallest: Sequence[int]) -> None:
         """Anchor the curve at the base and the smallest allowed network, timed end to end (PyTorch eager,
-        batch 1, median, this process's threads)."""
-        from amc.deployment import paired_latency_ratio, torch_latency
+        batch 1, medians of alternating calls, this process's threads)."""
+        from amc.deployment import paired_latency
         from amc.pruning.apply import prune_model
 
         small = prune_model(model, self.structure, smallest, reconstruction="none").to(device).eval()
         x = torch.randn(self.structure.input_size, device=device)
-        threads = torch.get_num_threads()
-        measured_base = torch_latency(model.eval(), x, threads).median_ms
-        measured_small = paired_latency_ratio(small, model, x, threads) * measured_base
+        measured_small, measured_base = paired_latency(small, model.eval(), x, torch.get_num_threads())
         self.anchors = [(self.layer_sum(self.structure.widths), measured_base)]
         if measured_small < measured_base:  # else noise hid the difference: proportional to the sum
             self.anchors.insert(0, (self.layer_sum(smallest), measured_small))
@@ -183,7 +181,7 @@ class LatencyTable:
         ]
         key = json.dumps(
             [
-                "anchored, paired",
+                "anchored, alternating calls",
                 shapes,
                 structure.widths,
                 str(device),
@@ -226,8 +224,8 @@ class EndToEndProbe:
     drift cancels (``amc.deployment.paired_latency_ratio``, also what the export is checked with); each timing
     also becomes an anchor of the table."""
 
-    def __init__(self, model: nn.Module, table: LatencyTable, device: torch.device) -> None:
-        self.model, self.table, self.device = model.eval(), table, device
+    def __init__(self, model: nn.Module, table: LatencyTable, device: torch.device, min_run_s: float = 1.5) -> None:
+        self.model, self.table, self.device, self.min_run_s = model.eval(), table, device, min_run_s
         self.example = torch.randn(table.structure.input_size, device=device)
 
     def __call__(self, channels: Sequence[int]) -> float:
@@ -236,6 +234,6 @@ class EndToEndProbe:
         from amc.pruning.apply import prune_model
 
         net = prune_model(self.model, self.table.structure, list(channels), reconstruction="none").to(self.device)
-        ratio = paired_latency_ratio(net.eval(), self.model, self.example, torch.get_num_threads())
+        ratio = paired_latency_ratio(net, self.model, self.example, torch.get_num_threads(), self.min_run_s)
         self.table.add_anchor(channels, ratio * self.table.anchors[-1][1])  # in the table's own ms
         return ratio

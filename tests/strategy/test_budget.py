@@ -100,7 +100,6 @@ def test_latency_table_is_monotone_and_budgets_hold():
 def test_latency_table_is_calibrated_end_to_end(monkeypatch):
     """The layer sum is mapped onto the measured latency of the base and of the smallest network."""
     import amc.deployment
-    from amc.deployment import Latency
 
     model = models.create_model(
         "mobilenet_v1", cfg=[16, (32, 2), 32], in_planes=8, in_channels=1, num_classes=10, small_input=True
@@ -109,11 +108,11 @@ def test_latency_table_is_calibrated_end_to_end(monkeypatch):
     table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, repeats=5)
     smallest = [allowed_counts(w, 4, 0.2)[0] for w in structure.widths]
 
-    def fake_latency(net, x, threads, min_run_s=1.0):  # the base "takes" 10 ms, anything smaller 4 ms
+    def fake_latency(net, base, x, threads, min_run_s=2.0):  # the base "takes" 10 ms, anything smaller 4 ms
         big = sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in model.parameters())
-        return Latency("pytorch", len(x), 10.0 if big else 4.0, 0.0, 1, threads)
+        return (10.0 if big else 4.0), 10.0
 
-    monkeypatch.setattr(amc.deployment, "torch_latency", fake_latency)
+    monkeypatch.setattr(amc.deployment, "paired_latency", fake_latency)
     table.calibrate(model, torch.device("cpu"), smallest)
     assert table(structure.widths) == pytest.approx(10.0) and table(smallest) == pytest.approx(4.0)
     half = [max(4, w // 2 // 4 * 4) for w in structure.widths]
