@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -19,21 +19,20 @@ from amc.tracking import Tracker
 from amc.training.evaluation import evaluate, tensor_batches
 from models import save_checkpoint
 
+if TYPE_CHECKING:
+    from amc.strategy.latency import LatencyTimer
 
-def measured_latency(base: nn.Module, pruned: nn.Module, example: torch.Tensor, best: dict[str, Any]) -> dict[str, Any]:
-    """The exported network's end-to-end latency against the base (PyTorch eager, batch 1), timed again, beside
-    the table's prediction the search was held to and the search's own timing of it."""
-    from amc.deployment import paired_latency_ratio
 
-    device = next(base.parameters()).device
-    threads = torch.get_num_threads()
-    ratio = paired_latency_ratio(pruned.to(device), base, example.to(device), threads, min_run_s=5.0)
+def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any]) -> dict[str, Any]:
+    """The exported network's end-to-end latency against the base (PyTorch eager, batch 1), timed again as the
+    search timed it, beside the table's prediction the search was held to and the search's own timing of it."""
+    ratio = timer.ratio(pruned, min_run_s=5.0)
     timed = best.get("measured_cost_ratio")
     print(
         f"latency: the table predicted {best['cost_ratio']:.3f} of the base"
         + (f", the search timed {timed:.3f}" if timed is not None else "")
-        + f"; measured again end to end {ratio:.3f} (PyTorch eager, batch 1, {threads} threads, "
-        "medians over 5 s of calls alternating with the base)"
+        + f"; measured again end to end {ratio:.3f} (PyTorch eager, batch 1, {torch.get_num_threads()} threads, "
+        "fastest of 5 s of calls alternating with the base, in a process that does nothing else)"
     )
     return {
         "predicted_latency_ratio": best["cost_ratio"],
@@ -59,7 +58,8 @@ def export_best(
     test_x, test_y = stack_dataset(task.data.test, limit=cfg.test_images)
     test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
-    latency = measured_latency(scorer.model, pruned, test_x[:1], best) if cfg.latency_budget else {}
+    probe = task.env.latency_probe
+    latency = measured_latency(probe.timer, pruned, best) if probe is not None else {}
     strategy = recorder.strategy(
         best,
         base_checkpoint=task.base_path,

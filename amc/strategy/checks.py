@@ -39,6 +39,8 @@ def check_inputs(cfg: SearchConfig) -> None:
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
     if cfg.export_reconstruction not in ("open", "closed"):
         raise ConfigError("export_reconstruction must be open or closed")
+    if cfg.latency_budget is not None and cfg.workers > 1:
+        raise ConfigError("latency_budget times networks, which needs the machine to itself: use workers=1")
     require_data(cfg.data.name, cfg.data.root, cfg.data.download)  # before a base model trains on it
     if not cfg.checkpoint and not cfg.resume:
         check_budget_before_training(cfg)

@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -30,8 +31,13 @@ from amc.io import write_json_atomic
 from amc.pruning.structure import LayerCostTerm, PrunableStructure
 from amc.strategy.budget import allowed_counts
 
+if TYPE_CHECKING:
+    from amc.deployment import InProcessTimer, IsolatedTimer
+
+    LatencyTimer = IsolatedTimer | InProcessTimer
+
 Anchor = tuple[float, float]  # (layer sum, end-to-end ms)
-MEASURED_SLACK = 0.03  # a probed strategy counts as within budget up to 3 % over: batch-1 timings wobble that much
+MEASURED_SLACK = 0.01  # a probed strategy counts as within budget up to 1 % over (the export is timed again)
 
 
 def _time_ms(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:
@@ -98,6 +104,7 @@ class LatencyTable:
         device: torch.device,
         channel_round: int,
         lower_bound: float,
+        timer: LatencyTimer,
         repeats: int = 20,
     ) -> LatencyTable:
         modules = dict(model.named_modules())
@@ -126,18 +133,16 @@ class LatencyTable:
                 else {}
             )
         table = cls(structure, full, outs, ins)
-        table.calibrate(model, device, [g[0] for g in grids])
+        table.calibrate(model, timer, [g[0] for g in grids])
         return table
 
-    def calibrate(self, model: nn.Module, device: torch.device, smallest: Sequence[int]) -> None:
-        """Anchor the curve at the base and the smallest allowed network, timed end to end (PyTorch eager,
-        batch 1, medians of alternating calls, this process's threads)."""
-        from amc.deployment import paired_latency
+    def calibrate(self, model: nn.Module, timer: LatencyTimer, smallest: Sequence[int]) -> None:
+        """Anchor the curve at the base and the smallest allowed network, timed end to end by ``timer`` (PyTorch
+        eager, batch 1, the fastest of calls alternating with the base, in a process of their own)."""
         from amc.pruning.apply import prune_model
 
-        small = prune_model(model, self.structure, smallest, reconstruction="none").to(device).eval()
-        x = torch.randn(self.structure.input_size, device=device)
-        measured_small, measured_base = paired_latency(small, model.eval(), x, torch.get_num_threads())
+        small = prune_model(model, self.structure, smallest, reconstruction="none").eval()
+        measured_small, measured_base = timer.latency(small)
         self.anchors = [(self.layer_sum(self.structure.widths), measured_base)]
         if measured_small < measured_base:  # else noise hid the difference: proportional to the sum
             self.anchors.insert(0, (self.layer_sum(smallest), measured_small))
@@ -171,6 +176,7 @@ class LatencyTable:
         device: torch.device,
         channel_round: int,
         lower_bound: float,
+        timer: LatencyTimer,
     ) -> LatencyTable:
         """``measure``, once per model layout, device, input size, threads and channel grid (≈ 1 min on FMNIST-MBV1).
 
@@ -181,7 +187,7 @@ class LatencyTable:
         ]
         key = json.dumps(
             [
-                "anchored, alternating calls",
+                "anchored, fastest alternating calls in a process of their own",
                 shapes,
                 structure.widths,
                 str(device),
@@ -198,7 +204,7 @@ class LatencyTable:
             ins = [{int(c): f for c, f in d.items()} for d in saved["in_factor"]]
             print(f"using the cached latency table {path}")
             return cls(structure, saved["full"], outs, ins, [tuple(a) for a in saved["anchors"]])
-        table = cls.measure(model, structure, device, channel_round, lower_bound)
+        table = cls.measure(model, structure, device, channel_round, lower_bound, timer)
         payload = {"full": table.full, "out_factor": table.out_factor, "in_factor": table.in_factor, "key": key}
         payload["anchors"] = table.anchors
         write_json_atomic(path, payload)
@@ -220,20 +226,17 @@ class LatencyTable:
 
 
 class EndToEndProbe:
-    """Times a candidate network end to end (batch 1, PyTorch eager), paired with the base so that the machine's
-    drift cancels (``amc.deployment.paired_latency_ratio``, also what the export is checked with); each timing
-    also becomes an anchor of the table."""
+    """Times a candidate network end to end (batch 1, PyTorch eager) against the base with ``timer``, as the
+    export is checked; each timing also becomes an anchor of the table."""
 
-    def __init__(self, model: nn.Module, table: LatencyTable, device: torch.device, min_run_s: float = 1.5) -> None:
-        self.model, self.table, self.device, self.min_run_s = model.eval(), table, device, min_run_s
-        self.example = torch.randn(table.structure.input_size, device=device)
+    def __init__(self, model: nn.Module, table: LatencyTable, timer: LatencyTimer, min_run_s: float = 1.5) -> None:
+        self.model, self.table, self.timer, self.min_run_s = model.eval(), table, timer, min_run_s
 
     def __call__(self, channels: Sequence[int]) -> float:
         """The measured latency ratio to the base; the table learns it as an anchor."""
-        from amc.deployment import paired_latency_ratio
         from amc.pruning.apply import prune_model
 
-        net = prune_model(self.model, self.table.structure, list(channels), reconstruction="none").to(self.device)
-        ratio = paired_latency_ratio(net, self.model, self.example, torch.get_num_threads(), self.min_run_s)
+        net = prune_model(self.model, self.table.structure, list(channels), reconstruction="none")
+        ratio = self.timer.ratio(net, self.min_run_s)
         self.table.add_anchor(channels, ratio * self.table.anchors[-1][1])  # in the table's own ms
         return ratio

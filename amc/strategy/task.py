@@ -61,10 +61,15 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
     kind, budget = constraint_of(cfg)
     latency_fn = probe = None
     if kind == "latency":
+        from amc.deployment import latency_timer
         from amc.strategy.latency import EndToEndProbe, LatencyTable
 
-        latency_fn = LatencyTable.cached(cfg.cache_dir, base, structure, device, cfg.channel_round, cfg.lower_bound)
-        probe = EndToEndProbe(base, latency_fn, device)
+        example = torch.randn(structure.input_size, device=device)
+        timer = latency_timer(base, example, torch.get_num_threads())
+        latency_fn = LatencyTable.cached(
+            cfg.cache_dir, base, structure, device, cfg.channel_round, cfg.lower_bound, timer
+        )
+        probe = EndToEndProbe(base, latency_fn, timer)
     constraint = make_constraint(kind, budget, structure, latency_fn)
     wall = ActionWall(structure, constraint, cfg.lower_bound, cfg.channel_round)
     scorer = StrategyScorer(

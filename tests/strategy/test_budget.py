@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import models
+from amc.deployment import InProcessTimer, IsolatedTimer, latency_timer
 from amc.errors import ConfigError
 from amc.pruning.structure import analyse
 from amc.strategy.budget import ActionWall, allowed_counts, make_constraint
@@ -78,7 +79,13 @@ def test_latency_table_is_monotone_and_budgets_hold():
         "mobilenet_v1", cfg=[16, (32, 2), 32], in_planes=8, in_channels=1, num_classes=10, small_input=True
     ).eval()
     structure = analyse(model, (1, 1, 16, 16))
-    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, repeats=5)
+    timer = latency_timer(model, torch.randn(1, 1, 16, 16), threads=1)
+    assert isinstance(timer, IsolatedTimer)  # the model pickles: timed in a process of its own
+    try:
+        table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, timer, repeats=5)
+    finally:
+        timer.close()
+    assert not timer.process.is_alive()
     full = table(structure.widths)
     assert full == pytest.approx(table.anchors[-1][1]) and full > 0  # the base is an anchor: exact
     assert table.anchors[-1][0] == pytest.approx(sum(table.full))
@@ -97,26 +104,39 @@ def test_latency_table_is_monotone_and_budgets_hold():
     assert constraint.cost(decided) <= constraint.limit
 
 
-def test_latency_table_is_calibrated_end_to_end(monkeypatch):
+def test_latency_table_is_calibrated_end_to_end():
     """The layer sum is mapped onto the measured latency of the base and of the smallest network."""
-    import amc.deployment
-
     model = models.create_model(
         "mobilenet_v1", cfg=[16, (32, 2), 32], in_planes=8, in_channels=1, num_classes=10, small_input=True
     ).eval()
     structure = analyse(model, (1, 1, 16, 16))
-    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, repeats=5)
     smallest = [allowed_counts(w, 4, 0.2)[0] for w in structure.widths]
 
-    def fake_latency(net, base, x, threads, min_run_s=2.0):  # the base "takes" 10 ms, anything smaller 4 ms
-        big = sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in model.parameters())
-        return (10.0 if big else 4.0), 10.0
+    class FakeTimer:  # the base "takes" 10 ms, anything smaller 4 ms
+        def latency(self, net, min_run_s=2.0):
+            big = sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in model.parameters())
+            return (10.0 if big else 4.0), 10.0
 
-    monkeypatch.setattr(amc.deployment, "paired_latency", fake_latency)
-    table.calibrate(model, torch.device("cpu"), smallest)
+    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, FakeTimer(), repeats=5)
     assert table(structure.widths) == pytest.approx(10.0) and table(smallest) == pytest.approx(4.0)
     half = [max(4, w // 2 // 4 * 4) for w in structure.widths]
     assert 4.0 <= table(half) <= 10.0
+
+
+def test_a_model_that_cannot_leave_the_process_is_timed_inside_it_with_a_warning():
+    class LocalNet(torch.nn.Module):  # defined in a function: pickle cannot name it for the timing process
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with pytest.warns(UserWarning, match="timed inside this process"):
+        timer = latency_timer(LocalNet(), torch.randn(1, 1, 8, 8), threads=1)
+    assert isinstance(timer, InProcessTimer)
+    model_ms, base_ms = timer.latency(LocalNet(), min_run_s=0.01)
+    assert model_ms > 0 and base_ms > 0
 
 
 def test_timed_networks_become_anchors_and_the_curve_stays_monotone():
@@ -127,7 +147,8 @@ def test_timed_networks_become_anchors_and_the_curve_stays_monotone():
     structure = analyse(model, (1, 1, 16, 16))
     grids = [allowed_counts(w, 4, 0.2) for w in structure.widths]
     smallest, half = [g[0] for g in grids], [g[len(g) // 2] for g in grids]
-    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, repeats=3)
+    timer = InProcessTimer(model, torch.randn(1, 1, 16, 16), threads=1)
+    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, timer, repeats=3)
     table.anchors = [(table.layer_sum(smallest), 4.0), (table.layer_sum(structure.widths), 10.0)]
     before = table(half)
     table.add_anchor(half, 9.0)  # slower than the straight line predicted

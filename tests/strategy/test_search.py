@@ -125,6 +125,21 @@ def test_params_budget(cache, tmp_path):
     assert strategy["constraint"] == "params" and strategy["params"] <= 0.4 * strategy["base_params"]
 
 
+def test_a_latency_budget_search_times_its_export_end_to_end(first_run, cache, tmp_path):
+    """The table is measured and cached, new bests are timed in the timing process, and the exported network is
+    timed again; all three figures land in strategy.json, and a second search reuses the cached table."""
+    checkpoint = json.loads((first_run / "strategy.json").read_text())["base_checkpoint"]
+    args = ("latency_budget=1.0", "episodes=4", f"checkpoint={checkpoint}")
+    proc = smoke(tmp_path / "a", cache, *args)
+    strategy = json.loads((tmp_path / "a" / "strategy.json").read_text())
+    assert strategy["constraint"] == "latency" and strategy["budget"] == 1.0
+    assert 0 < strategy["predicted_latency_ratio"] <= 1.0
+    assert strategy["measured_latency_ratio"] > 0 and strategy["search_timed_latency_ratio"] > 0
+    assert "measured again end to end" in proc.stdout
+    again = smoke(tmp_path / "b", cache, *args)
+    assert "using the cached latency table" in again.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -140,6 +155,7 @@ def test_params_budget(cache, tmp_path):
         (["lower_bound=0"], "lower_bound must be in (0, 1]"),
         (["agent.tau=2", "threads=0"], "agent.tau must be in (0, 1], got 2.0; threads must be ≥ 1, got 0"),
         (["base_training.epochs=0"], "base_training.epochs must be ≥ 1"),
+        (["latency_budget=0.9", "workers=2"], "latency_budget times networks, which needs the machine to itself"),
         (["model=torchvision", "model.name=nope"], "unknown torchvision classification model 'nope'"),
     ],
 )
