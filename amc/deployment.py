@@ -236,7 +236,13 @@ def _time_in_child(connection, base: nn.Module, example: torch.Tensor, threads: 
     stop_with_parent()
     base, example = base.to(device).eval(), example.to(device)
     connection.send("ready")
-    while (message := connection.recv()) is not None:
+    while True:
+        try:
+            message = connection.recv()
+        except EOFError:  # the search ended without saying so
+            return
+        if message is None:
+            return
         model, min_run_s = message
         connection.send(paired_latency(model.to(device).eval(), base, example, threads, min_run_s))
 
