@@ -64,3 +64,5 @@ def skip_triton_without_gpu() -> None:
     has_gpu_driver = Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()
     if not has_gpu_driver and "triton" not in sys.modules:
         sys.modules["triton"] = None  # type: ignore[assignment]
+        # torch's FLOP counter (our MACs check) then warns that it cannot count triton kernels: there are none
+        logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)
