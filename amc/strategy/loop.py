@@ -17,7 +17,7 @@ from amc.settings import SearchConfig
 from amc.strategy.best import export_best
 from amc.strategy.episode import EpisodeResult
 from amc.strategy.recorder import SearchRecorder
-from amc.strategy.runners import Runner, make_runner
+from amc.strategy.runners import Runner, WorkerDied, make_runner
 from amc.strategy.state import SearchStateFiles
 from amc.strategy.task import build_task
 from amc.tracking import Tracker
@@ -92,7 +92,11 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
     )
     session = SearchSession(recorder, files, runner, cfg.episodes, cfg.stop_after)
     if recorder.episodes < cfg.episodes:
-        runner.run(cfg.episodes - recorder.episodes, session)
+        try:
+            runner.run(cfg.episodes - recorder.episodes, session)
+        except WorkerDied as error:
+            recorder.close()
+            raise WorkerDied(f"{error}; episodes up to the last saved state are kept: resume={run_dir}") from None
     recorder.close()
     if recorder.episodes < cfg.episodes and cfg.agent.name != "uniform":
         print(

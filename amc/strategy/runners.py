@@ -7,12 +7,14 @@ resume through the same files (``amc.strategy.state``).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Protocol
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
+from amc.errors import AmcError
 from amc.settings import AgentConfig
 from amc.strategy.agents import build_ddpg, ddpg_state, load_ddpg_state
 from amc.strategy.episode import EpisodeResult
@@ -20,6 +22,10 @@ from amc.strategy.state import SavedSearch
 from envs import ChannelPruningEnv
 
 AGENTS = ("ddpg", "random", "uniform")
+
+
+class WorkerDied(AmcError):
+    """A ``workers=N`` scoring process is gone; what the search saved is intact."""
 
 
 class Session(Protocol):
@@ -82,9 +88,14 @@ class DDPGRunner:
                 reset_num_timesteps=False,
                 progress_bar=False,
             )
+        except (EOFError, BrokenPipeError, ConnectionResetError) as error:
+            if self.workers is None:
+                raise
+            raise WorkerDied("a scoring worker process died (killed, or out of memory)") from error
         finally:
             if self.workers is not None:
-                self.workers.close()
+                with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
+                    self.workers.close()
 
 
 class RandomRunner:

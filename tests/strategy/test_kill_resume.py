@@ -57,3 +57,38 @@ def test_searches_killed_at_random_points_resume_to_the_same_best(tmp_path):
         assert [r["episode"] for r in rows] == list(range(1, 13)), trial
         assert not list(run_dir.glob("*.tmp")), trial
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", *[f"killed{i}" for i in range(5)], "ref"]
+
+
+def _tiny_env():
+    from envs import ChannelPruningEnv
+    from envs.tiny import tiny_task
+
+    return ChannelPruningEnv(*tiny_task())
+
+
+class _KeepAll:
+    def episode_done(self, result) -> bool:
+        return True
+
+    def checkpoint(self) -> None:
+        pass
+
+    def wants_more(self) -> bool:
+        return True
+
+
+def test_a_scoring_worker_that_dies_is_a_clean_error_not_an_eof_traceback():
+    """workers=N: a worker killed (OOM killer, a user) surfaces as an AmcError the entry point prints in one line."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from amc.errors import AmcError
+    from amc.strategy.runners import DDPGRunner, WorkerDied
+    from tests.conftest import composed
+
+    workers = SubprocVecEnv([_tiny_env, _tiny_env], start_method="spawn")
+    runner = DDPGRunner(_tiny_env(), composed("search", "experiment=smoke").agent, 0, workers)
+    workers.processes[0].kill()
+    workers.processes[0].join()
+    with pytest.raises(WorkerDied, match="a scoring worker process died") as caught:
+        runner.run(4, _KeepAll())
+    assert isinstance(caught.value, AmcError)
