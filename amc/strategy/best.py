@@ -81,7 +81,8 @@ def export_best(
     )
     recorder.finish(cfg.agent.warmup_episodes)
     tracker.summary({"best_" + k: v for k, v in strategy.items() if isinstance(v, int | float)})
-    print(recorder.summary_line(strategy))
+    base_eval_s = scorer.time_base_evaluation()
+    print(recorder.summary_line(strategy, base_eval_s, len(scorer.val_labels)))
     print(
         f"results in {run_dir}: strategy.json (the best strategy), pruned.pt (its pruned, reconstructed network), "
         "episodes.csv and episodes.png (every episode), strategy.png\n"

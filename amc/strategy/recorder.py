@@ -165,7 +165,7 @@ class SearchRecorder:
             self.cfg.metric,
         )
 
-    def summary_line(self, strategy: dict[str, Any]) -> str:
+    def summary_line(self, strategy: dict[str, Any], base_eval_s: float | None = None, val_images: int = 0) -> str:
         t = self.median_timings(self.cfg.agent.warmup_episodes)
         split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in TIMING_KEYS)
         if self.cfg.workers > 1:  # episodes arrive in batches: the wall time between two says nothing per episode
@@ -181,6 +181,12 @@ class SearchRecorder:
             f"{sum(r.get('reused_stages', 0) > 0 for r in self.rows)} of {len(self.rows)} episodes started from "
             f"cached early-layer activations; {self.episodes_per_minute():.1f} episodes per minute"
             + (f" ({self.cfg.workers} workers)" if self.cfg.workers > 1 else "")
+            + (
+                f"\nevaluating the unpruned base on the same {val_images} search-val images takes "
+                f"{base_eval_s:.2f} s: an episode costs {t['wall_s'] / base_eval_s:.2f} of that"
+                if base_eval_s
+                else ""
+            )
         )
 
     def episodes_per_minute(self) -> float:

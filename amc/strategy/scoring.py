@@ -131,6 +131,19 @@ class StrategyScorer:
         net = fold_batchnorms(self.build(channels)[0]).to(self.device, memory_format=self.memory_format)
         return self._logits(net, channels)[0]
 
+    @torch.inference_mode()
+    def time_base_evaluation(self) -> float:
+        """Seconds to evaluate the unpruned base on all search-val images, as an episode evaluates a strategy
+        (BN folded, same layout and batches) but in full: the yardstick for an episode's cost."""
+        net = fold_batchnorms(self.model).to(self.device, memory_format=self.memory_format)
+        net(self.val_images[: self.batch_size])  # warm-up: kernels, allocator
+        t0 = time.perf_counter()
+        for i in range(0, len(self.val_labels), self.batch_size):
+            net(self.val_images[i : i + self.batch_size])
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
     def _logits(self, net: nn.Module, channels: Sequence[int]) -> tuple[torch.Tensor, int]:
         """All search-val logits, and how many leading trunk stages came from the prefix cache."""
         if self.prefix_cache is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ def first_run(tmp_path_factory, cache) -> Path:
     run_dir = tmp_path_factory.mktemp("search") / "run"
     proc = smoke(run_dir, cache)
     assert "training a base" in proc.stdout  # no checkpoint on the default: one is trained and cached
+    # an episode's cost is reported against evaluating the unpruned base on the same images, timed in the run
+    assert re.search(r"unpruned base on the same \d+ search-val images takes [\d.]+ s: an episode costs", proc.stdout)
     return run_dir
 
 
