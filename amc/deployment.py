@@ -30,7 +30,7 @@ from amc.errors import ConfigError
 from amc.io import write_json_atomic
 from amc.networks import first_conv_in_channels, load_model_for_data
 from amc.pruning.cost import profile
-from amc.runtime import set_threads
+from amc.runtime import forward_seconds, set_threads
 from amc.settings import DeployConfig
 from models import load_checkpoint
 
@@ -105,16 +105,6 @@ def torch_latency(model: nn.Module, images: torch.Tensor, threads: int, min_run_
     return Latency("pytorch", len(images), 1000 * m.median, 1000 * m.iqr, len(m.times), threads)
 
 
-def _forward_s(model: nn.Module, images: torch.Tensor) -> float:
-    if images.is_cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    model(images)
-    if images.is_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
 def paired_latency(
     model: nn.Module, base: nn.Module, images: torch.Tensor, threads: int, min_run_s: float = 2.0
 ) -> tuple[float, float]:
@@ -131,12 +121,12 @@ def paired_latency(
     try:
         with torch.inference_mode():
             for _ in range(5):  # warm-up: allocator, oneDNN primitives
-                _forward_s(base, images), _forward_s(model, images)
+                forward_seconds(base, images), forward_seconds(model, images)
             model_s, base_s = math.inf, math.inf
             calls, start = 0, time.perf_counter()
             while time.perf_counter() - start < min_run_s or calls < 11:
-                base_s = min(base_s, _forward_s(base, images))
-                model_s = min(model_s, _forward_s(model, images))
+                base_s = min(base_s, forward_seconds(base, images))
+                model_s = min(model_s, forward_seconds(model, images))
                 calls += 1
     finally:
         torch.set_num_threads(previous)

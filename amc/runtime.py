@@ -8,6 +8,7 @@ import logging
 import random
 import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +67,14 @@ def skip_triton_without_gpu() -> None:
         sys.modules["triton"] = None  # type: ignore[assignment]
         # torch's FLOP counter (our MACs check) then warns that it cannot count triton kernels: there are none
         logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)
+
+
+def forward_seconds(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Wall time of one forward, the GPU's queue drained before and after (latency tables and probes)."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    model(x)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0

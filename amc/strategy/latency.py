@@ -19,7 +19,6 @@ import bisect
 import hashlib
 import itertools
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +28,7 @@ import torch.nn as nn
 
 from amc.io import write_json_atomic
 from amc.pruning.structure import LayerCostTerm, PrunableStructure
+from amc.runtime import forward_seconds
 from amc.strategy.budget import allowed_counts
 
 if TYPE_CHECKING:
@@ -44,15 +44,7 @@ def _time_ms(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:
     with torch.inference_mode():
         for _ in range(3):
             layer(x)
-        samples = []
-        for _ in range(repeats):
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            layer(x)
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            samples.append(time.perf_counter() - t0)
+        samples = [forward_seconds(layer, x) for _ in range(repeats)]
     return 1000 * min(samples)  # the least-disturbed run: robust to other load on the machine
 
 
