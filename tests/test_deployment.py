@@ -51,7 +51,7 @@ def test_deploy_cli_compares_pruned_and_base(tmp_path):
     assert summary["model"]["max_abs_diff"] < 1e-4 and summary["base"]["max_abs_diff"] < 1e-4
     assert summary["ratios"]["macs"] == pytest.approx(structure.macs([4, 8, 16, 16]) / structure.macs(structure.widths))
     assert len(summary["model"]["latency"]) == 4 and (tmp_path / "run" / "model.onnx").is_file()
-    assert "pruned / base:" in proc.stdout
+    assert "pruned / base:" in proc.stdout and summary["ratios"]["latency_pytorch_batch1_alternating_fastest"] > 0
 
 
 def test_deploy_needs_a_checkpoint(tmp_path):
