@@ -141,7 +141,22 @@ def paired_latency_ratio(
     return model_ms / base_ms
 
 
-class IsolatedTimer:
+class LatencyTimer:
+    """Times networks against one base network: :class:`IsolatedTimer` or :class:`InProcessTimer`."""
+
+    def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
+        """Fastest ms of ``model`` and of the base (:func:`paired_latency`)."""
+        raise NotImplementedError
+
+    def ratio(self, model: nn.Module, min_run_s: float = 2.0) -> float:
+        model_ms, base_ms = self.latency(model, min_run_s)
+        return model_ms / base_ms
+
+    def close(self) -> None:
+        pass
+
+
+class IsolatedTimer(LatencyTimer):
     """Times networks against the base in a separate process that does nothing else (:func:`paired_latency`).
 
     A search process's own allocator state skews batch-1 timings: after thousands of evaluations (and the
@@ -174,10 +189,6 @@ class IsolatedTimer:
         except EOFError:
             raise RuntimeError("the latency timing process died (out of memory?)") from None
 
-    def ratio(self, model: nn.Module, min_run_s: float = 2.0) -> float:
-        model_ms, base_ms = self.latency(model, min_run_s)
-        return model_ms / base_ms
-
     def close(self) -> None:
         if self.process.is_alive():
             self.connection.send(None)
@@ -185,8 +196,8 @@ class IsolatedTimer:
         self.connection.close()
 
 
-class InProcessTimer:
-    """:class:`IsolatedTimer`'s interface, timing in this process: for models that cannot be sent to another."""
+class InProcessTimer(LatencyTimer):
+    """Times in this process: for models that cannot be sent to another."""
 
     def __init__(self, base: nn.Module, example: torch.Tensor, threads: int) -> None:
         self.base, self.example, self.threads = base.eval(), example, threads
@@ -194,15 +205,8 @@ class InProcessTimer:
     def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
         return paired_latency(model.eval(), self.base, self.example, self.threads, min_run_s)
 
-    def ratio(self, model: nn.Module, min_run_s: float = 2.0) -> float:
-        model_ms, base_ms = self.latency(model, min_run_s)
-        return model_ms / base_ms
 
-    def close(self) -> None:
-        pass
-
-
-def latency_timer(base: nn.Module, example: torch.Tensor, threads: int) -> IsolatedTimer | InProcessTimer:
+def latency_timer(base: nn.Module, example: torch.Tensor, threads: int) -> LatencyTimer:
     """An :class:`IsolatedTimer`, or an in-process one where the model cannot be pickled (a class defined in
     ``__main__``, a lambda in its forward)."""
     try:

@@ -20,7 +20,7 @@ from amc.training.evaluation import evaluate, tensor_batches
 from models import save_checkpoint
 
 if TYPE_CHECKING:
-    from amc.strategy.latency import LatencyTimer
+    from amc.deployment import LatencyTimer
 
 
 def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any]) -> dict[str, Any]:
@@ -58,8 +58,7 @@ def export_best(
     test_x, test_y = stack_dataset(task.data.test, limit=cfg.test_images)
     test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
-    probe = task.env.latency_probe
-    latency = measured_latency(probe.timer, pruned, best) if probe is not None else {}
+    latency = measured_latency(task.latency_timer, pruned, best) if task.latency_timer is not None else {}
     strategy = recorder.strategy(
         best,
         base_checkpoint=task.base_path,

@@ -32,9 +32,7 @@ from amc.runtime import forward_seconds
 from amc.strategy.budget import allowed_counts
 
 if TYPE_CHECKING:
-    from amc.deployment import InProcessTimer, IsolatedTimer
-
-    LatencyTimer = IsolatedTimer | InProcessTimer
+    from amc.deployment import LatencyTimer
 
 Anchor = tuple[float, float]  # (layer sum, end-to-end ms)
 MEASURED_SLACK = 0.01  # a probed strategy counts as within budget up to 1 % over (the export is timed again)

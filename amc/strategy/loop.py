@@ -106,8 +106,7 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
         tracker.finish()
         return recorder.best or {}
     strategy = export_best(cfg, run_dir, task, recorder, device, tracker)
-    if task.env.latency_probe is not None:
-        task.env.latency_probe.timer.close()
+    task.close()
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"wall time {time.perf_counter() - started:.0f} s (setup {setup_s:.0f} s); peak RSS {usage:.2f} GiB")
     tracker.finish()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -17,6 +18,9 @@ from amc.strategy.scoring import StrategyScorer
 from amc.training.base_model import obtain_base_model
 from envs import ChannelPruningEnv
 
+if TYPE_CHECKING:
+    from amc.deployment import LatencyTimer
+
 
 @dataclass
 class SearchTask:
@@ -27,6 +31,11 @@ class SearchTask:
     constraint: Constraint
     scorer: StrategyScorer
     env: ChannelPruningEnv
+    latency_timer: LatencyTimer | None = None  # latency budgets: times the new bests and the export
+
+    def close(self) -> None:
+        if self.latency_timer is not None:
+            self.latency_timer.close()
 
 
 def trained_size(model: nn.Module) -> int | None:
@@ -59,7 +68,7 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
     val_x, val_y = stack_dataset(data.search_val, limit=cfg.search_val_images)
     calib_x = search_calibration(cfg, data, cfg.calibration_images) if cfg.reconstruct else None
     kind, budget = constraint_of(cfg)
-    latency_fn = probe = None
+    latency_fn = probe = timer = None
     if kind == "latency":
         from amc.deployment import latency_timer
         from amc.strategy.latency import EndToEndProbe, LatencyTable
@@ -87,4 +96,4 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         prefix_cache_mb=cfg.prefix_cache_mb,
     )
     env = ChannelPruningEnv(scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget, latency_probe=probe)
-    return SearchTask(base, base_path, data, structure, constraint, scorer, env)
+    return SearchTask(base, base_path, data, structure, constraint, scorer, env, timer)
