@@ -36,3 +36,24 @@ def test_a_search_on_the_seed_models_never_imports_torchvision():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[:2] == ["[]", "True"]
+
+
+def test_eval_precision_auto_is_bfloat16_only_with_hardware_bfloat16(monkeypatch):
+    import pytest
+    import torch
+
+    from amc import runtime
+
+    cpu = torch.device("cpu")
+    assert runtime.eval_dtype("float32", cpu) == torch.float32
+    assert runtime.eval_dtype("bfloat16", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="eval_precision"):
+        runtime.eval_dtype("fp8", cpu)
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx512f", "avx512bw"})  # bf16 only emulated: slower
+    assert runtime.eval_dtype("auto", cpu) == torch.float32
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert runtime.eval_dtype("auto", cpu) == torch.bfloat16
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    monkeypatch.undo()
+    expected = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert (runtime.eval_dtype("auto", cpu) == torch.bfloat16) == expected

@@ -65,6 +65,7 @@ def export_best(
         test_top1=test["top1"],
         test_top5=test["top5"],
         base_test_top1=base_test["top1"],
+        scored_in=str(scorer.dtype).removeprefix("torch."),
         export_reconstruction=cfg.export_reconstruction,
         export_calibration_images=0 if calibration is None else len(calibration),
         not_reconstructed=unreconstructed(scorer.model, scorer.structure) if cfg.reconstruct else {},
@@ -80,7 +81,8 @@ def export_best(
     )
     recorder.finish(cfg.agent.warmup_episodes)
     tracker.summary({"best_" + k: v for k, v in strategy.items() if isinstance(v, int | float)})
-    base_eval_s = scorer.time_base_evaluation()
+    dtypes = dict.fromkeys([torch.float32, scorer.dtype])  # float32: as a user evaluates; then as episodes are scored
+    base_eval_s = {str(d).removeprefix("torch."): scorer.time_base_evaluation(d) for d in dtypes}
     print(recorder.summary_line(strategy, base_eval_s, len(scorer.val_labels)))
     print(
         f"results in {run_dir}: strategy.json (the best strategy), pruned.pt (its pruned, reconstructed network), "

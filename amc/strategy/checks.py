@@ -9,6 +9,7 @@ from amc.data import dataset_info, require_data
 from amc.errors import ConfigError
 from amc.networks import build_model, builder_name, fit_input_size
 from amc.pruning.structure import analyse
+from amc.runtime import EVAL_PRECISIONS
 from amc.settings import SearchConfig
 from amc.strategy.budget import ActionWall, make_constraint
 from amc.strategy.runners import AGENTS
@@ -39,6 +40,8 @@ def check_inputs(cfg: SearchConfig) -> None:
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
     if cfg.export_reconstruction not in ("open", "closed"):
         raise ConfigError("export_reconstruction must be open or closed")
+    if cfg.eval_precision not in EVAL_PRECISIONS:
+        raise ConfigError(f"eval_precision must be one of {', '.join(EVAL_PRECISIONS)}, got {cfg.eval_precision!r}")
     if cfg.latency_budget is not None and cfg.workers > 1:
         raise ConfigError("latency_budget times networks, which needs the machine to itself: use workers=1")
     require_data(cfg.data.name, cfg.data.root, cfg.data.download)  # before a base model trains on it

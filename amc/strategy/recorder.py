@@ -165,7 +165,10 @@ class SearchRecorder:
             self.cfg.metric,
         )
 
-    def summary_line(self, strategy: dict[str, Any], base_eval_s: float | None = None, val_images: int = 0) -> str:
+    def summary_line(
+        self, strategy: dict[str, Any], base_eval_s: dict[str, float] | None = None, val_images: int = 0
+    ) -> str:
+        """:param base_eval_s: seconds to evaluate the unpruned base on the search-val images, by dtype name."""
         t = self.median_timings(self.cfg.agent.warmup_episodes)
         split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in TIMING_KEYS)
         if self.cfg.workers > 1:  # episodes arrive in batches: the wall time between two says nothing per episode
@@ -181,12 +184,16 @@ class SearchRecorder:
             f"{sum(r.get('reused_stages', 0) > 0 for r in self.rows)} of {len(self.rows)} episodes started from "
             f"cached early-layer activations; {self.episodes_per_minute():.1f} episodes per minute"
             + (f" ({self.cfg.workers} workers)" if self.cfg.workers > 1 else "")
-            + (
-                f"\nevaluating the unpruned base on the same {val_images} search-val images takes "
-                f"{base_eval_s:.2f} s: an episode costs {t['wall_s'] / base_eval_s:.2f} of that"
-                if base_eval_s
-                else ""
-            )
+            + (self._cost_against_base(t["wall_s"], base_eval_s, val_images) if base_eval_s else "")
+        )
+
+    @staticmethod
+    def _cost_against_base(episode_s: float, base_eval_s: dict[str, float], val_images: int) -> str:
+        times = " / ".join(f"{s:.2f} s in {dtype}" for dtype, s in base_eval_s.items())
+        ratios = " / ".join(f"{episode_s / s:.2f}" for s in base_eval_s.values())
+        return (
+            f"\nevaluating the unpruned base (BN folded) on the same {val_images} search-val images takes {times}: "
+            f"a median episode costs {ratios} of that"
         )
 
     def episodes_per_minute(self) -> float:

@@ -8,6 +8,7 @@ cached activations where the strategy agrees with earlier ones on the early laye
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ class StrategyScorer:
     :param val_images: / :param val_labels: the search-val split, stacked.
     :param metric: ``top1`` (default) or ``top5``.
     :param prefix_cache_mb: memory for reused early activations (0: evaluate every strategy in full).
+    :param dtype: what the pruned networks are evaluated in (``amc.runtime.eval_dtype``); the least squares
+        and the export stay float32.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class StrategyScorer:
         device: torch.device | str = "cpu",
         channels_last: bool = True,
         prefix_cache_mb: float = 0,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         self.model, self.structure = model.eval(), structure
         self.device = torch.device(device)
@@ -74,8 +78,8 @@ class StrategyScorer:
             self.reconstructor = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed)
         self.setup_s = time.perf_counter() - t0
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.memory_format = fmt
-        self.val_images = val_images.to(self.device).contiguous(memory_format=fmt)
+        self.memory_format, self.dtype = fmt, dtype
+        self.val_images = val_images.to(self.device, dtype).contiguous(memory_format=fmt)
         self.val_labels = val_labels.to(self.device)
         self.metric, self.batch_size = metric, batch_size
         self.prefix_cache = None
@@ -84,7 +88,7 @@ class StrategyScorer:
             warnings.warn(f"{structure.arch_name}: torch.fx cannot trace forward(); no prefix cache", stacklevel=2)
         if staged is not None:
             self.prefix_cache = PrefixCache(staged, int(prefix_cache_mb * 2**20))
-            if not self.prefix_cache.matches_forward(model, self.val_images[:2]):
+            if not self.prefix_cache.matches_forward(model, val_images[:2].to(self.device)):
                 warnings.warn(f"{structure.arch_name}: staged forward != forward(); no prefix cache", stacklevel=2)
                 self.prefix_cache = None
 
@@ -117,7 +121,7 @@ class StrategyScorer:
     def score(self, channels: Sequence[int]) -> Score:
         pruned, timings = self.build(channels)
         t0 = time.perf_counter()
-        net = fold_batchnorms(pruned).to(self.device, memory_format=self.memory_format)
+        net = self._prepare(pruned)
         logits, reused = self._logits(net, channels)
         c1, c5 = topk_correct(logits, self.val_labels)
         n = len(self.val_labels)
@@ -128,21 +132,28 @@ class StrategyScorer:
     @torch.inference_mode()
     def logits(self, channels: Sequence[int]) -> torch.Tensor:
         """Search-val logits of the pruned, reconstructed network (through the prefix cache when on)."""
-        net = fold_batchnorms(self.build(channels)[0]).to(self.device, memory_format=self.memory_format)
+        net = self._prepare(self.build(channels)[0])
         return self._logits(net, channels)[0]
 
     @torch.inference_mode()
-    def time_base_evaluation(self) -> float:
-        """Seconds to evaluate the unpruned base on all search-val images, as an episode evaluates a strategy
-        (BN folded, same layout and batches) but in full: the yardstick for an episode's cost."""
-        net = fold_batchnorms(self.model).to(self.device, memory_format=self.memory_format)
-        net(self.val_images[: self.batch_size])  # warm-up: kernels, allocator
+    def time_base_evaluation(self, dtype: torch.dtype = torch.float32) -> float:
+        """Seconds to evaluate the unpruned base on all search-val images, BN folded, in the scorer's layout and
+        batches, in full and in ``dtype``: the yardstick for an episode's cost (float32: the evaluation a user
+        runs; the scorer's own dtype: what the episode would cost with neither pruning nor cache)."""
+        net = self._prepare(copy.deepcopy(self.model), dtype)  # folding and casting work in place
+        images = self.val_images.to(dtype)
+        net(images[: self.batch_size])  # warm-up: kernels, allocator
         t0 = time.perf_counter()
         for i in range(0, len(self.val_labels), self.batch_size):
-            net(self.val_images[i : i + self.batch_size])
+            net(images[i : i + self.batch_size])
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
+
+    def _prepare(self, net: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+        """``net`` (a pruned copy, changed in place) with BN folded into the convs, on the scoring device, layout and
+        dtype; tensors it shares with the base are copied on the cast, not changed."""
+        return fold_batchnorms(net).to(self.device, dtype or self.dtype, memory_format=self.memory_format)
 
     def _logits(self, net: nn.Module, channels: Sequence[int]) -> tuple[torch.Tensor, int]:
         """All search-val logits, and how many leading trunk stages came from the prefix cache."""

@@ -11,6 +11,7 @@ import torch.nn as nn
 from amc.data import DataSplits, build_data, calibration_images, stack_dataset
 from amc.errors import ConfigError
 from amc.pruning.structure import PrunableStructure, analyse
+from amc.runtime import eval_dtype
 from amc.settings import SearchConfig
 from amc.strategy.budget import ActionWall, Constraint, make_constraint
 from amc.strategy.checks import constraint_of
@@ -94,6 +95,7 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         cfg.seed,
         device,
         prefix_cache_mb=cfg.prefix_cache_mb,
+        dtype=eval_dtype(cfg.eval_precision, device),
     )
     env = ChannelPruningEnv(scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget, latency_probe=probe)
     return SearchTask(base, base_path, data, structure, constraint, scorer, env, timer)

@@ -27,14 +27,14 @@ def test_staged_forward_reproduces_forward_from_every_cut(name):
             assert torch.equal(staged.run(model, h, k + 1, None), expected)
 
 
-def scorers(name: str, cache_mb: float) -> tuple[StrategyScorer, StrategyScorer]:
+def scorers(name: str, cache_mb: float, dtype: torch.dtype = torch.float32) -> tuple[StrategyScorer, StrategyScorer]:
     model, size = randomised(name)
     generator = torch.Generator().manual_seed(1)
     val_x = torch.randn(12, *size[1:], generator=generator)
     val_y = torch.randint(0, 10, (12,), generator=generator)
     calib = torch.randn(6, *size[1:], generator=generator)
     structure = analyse(model, size)
-    common = dict(points_per_image=3, batch_size=5, seed=0)  # 3 batches, the last one short
+    common = dict(points_per_image=3, batch_size=5, seed=0, dtype=dtype)  # 3 batches, the last one short
     plain = StrategyScorer(model, structure, val_x, val_y, calib, **common)
     cached = StrategyScorer(model, structure, val_x, val_y, calib, **common, prefix_cache_mb=cache_mb)
     return plain, cached
@@ -68,3 +68,26 @@ def test_cache_never_holds_more_than_its_budget():
     for _ in range(3):
         assert cached.score(channels).reused_stages == 0
     assert cached.prefix_cache.held_bytes == 0 and not cached.prefix_cache.entries
+
+
+def test_bfloat16_scoring_is_cached_exactly_keeps_the_base_and_stays_near_float32():
+    plain16, cached16 = scorers("mobilenet_v2", cache_mb=64, dtype=torch.bfloat16)
+    plain32, _ = scorers("mobilenet_v2", cache_mb=0)
+    base = plain16.model
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    channels = random_channels(plain16.structure, torch.Generator().manual_seed(4))
+    for _ in range(3):  # stored on the second visit, read on the third
+        logits16 = cached16.logits(channels)
+        assert logits16.dtype == torch.bfloat16 and torch.equal(logits16, plain16.logits(channels))
+    assert cached16.score(channels).reused_stages > 0
+    assert all(t.dtype == torch.bfloat16 for t in cached16.prefix_cache.entries.values())
+    # the unpruned widths: the randomised fixtures' least squares blow pruned logits up to ~1e6, past any tolerance
+    widths = plain16.structure.widths
+    full16, full32 = plain16.logits(widths).float(), plain32.logits(widths)
+    assert plain32.logits(channels).dtype == torch.float32
+    assert not torch.equal(full16, full32)  # really computed in bfloat16 ...
+    assert (full16 - full32).abs().max() < 0.02 * full32.abs().max()  # ... to its precision (8 significant bits)
+    assert plain16.time_base_evaluation(torch.float32) > 0 and plain16.time_base_evaluation(torch.bfloat16) > 0
+    after = base.state_dict()  # scoring and timing the base cast and fold copies, never the base itself
+    assert after.keys() == before.keys()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
