@@ -141,6 +141,7 @@ class SearchConfig:
     # auto | float32 | bfloat16 (``amc.runtime.eval_dtype``); conf/search.yaml sets auto. The default is what a
     # run saved before this option existed was scored in, so that resuming it goes on as it began.
     eval_precision: str = "float32"
+    export_candidates: int = 1  # the best N strategies rebuilt as exported, the best of them kept (1: as before)
 
 
 @dataclass
@@ -340,6 +341,7 @@ VALID_RANGES: dict[str, Range] = {
             "search_val_images", "test_images", "eval_batch_size", "threads", "stop_after", "epochs", "batch_size",
             "max_steps_per_epoch", "replay_episodes", "hidden_sizes", "train_limit", "search_val_limit",
             "test_limit", "crop", "steps", "finetune_epochs", "max_bytes", "image_size", "batch_sizes", "workers",
+            "export_candidates",
         ),
         AT_LEAST_1,
     ),

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 from amc.data import stack_dataset
 from amc.io import write_json_atomic
@@ -14,6 +15,7 @@ from amc.pruning.reconstruction import unreconstructed
 from amc.runtime import release_freed_memory
 from amc.settings import SearchConfig
 from amc.strategy.recorder import SearchRecorder
+from amc.strategy.scoring import StrategyScorer
 from amc.strategy.task import SearchTask, export_calibration
 from amc.tracking import Tracker
 from amc.training.evaluation import evaluate, tensor_batches
@@ -41,20 +43,54 @@ def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any
     }
 
 
+def finalists(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The ``count`` best episodes by reward with distinct channels, none timed over a latency budget."""
+    ranked = sorted((r for r in rows if not r.get("over_budget", False)), key=lambda r: -r["reward"])
+    unique = {tuple(r["channels"]): r for r in reversed(ranked)}  # the earliest episode of equal channels
+    return sorted(unique.values(), key=lambda r: (-r["reward"], r["episode"]))[:count]
+
+
+def export_finalists(
+    cfg: SearchConfig, task: SearchTask, rows: list[dict[str, Any]], device: torch.device
+) -> tuple[dict[str, Any], nn.Module, list[dict[str, Any]], torch.Tensor | None]:
+    """Rebuild the search's finalists as the export builds them and keep the one best on search-val.
+
+    An episode's score is the open-loop reconstruction (in ``eval_precision``); the export refits each layer
+    closed loop on more images, which reorders close strategies. With ``export_candidates`` = 1 the search's best
+    is exported as it is. :returns: the winner's row, its network, every finalist's scores, the calibration images.
+    """
+    scorer = task.scorer
+    closed = cfg.export_reconstruction == "closed"
+    calibration = export_calibration(cfg, task.data, scorer) if closed else scorer.calibration_images
+    candidates = finalists(rows, cfg.export_candidates)
+    if len(candidates) == 1:
+        return candidates[0], _export_net(scorer, candidates[0]["channels"], closed, calibration), [], calibration
+    val = stack_dataset(task.data.search_val, limit=cfg.search_val_images)  # float32, as a user evaluates
+    best: tuple[float, dict[str, Any], nn.Module] | None = None
+    scored = []
+    for row in tqdm(candidates, desc=f"export finalists ({cfg.export_reconstruction} loop)", dynamic_ncols=True):
+        net = _export_net(scorer, row["channels"], closed, calibration)
+        top1 = evaluate(net.to(device), tensor_batches(*val, cfg.eval_batch_size), device)["top1"]
+        scored.append({"episode": row["episode"], "search_score": row["accuracy"], "export_search_val_top1": top1})
+        if best is None or top1 > best[0]:
+            best = (top1, row, net)
+    assert best is not None
+    return best[1], best[2], scored, calibration
+
+
+def _export_net(scorer: StrategyScorer, channels: list[int], closed: bool, calibration: torch.Tensor | None):
+    return scorer.build_closed_loop(channels, calibration) if closed else scorer.build(channels)[0]
+
+
 def export_best(
     cfg: SearchConfig, run_dir: Path, task: SearchTask, recorder: SearchRecorder, device: torch.device, tracker: Tracker
 ) -> dict[str, Any]:
     """Rebuild the best strategy (closed or open loop), measure its test top-1, write the results."""
-    best, scorer = recorder.best, task.scorer
+    scorer = task.scorer
     if scorer.prefix_cache is not None:  # the search is over: its cached activations make room for the export
         scorer.prefix_cache.clear()
         release_freed_memory()
-    if cfg.export_reconstruction == "closed":
-        calibration = export_calibration(cfg, task.data, scorer)
-        pruned = scorer.build_closed_loop(best["channels"], calibration)
-    else:
-        calibration = scorer.calibration_images
-        pruned, _ = scorer.build(best["channels"])
+    best, pruned, scored_finalists, calibration = export_finalists(cfg, task, recorder.rows, device)
     test_x, test_y = stack_dataset(task.data.test, limit=cfg.test_images)
     test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
@@ -69,6 +105,7 @@ def export_best(
         export_reconstruction=cfg.export_reconstruction,
         export_calibration_images=0 if calibration is None else len(calibration),
         not_reconstructed=unreconstructed(scorer.model, scorer.structure) if cfg.reconstruct else {},
+        export_finalists=scored_finalists,
         **latency,
     )
     write_json_atomic(run_dir / "strategy.json", strategy)

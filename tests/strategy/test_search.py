@@ -33,7 +33,9 @@ def first_run(tmp_path_factory, cache) -> Path:
     proc = smoke(run_dir, cache)
     assert "training a base" in proc.stdout  # no checkpoint on the default: one is trained and cached
     # an episode's cost is reported against evaluating the unpruned base on the same images, timed in the run
-    assert re.search(r"unpruned base on the same \d+ search-val images takes [\d.]+ s: an episode costs", proc.stdout)
+    assert re.search(
+        r"on the same \d+ search-val images takes [\d.]+ s in float32: a median episode costs [\d.]+ of", proc.stdout
+    )
     return run_dir
 
 
@@ -120,6 +122,22 @@ def test_baseline_agents_run_through_the_same_entry_point(agent, cache, tmp_path
     smoke(tmp_path / agent, cache, f"agent={agent}")
     strategy = json.loads((tmp_path / agent / "strategy.json").read_text())
     assert strategy["agent"] == agent and strategy["macs"] <= 0.5 * strategy["base_macs"]
+
+
+def test_finalists_are_rebuilt_as_exported_and_the_best_kept(cache, tmp_path):
+    smoke(tmp_path / "final", cache, "agent=random", "export_candidates=3", "eval_precision=bfloat16")
+    strategy = json.loads((tmp_path / "final" / "strategy.json").read_text())
+    assert strategy["scored_in"] == "bfloat16"
+    finalists = strategy["export_finalists"]
+    rows = [json.loads(line) for line in (tmp_path / "final" / "episodes.jsonl").read_text().splitlines()]
+    by_episode = {r["episode"]: r for r in rows}
+    assert len(finalists) == 3 and len({tuple(by_episode[f["episode"]]["channels"]) for f in finalists}) == 3
+    distinct = {tuple(r["channels"]): r["accuracy"] for r in reversed(rows)}
+    assert [f["search_score"] for f in finalists] == sorted(distinct.values(), reverse=True)[:3]
+    kept = max(finalists, key=lambda f: f["export_search_val_top1"])
+    assert strategy["episode"] == kept["episode"] and strategy["channels"] == by_episode[kept["episode"]]["channels"]
+    pruned = models.load_checkpoint(tmp_path / "final" / "pruned.pt")
+    assert sum(p.numel() for p in pruned.parameters()) == strategy["params"]
 
 
 def test_params_budget(cache, tmp_path):

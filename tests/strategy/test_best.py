@@ -1,0 +1,23 @@
+"""Choosing the finalists a search's export rebuilds."""
+
+from __future__ import annotations
+
+from amc.strategy.best import finalists
+
+
+def row(episode: int, reward: float, channels: list[int], **extra) -> dict:
+    return {"episode": episode, "reward": reward, "accuracy": 100 * reward, "channels": channels, **extra}
+
+
+def test_finalists_are_the_best_distinct_strategies_within_budget():
+    rows = [
+        row(1, 0.80, [8, 8]),
+        row(2, 0.90, [8, 16]),
+        row(3, 0.95, [16, 8], over_budget=True),  # timed over a latency budget: never exported
+        row(4, 0.90, [8, 16]),  # the same strategy again: counted once, as its first episode
+        row(5, 0.85, [16, 16]),
+        row(6, 0.70, [4, 4]),
+    ]
+    assert [r["episode"] for r in finalists(rows, 3)] == [2, 5, 1]
+    assert [r["episode"] for r in finalists(rows, 1)] == [2]
+    assert len(finalists(rows, 10)) == 4
