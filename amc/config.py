@@ -77,13 +77,46 @@ def save_resolved_config(cfg: DictConfig, run_dir: Path, name: str = "config.yam
     write_text_atomic(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
+def command_line_keys() -> list[str]:
+    """The keys this run's command line overrides (empty outside a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+
+
+PER_INVOCATION = ("stop_after",)  # settings of one invocation, never carried into its resumption
+
+
+def resumed_config(cfg: DictConfig, schema: type, run_dir: Path) -> DictConfig:
+    """A resumed run's config: its saved ``config.yaml``, changed only where this command line says so (e.g.
+    ``threads=1``, or ``train.epochs=30`` to extend a schedule); every other setting is the one it began with,
+    not this entry point's default. It is saved beside the original as ``resume-config.yaml``."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no config.yaml: not a run dir of this command")
+    try:
+        saved = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path))
+        for key in [*command_line_keys(), *(k for k in PER_INVOCATION if k in cfg)]:
+            OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{path} does not match this entry point's settings: {str(exc).splitlines()[0]}") from None
+    saved.resume = str(run_dir)
+    return saved
+
+
 def start_run(cfg: DictConfig, results: tuple[str, ...] = (), job: str = "run") -> tuple[Any, Path]:
     """(typed settings, run dir) for an entry point: a new run dir must not hold ``results`` of an
-    earlier run; the resolved config is saved there (by rank 0 only under torchrun)."""
+    earlier run; the resolved config is saved there (by rank 0 only under torchrun). A resumed run
+    continues with its saved settings (``resumed_config``)."""
     settings = settings_of(cfg)
     resume = getattr(settings, "resume", None)
     run_dir = run_dir_of(resume)
-    if results and not resume:
+    if resume:
+        cfg = resumed_config(cfg, type(settings), run_dir)
+        settings = settings_of(cfg)
+    elif results:
         from amc.io import refuse_finished_run
 
         refuse_finished_run(run_dir, results, job)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from amc.config import load_settings, run_dir_of, save_resolved_config, settings_of
-from amc.errors import ConfigError, user_errors_exit
+from amc.config import resumed_config, run_dir_of, save_resolved_config, settings_of
+from amc.errors import user_errors_exit
 from amc.io import refuse_finished_run
 from amc.settings import SearchConfig
 from amc.strategy.checks import check_inputs
@@ -25,12 +25,10 @@ def main(cfg: DictConfig) -> None:
     settings: SearchConfig = settings_of(cfg)
     if settings.resume:
         run_dir = run_dir_of(settings.resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"{run_dir} has no config.yaml: not a search run dir")
-        stop_after = settings.stop_after
-        settings = load_settings(run_dir / "config.yaml", SearchConfig)
-        settings.resume, settings.stop_after = str(run_dir), stop_after
+        cfg = resumed_config(cfg, SearchConfig, run_dir)
+        settings = settings_of(cfg)
         check_inputs(settings)
+        save_resolved_config(cfg, run_dir)  # as resume-config.yaml: the original stays
     else:
         check_inputs(settings)
         run_dir = run_dir_of()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import models
 from tests.conftest import assert_clean_error, run_module
@@ -49,10 +50,14 @@ def test_train_resumes_from_its_run_dir(trained, tmp_path):
     assert run_module("amc.train", *args, "train.epochs=1").returncode == 0
     state = torch.load(run_dir / "train_state.pt", weights_only=True)
     assert state["epoch"] == 1
-    # a longer schedule continued from epoch 1, in the same run dir
-    proc = run_module("amc.train", *args, "train.epochs=2", f"resume={run_dir}")
+    # a longer schedule continued from epoch 1, in the same run dir: the command line names only what changes,
+    # everything else (data, model, lr) is the saved config's, not the entry point's defaults
+    proc = run_module("amc.train", "train.epochs=2", "threads=1", f"resume={run_dir}")
     assert proc.returncode == 0 and "resuming train from epoch 1" in proc.stdout
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    original, resumed = (OmegaConf.load(run_dir / f) for f in ("config.yaml", "resume-config.yaml"))
+    assert original.train.epochs == 1 and resumed.train.epochs == 2 and resumed.threads == 1
+    assert resumed.data.name == "digits" and resumed.train.lr == 0.05 and resumed.model == original.model
 
 
 def test_profile_prints_macs_and_params(trained):
