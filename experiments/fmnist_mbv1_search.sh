@@ -10,7 +10,7 @@ base=${BASE:-../shared/benchmarks/fmnist_mbv1_base.pth}
 out=${OUT:-runs/bench}
 only=${RUNS:-}
 mkdir -p "$out"
-common=(experiment=fmnist_benchmark "checkpoint=$base" logger=none threads=2 eval_batch_size=250 ${EXTRA:-})
+common=(experiment=fmnist_benchmark "checkpoint=$base" logger=none threads=2 ${EXTRA:-})
 for spec in "ddpg_s2018 agent=ddpg seed=2018" "uniform agent=uniform seed=2018" \
             "random_s2018 agent=random seed=2018" "ddpg_s2019 agent=ddpg seed=2019"; do
   read -r name args <<<"$spec"
