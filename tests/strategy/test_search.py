@@ -34,7 +34,9 @@ def first_run(tmp_path_factory, cache) -> Path:
     assert "training a base" in proc.stdout  # no checkpoint on the default: one is trained and cached
     # an episode's cost is reported against evaluating the unpruned base on the same images, timed in the run
     assert re.search(
-        r"on the same \d+ search-val images takes [\d.]+ s in float32: a median episode costs [\d.]+ of", proc.stdout
+        r"on the same \d+ search-val images takes [\d.]+ s in float32( / [\d.]+ s in bfloat16)?: "
+        r"a median episode costs [\d.]+( / [\d.]+)? of that",
+        proc.stdout,
     )
     return run_dir
 
