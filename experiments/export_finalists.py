@@ -47,7 +47,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for rank, row in enumerate(finalists(rows, args.count), 1):
         t0 = time.perf_counter()
-        _, net, _, _ = export_finalists(cfg, task, [row], device)  # one row: exported as the search exports it
+        _, net, _, _ = export_finalists(cfg, task, row, [row], device)  # one row: exported as the search exports it
         seconds = time.perf_counter() - t0
         val, test = (evaluate(net, tensor_batches(*s, cfg.eval_batch_size), device)["top1"] for s in splits)
         print(f"| {rank} | {row['episode']} | {row['accuracy']:.2f} | {val:.2f} | {test:.2f} | {seconds:.1f} |")

@@ -45,13 +45,15 @@ def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any
 
 def finalists(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     """The ``count`` best episodes by reward with distinct channels, none timed over a latency budget."""
-    ranked = sorted((r for r in rows if not r.get("over_budget", False)), key=lambda r: -r["reward"])
-    unique = {tuple(r["channels"]): r for r in reversed(ranked)}  # the earliest episode of equal channels
-    return sorted(unique.values(), key=lambda r: (-r["reward"], r["episode"]))[:count]
+    first: dict[tuple[int, ...], dict[str, Any]] = {}  # the earliest episode of equal channels
+    for r in rows:
+        if not r.get("over_budget", False):
+            first.setdefault(tuple(r["channels"]), r)
+    return sorted(first.values(), key=lambda r: (-r["reward"], r["episode"]))[:count]
 
 
 def export_finalists(
-    cfg: SearchConfig, task: SearchTask, rows: list[dict[str, Any]], device: torch.device
+    cfg: SearchConfig, task: SearchTask, best_row: dict[str, Any], rows: list[dict[str, Any]], device: torch.device
 ) -> tuple[dict[str, Any], nn.Module, list[dict[str, Any]], torch.Tensor | None]:
     """Rebuild the search's finalists as the export builds them and keep the one best on search-val.
 
@@ -62,9 +64,10 @@ def export_finalists(
     scorer = task.scorer
     closed = cfg.export_reconstruction == "closed"
     calibration = export_calibration(cfg, task.data, scorer) if closed else scorer.calibration_images
-    candidates = finalists(rows, cfg.export_candidates)
-    if len(candidates) == 1:
-        return candidates[0], _export_net(scorer, candidates[0]["channels"], closed, calibration), [], calibration
+    # one candidate: the search's own best, exactly as before (also when every timed strategy was over budget)
+    candidates = finalists(rows, cfg.export_candidates) if cfg.export_candidates > 1 else []
+    if len(candidates) <= 1:
+        return best_row, _export_net(scorer, best_row["channels"], closed, calibration), [], calibration
     val = stack_dataset(task.data.search_val, limit=cfg.search_val_images)  # float32, as a user evaluates
     best: tuple[float, dict[str, Any], nn.Module] | None = None
     scored = []
@@ -90,7 +93,7 @@ def export_best(
     if scorer.prefix_cache is not None:  # the search is over: its cached activations make room for the export
         scorer.prefix_cache.clear()
         release_freed_memory()
-    best, pruned, scored_finalists, calibration = export_finalists(cfg, task, recorder.rows, device)
+    best, pruned, scored_finalists, calibration = export_finalists(cfg, task, recorder.best, recorder.rows, device)
     test_x, test_y = stack_dataset(task.data.test, limit=cfg.test_images)
     test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
