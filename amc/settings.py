@@ -189,7 +189,7 @@ class ExportConfig:
     checkpoint: Optional[str]
     channels: Optional[list[int]]
     strategy: Optional[str]
-    selection: str
+    selection: Optional[str]
     prune_residual: Optional[bool]
     reconstruct: bool
     reconstruction: str

@@ -8,23 +8,47 @@ import torch
 import torch.nn as nn
 
 from amc.errors import ConfigError
-from amc.pruning.reconstruction import OpenLoopReconstructor, closed_loop_overrides
+from amc.pruning.lsq_ranking import lsq_channel_scores
+from amc.pruning.reconstruction import ConsumerStats, OpenLoopReconstructor, closed_loop_overrides
 from amc.pruning.slicing import channel_scores, check_channels, select_channels, slice_model
 from amc.pruning.structure import PrunableStructure
 
 RECONSTRUCTIONS = ("none", "open", "closed")
 
 
-def keep_indices(
-    model: nn.Module, structure: PrunableStructure, channels: Sequence[int], selection: str = "l1", seed: int = 0
+def selection_scores(
+    model: nn.Module,
+    structure: PrunableStructure,
+    selection: str = "l1",
+    seed: int = 0,
+    stats: dict[str, ConsumerStats] | None = None,
 ) -> list[torch.Tensor]:
-    """Which channels each decision point keeps, by ``selection`` (l1, l2, bn_gamma, random)."""
-    channels = check_channels(structure, channels)
+    """Importance of every decision point's channels by ``selection`` (higher = keep).
+
+    ``lsq`` ranks by greedy least-squares elimination (``amc.pruning.lsq_ranking``) on the open-loop
+    calibration ``stats``; a point that no refit consumer reads falls back to ``l1``.
+    """
+    if selection == "lsq":
+        if stats is None:
+            raise ConfigError("selection=lsq ranks channels by the least-squares statistics: it needs reconstruction")
+        ranked = zip(lsq_channel_scores(structure, stats), structure.points, strict=True)
+        return [s if s is not None else channel_scores(model, p, "l1") for s, p in ranked]
     generator = torch.Generator().manual_seed(seed)
-    return [
-        select_channels(channel_scores(model, point, selection, generator), c)
-        for point, c in zip(structure.points, channels, strict=True)
-    ]
+    return [channel_scores(model, point, selection, generator) for point in structure.points]
+
+
+def keep_indices(
+    model: nn.Module,
+    structure: PrunableStructure,
+    channels: Sequence[int],
+    selection: str = "l1",
+    seed: int = 0,
+    stats: dict[str, ConsumerStats] | None = None,
+) -> list[torch.Tensor]:
+    """Which channels each decision point keeps, by ``selection`` (see ``selection_scores``)."""
+    channels = check_channels(structure, channels)
+    scores = selection_scores(model, structure, selection, seed, stats)
+    return [select_channels(s, c) for s, c in zip(scores, channels, strict=True)]
 
 
 def prune_model(
@@ -44,7 +68,10 @@ def prune_model(
     """
     if reconstruction not in RECONSTRUCTIONS:
         raise ConfigError(f"unknown reconstruction {reconstruction!r}; use one of {', '.join(RECONSTRUCTIONS)}")
-    keep = keep_indices(model, structure, channels, selection, seed)
+    stats = None
+    if selection == "lsq" and calibration_images is not None and len(calibration_images):
+        stats = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed).stats
+    keep = keep_indices(model, structure, channels, selection, seed, stats)
     overrides = None
     if reconstruction != "none":
         overrides = reconstruction_overrides(

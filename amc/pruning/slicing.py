@@ -19,7 +19,7 @@ from amc.errors import ConfigError
 from amc.pruning.structure import DecisionPoint, PrunableStructure
 from amc.pruning.tracing import is_depthwise
 
-SELECTIONS = ("l1", "l2", "bn_gamma", "random")
+SELECTIONS = ("l1", "l2", "bn_gamma", "random", "lsq")  # lsq: amc.pruning.lsq_ranking, from data
 
 
 def channel_scores(
@@ -50,6 +50,8 @@ def channel_scores(
         return modules[point.gamma_bn].weight.detach().float().cpu().clone()
     if method == "random":
         return torch.rand(point.channels, generator=generator)
+    if method == "lsq":
+        raise ConfigError("selection=lsq ranks by calibration data: use amc.pruning.apply.selection_scores")
     raise ConfigError(f"unknown channel selection {method!r}; use one of {', '.join(SELECTIONS)}")
 
 

@@ -105,6 +105,7 @@ def export_best(
         test_top5=test["top5"],
         base_test_top1=base_test["top1"],
         scored_in=str(scorer.dtype).removeprefix("torch."),
+        kept_channels=[k.tolist() for k in scorer.keep(best["channels"])],  # amc.export takes these as scored
         export_reconstruction=cfg.export_reconstruction,
         export_calibration_images=0 if calibration is None else len(calibration),
         not_reconstructed=unreconstructed(scorer.model, scorer.structure) if cfg.reconstruct else {},

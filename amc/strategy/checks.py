@@ -8,6 +8,7 @@ from pathlib import Path
 from amc.data import dataset_info, require_data
 from amc.errors import ConfigError
 from amc.networks import build_model, builder_name, fit_input_size
+from amc.pruning.slicing import SELECTIONS
 from amc.pruning.structure import analyse
 from amc.runtime import EVAL_PRECISIONS
 from amc.settings import SearchConfig
@@ -40,6 +41,12 @@ def check_inputs(cfg: SearchConfig) -> None:
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
     if cfg.export_reconstruction not in ("open", "closed"):
         raise ConfigError("export_reconstruction must be open or closed")
+    if cfg.selection not in SELECTIONS:
+        raise ConfigError(f"unknown channel selection {cfg.selection!r}; use one of {', '.join(SELECTIONS)}")
+    if cfg.selection == "lsq" and not cfg.reconstruct:
+        raise ConfigError(
+            "selection=lsq ranks channels by their least-squares refit: it needs reconstruct=true (or selection=l1)"
+        )
     if cfg.eval_precision not in EVAL_PRECISIONS:
         raise ConfigError(f"eval_precision must be one of {', '.join(EVAL_PRECISIONS)}, got {cfg.eval_precision!r}")
     if cfg.latency_budget is not None and cfg.workers > 1:

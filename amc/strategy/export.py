@@ -10,14 +10,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from amc.data import build_data, calibration_images, stack_dataset
 from amc.errors import ConfigError
 from amc.io import write_json_atomic
 from amc.networks import first_conv_in_channels, load_model_for_data
 from amc.pruning.apply import keep_indices, reconstruction_overrides
-from amc.pruning.reconstruction import unreconstructed
-from amc.pruning.slicing import check_channels, slice_model
-from amc.pruning.structure import analyse
+from amc.pruning.reconstruction import OpenLoopReconstructor, unreconstructed
+from amc.pruning.slicing import SELECTIONS, check_channels, slice_model
+from amc.pruning.structure import PrunableStructure, analyse
 from amc.runtime import seed_everything, set_threads
 from amc.settings import ExportConfig
 from amc.training.distributed import pick_device
@@ -61,6 +63,35 @@ def channels_from(cfg: ExportConfig) -> list[int]:
     raise ConfigError("say what to keep: channels=[c0,c1,...] (one count per decision point) or strategy=strategy.json")
 
 
+def selection_of(cfg: ExportConfig) -> str:
+    """As asked, else as the strategy file's search ranked channels, else l1."""
+    saved = strategy_file(cfg) or {}
+    selection = cfg.selection or str(saved.get("selection", "l1"))
+    if selection not in SELECTIONS:
+        raise ConfigError(f"unknown channel selection {selection!r}; use one of {', '.join(SELECTIONS)}")
+    return selection
+
+
+def saved_keep(cfg: ExportConfig, structure: PrunableStructure, channels: list[int]) -> list[torch.Tensor] | None:
+    """The channel indices the search itself kept, when the strategy file has them for this selection:
+    a data-driven ranking (lsq) is then taken as scored, not recomputed from other calibration images."""
+    saved = strategy_file(cfg) or {}
+    kept = saved.get("kept_channels")
+    if not kept or saved.get("selection", "l1") != selection_of(cfg):
+        return None
+    try:
+        keep = [torch.tensor(sorted({int(i) for i in k}), dtype=torch.long) for k in kept]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{cfg.strategy}: kept_channels is not a list of index lists") from None
+    fits = len(keep) == len(channels) and all(
+        len(k) == c and int(k[0]) >= 0 and int(k[-1]) < w
+        for k, c, w in zip(keep, channels, structure.widths, strict=True)
+    )
+    if not fits:
+        raise ConfigError(f"{cfg.strategy}: kept_channels do not match its channels or this model's widths")
+    return keep
+
+
 def export_strategy(cfg: ExportConfig, run_dir: Path) -> dict[str, Any]:
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -71,7 +102,17 @@ def export_strategy(cfg: ExportConfig, run_dir: Path) -> dict[str, Any]:
     in_channels = first_conv_in_channels(base)
     structure = analyse(base, (1, in_channels, image_size, image_size), prune_residual_of(cfg))
     channels = check_channels(structure, channels_from(cfg))
-    keep = keep_indices(base, structure, channels, cfg.selection, cfg.seed)
+    selection = selection_of(cfg)
+    images = None
+    if cfg.reconstruct:
+        data_kwargs = {**asdict(cfg.data), "resize": image_size}
+        images = calibration_images(data_kwargs, cfg.calibration_images, cfg.calibration_augment, cfg.seed)
+    keep = saved_keep(cfg, structure, channels)
+    if keep is None:
+        stats = None
+        if selection == "lsq" and images is not None:
+            stats = OpenLoopReconstructor(base, structure, images, cfg.points_per_image, cfg.seed).stats
+        keep = keep_indices(base, structure, channels, selection, cfg.seed, stats)
     plain = slice_model(base, structure, keep)
 
     result: dict[str, Any] = {
@@ -80,15 +121,13 @@ def export_strategy(cfg: ExportConfig, run_dir: Path) -> dict[str, Any]:
         "macs": structure.macs(channels),
         "base_params": structure.params(structure.widths),
         "params": structure.params(channels),
-        "selection": cfg.selection,
+        "selection": selection,
         "prune_residual": structure.prune_residual,
     }
     result["macs_ratio"] = result["macs"] / result["base_macs"]
     pruned, timings = plain, {}
     if cfg.reconstruct:
         t0 = time.perf_counter()
-        data_kwargs = {**asdict(cfg.data), "resize": image_size}
-        images = calibration_images(data_kwargs, cfg.calibration_images, cfg.calibration_augment, cfg.seed)
         overrides = reconstruction_overrides(
             base, structure, keep, cfg.reconstruction, images, cfg.points_per_image, cfg.seed
         )

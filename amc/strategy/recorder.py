@@ -130,6 +130,7 @@ class SearchRecorder:
             "model": s.arch_name,
             "seed": self.cfg.seed,
             "agent": self.cfg.agent.name,
+            "selection": self.cfg.selection,
             **extra,
         }
 

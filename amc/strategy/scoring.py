@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from amc.pruning.apply import selection_scores
 from amc.pruning.fusion import fold_batchnorms
 from amc.pruning.reconstruction import OpenLoopReconstructor, closed_loop_overrides
-from amc.pruning.slicing import channel_scores, slice_model
+from amc.pruning.slicing import slice_model
 from amc.pruning.structure import PrunableStructure
 from amc.strategy.prefix_cache import PrefixCache, staged_forward
 from amc.training.evaluation import topk_correct
@@ -65,17 +66,17 @@ class StrategyScorer:
     ) -> None:
         self.model, self.structure = model.eval(), structure
         self.device = torch.device(device)
-        generator = torch.Generator().manual_seed(seed)
-        # Channel rankings do not change during a search: the top-c of a fixed order is a prefix.
-        self.rankings = [
-            torch.argsort(channel_scores(model, p, selection, generator), descending=True, stable=True)
-            for p in structure.points
-        ]
         t0 = time.perf_counter()
         self.reconstructor = None
         self.calibration_images, self.points_per_image, self.seed = calibration_images, points_per_image, seed
         if calibration_images is not None and len(calibration_images):
             self.reconstructor = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed)
+        stats = self.reconstructor.stats if self.reconstructor else None
+        # Channel rankings do not change during a search: the top-c of a fixed order is a prefix.
+        self.rankings = [
+            torch.argsort(s, descending=True, stable=True)
+            for s in selection_scores(model, structure, selection, seed, stats)
+        ]
         self.setup_s = time.perf_counter() - t0
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.memory_format, self.dtype = fmt, dtype

@@ -7,8 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 import models
+from amc.pruning.slicing import slice_model
+from amc.pruning.structure import analyse
 from tests.conftest import assert_clean_error, run_module
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the entry points
@@ -142,6 +145,35 @@ def test_finalists_are_rebuilt_as_exported_and_the_best_kept(cache, tmp_path):
     assert sum(p.numel() for p in pruned.parameters()) == strategy["params"]
 
 
+def test_lsq_selection_is_exported_with_the_channels_it_scored(cache, tmp_path):
+    """selection=lsq ranks channels on the search's calibration statistics; strategy.json keeps the indices it
+    scored, and amc.export slices exactly those instead of re-ranking on its own calibration images."""
+    smoke(tmp_path / "lsq", cache, "agent=random", "selection=lsq")
+    strategy = json.loads((tmp_path / "lsq" / "strategy.json").read_text())
+    assert strategy["selection"] == "lsq"
+    kept = strategy["kept_channels"]
+    assert [len(k) for k in kept] == strategy["channels"]
+    proc = run_module(
+        "amc.export",
+        f"checkpoint={strategy['base_checkpoint']}",
+        "data=digits",
+        f"strategy={tmp_path / 'lsq' / 'strategy.json'}",
+        "reconstruct=false",
+        "evaluate=false",
+        f"output={tmp_path / 'exported.pt'}",
+        f"hydra.run.dir={tmp_path / 'export'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "export" / "export_summary.json").read_text())["selection"] == "lsq"
+    base = models.load_checkpoint(strategy["base_checkpoint"]).eval()
+    size = int(base.checkpoint_metadata["image_size"])
+    structure = analyse(base, (1, 1, size, size))
+    expected = slice_model(base, structure, [torch.tensor(k) for k in kept]).state_dict()
+    exported = models.load_checkpoint(tmp_path / "exported.pt").state_dict()
+    assert expected.keys() == exported.keys()
+    assert all(torch.equal(expected[k], exported[k]) for k in expected)
+
+
 def test_params_budget(cache, tmp_path):
     smoke(tmp_path / "params", cache, "params_budget=0.4", "agent=random")
     strategy = json.loads((tmp_path / "params" / "strategy.json").read_text())
@@ -180,6 +212,8 @@ def test_a_latency_budget_search_times_its_export_end_to_end(first_run, cache, t
         (["base_training.epochs=0"], "base_training.epochs must be ≥ 1"),
         (["latency_budget=0.9", "workers=2"], "latency_budget times networks, which needs the machine to itself"),
         (["model=torchvision", "model.name=nope"], "unknown torchvision classification model 'nope'"),
+        (["selection=nope"], "unknown channel selection 'nope'"),
+        (["selection=lsq", "reconstruct=false"], "selection=lsq ranks channels by their least-squares refit"),
     ],
 )
 def test_bad_search_inputs(args, message, cache, tmp_path):
