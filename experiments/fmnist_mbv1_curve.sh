@@ -3,12 +3,13 @@
 # 0.25, 0.5 and 0.75 from the fixed base weights with the shared settings; then the table, the plot and
 # the latency table (experiments/curve_report.py). RUNS="0.25/ddpg_s2018 ..." runs only those; finished
 # runs (pruned.pt present) are skipped, so the script resumes. Results in $OUT (default runs/curve).
+# The search defaults apply (selection=lsq, bfloat16 scoring where native); EXTRA="selection=l1" adds overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${BASE:-../shared/benchmarks/fmnist_mbv1_base.pth}
 out=${OUT:-runs/curve}
 only=${RUNS:-}
-common=(experiment=fmnist_benchmark "checkpoint=$base" logger=none threads=${THREADS:-2} eval_batch_size=250)
+common=(experiment=fmnist_benchmark "checkpoint=$base" logger=none threads=${THREADS:-2} ${EXTRA:-})
 for budget in 0.25 0.5 0.75; do
   for spec in "ddpg_s2018 agent=ddpg seed=2018" "uniform agent=uniform seed=2018" \
               "random_s2018 agent=random seed=2018" "ddpg_s2019 agent=ddpg seed=2019"; do

@@ -17,13 +17,8 @@ from collections.abc import Sequence
 
 import torch
 
-from amc.pruning.reconstruction import RIDGE, ConsumerStats, input_columns
+from amc.pruning.reconstruction import RIDGE, ConsumerStats, input_columns, well_posed
 from amc.pruning.structure import PrunableStructure
-
-# Fewer rows than this per column leave the refit underdetermined (e.g. a classifier fit on one row per image):
-# any subset then "explains" the targets, and the elimination picks channels by noise. Such a consumer gives
-# no ranking; a point no well-posed consumer reads falls back to L1.
-MIN_ROWS_PER_COLUMN = 2
 
 
 class _Elimination:
@@ -92,10 +87,10 @@ def elimination_scores(
 ) -> torch.Tensor:
     """Importance of each channel (higher = keep): the step at which greedy elimination drops it.
 
-    :param consumers: each consumer's statistics and the input columns of each channel it reads.
+    :param consumers: each consumer's statistics and the input columns of each channel it reads (the same
+        number of columns for every channel).
     """
-    # uneven positions per channel allow no batched block solve; such consumers are rare and left out
-    problems = [_Elimination(s, cols, ridge) for s, cols in consumers if len({len(c) for c in cols.values()}) == 1]
+    problems = [_Elimination(s, cols, ridge) for s, cols in consumers]
     alive = torch.ones(channels, dtype=torch.bool)
     scores = torch.zeros(channels)
     for step in range(channels):
@@ -109,21 +104,20 @@ def elimination_scores(
     return scores
 
 
-def well_posed(stats: ConsumerStats | None) -> bool:
-    return stats is not None and stats.rows >= MIN_ROWS_PER_COLUMN * len(stats.gram)
-
-
 def lsq_channel_scores(
     structure: PrunableStructure, stats: dict[str, ConsumerStats], ridge: float = RIDGE
 ) -> list[torch.Tensor | None]:
     """Greedy least-squares importance of every decision point's channels (``None``: no well-posed refit
-    consumer reads it)."""
+    consumer reads it; on an underdetermined problem any subset "explains" the targets, so the elimination
+    would pick channels by noise)."""
     out: list[torch.Tensor | None] = []
     for point in structure.points:
         consumers = []
         for use in point.tensors:
             name = use.key.rsplit(".", 1)[0]
             if use.dim == 1 and use.key.endswith(".weight") and name in point.consumers and well_posed(stats.get(name)):
-                consumers.append((stats[name], channel_columns(use.positions, use.roots, stats[name].kernel_area)))
+                columns = channel_columns(use.positions, use.roots, stats[name].kernel_area)
+                if len({len(c) for c in columns.values()}) == 1:  # uneven positions per channel: rare, left out
+                    consumers.append((stats[name], columns))
         out.append(elimination_scores(point.channels, consumers, ridge) if consumers else None)
     return out

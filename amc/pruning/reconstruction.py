@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +28,9 @@ from amc.pruning.structure import PrunableStructure
 
 RIDGE = 1e-6  # relative to the mean diagonal of XᵀX
 DEFAULT_MAX_COLUMNS = 4608  # XᵀX of a 3×3 conv reading 512 channels: 170 MB in float64
+# Fewer rows than this per column leave a refit underdetermined (a classifier fit on one row per image, 1,000
+# images for 1,024 inputs): any subset of channels then reproduces the targets, with large weights.
+MIN_ROWS_PER_COLUMN = 2
 
 
 @dataclass
@@ -36,6 +39,16 @@ class ConsumerStats:
     cross: torch.Tensor  # XᵀY, float64, [C·k², O]
     kernel_area: int
     rows: int
+
+
+def well_posed(stats: ConsumerStats | None) -> bool:
+    return stats is not None and stats.rows >= MIN_ROWS_PER_COLUMN * len(stats.gram)
+
+
+def images_for_rows(stats: ConsumerStats, images: int) -> int:
+    """How many calibration images make ``stats``' problem well posed, at its rows per image."""
+    per_image = max(1, stats.rows // max(1, images))
+    return -(-MIN_ROWS_PER_COLUMN * len(stats.gram) // per_image)
 
 
 def sampled_positions(
@@ -244,12 +257,20 @@ class OpenLoopReconstructor:
         seed: int = 0,
         batch_size: int = 250,
         max_columns: int = DEFAULT_MAX_COLUMNS,
+        more_images: Callable[[int], torch.Tensor] | None = None,
     ) -> None:
+        """:param more_images: ``count`` → that many calibration images; consumers the ``images`` leave
+        underdetermined (fewer than ``MIN_ROWS_PER_COLUMN`` rows per column) are refit on enough of them."""
         layers = consumer_layers(model, structure)
         self.skipped = {n: why for n, m in layers.items() if (why := _solvable(m, max_columns))}
         self.consumers = {n: m for n, m in layers.items() if n not in self.skipped}
         self.stats = collect_stats(model, self.consumers, images, points_per_image, seed, batch_size)
         self.structure = structure
+        thin = {n: images_for_rows(s, len(images)) for n, s in self.stats.items() if not well_posed(s)}
+        if thin and more_images is not None:
+            extra = more_images(max(thin.values()))
+            more = {n: self.consumers[n] for n in thin}
+            self.stats.update(collect_stats(model, more, extra, points_per_image, seed, batch_size))
 
     def overrides(self, keep: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Reconstructed full-width consumer weights for the kept channels of every decision point."""

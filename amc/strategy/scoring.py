@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +45,8 @@ class StrategyScorer:
     :param prefix_cache_mb: memory for reused early activations (0: evaluate every strategy in full).
     :param dtype: what the pruned networks are evaluated in (``amc.runtime.eval_dtype``); the least squares
         and the export stay float32.
+    :param more_calibration: ``count`` → calibration images, for consumers ``calibration_images`` leave
+        underdetermined (a classifier: one row per image).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class StrategyScorer:
         channels_last: bool = True,
         prefix_cache_mb: float = 0,
         dtype: torch.dtype = torch.float32,
+        more_calibration: Callable[[int], torch.Tensor] | None = None,
     ) -> None:
         self.model, self.structure = model.eval(), structure
         self.device = torch.device(device)
@@ -70,7 +73,9 @@ class StrategyScorer:
         self.reconstructor = None
         self.calibration_images, self.points_per_image, self.seed = calibration_images, points_per_image, seed
         if calibration_images is not None and len(calibration_images):
-            self.reconstructor = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed)
+            self.reconstructor = OpenLoopReconstructor(
+                model, structure, calibration_images, points_per_image, seed, more_images=more_calibration
+            )
         stats = self.reconstructor.stats if self.reconstructor else None
         # Channel rankings do not change during a search: the top-c of a fixed order is a prefix.
         self.rankings = [

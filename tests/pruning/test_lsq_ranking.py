@@ -9,8 +9,8 @@ import torch
 
 from amc.errors import ConfigError
 from amc.pruning.apply import keep_indices, selection_scores
-from amc.pruning.lsq_ranking import elimination_scores, well_posed
-from amc.pruning.reconstruction import RIDGE, ConsumerStats, OpenLoopReconstructor, input_columns
+from amc.pruning.lsq_ranking import elimination_scores
+from amc.pruning.reconstruction import RIDGE, ConsumerStats, OpenLoopReconstructor, input_columns, well_posed
 from amc.pruning.slicing import channel_scores
 from amc.pruning.structure import analyse
 from tests.pruning.test_pruning import randomised
@@ -109,3 +109,24 @@ def test_lsq_without_statistics_is_a_clear_error():
     structure = analyse(model, size)
     with pytest.raises(ConfigError, match="needs reconstruction"):
         keep_indices(model, structure, structure.widths, "lsq")
+
+
+def test_an_underdetermined_consumer_is_refit_on_more_images():
+    """The classifier gets one row per image: 64 images cannot fit its 1,024 inputs, so it asks for enough."""
+    model, size = randomised("mobilenet_v1")
+    structure = analyse(model, size)
+    asked: list[int] = []
+
+    def more(count: int) -> torch.Tensor:
+        asked.append(count)
+        return torch.randn(count, *size[1:])
+
+    images = torch.randn(64, *size[1:])
+    thin = OpenLoopReconstructor(model, structure, images, points_per_image=10, seed=0).stats
+    fitted = OpenLoopReconstructor(model, structure, images, points_per_image=10, seed=0, more_images=more).stats
+    columns = len(thin["classifier.0"].gram)
+    assert thin["classifier.0"].rows == 64 and not well_posed(thin["classifier.0"])
+    assert asked == [2 * columns]  # one row per image: twice the columns in images
+    assert fitted["classifier.0"].rows == 2 * columns and well_posed(fitted["classifier.0"])
+    assert all(well_posed(s) for s in fitted.values())
+    assert torch.equal(fitted["features.0.3"].gram, thin["features.0.3"].gram)  # well-posed ones untouched
