@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import models
+from amc.pruning.structure import analyse
 from tests.conftest import assert_clean_error, run_module, run_ok
 
 USER_NET = textwrap.dedent(
@@ -61,7 +62,16 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
     base_path = train_dir / "best.pt"
     run_ok(f"amc.search experiment=smoke {common} checkpoint={base_path} hydra.run.dir={search_dir}", user_code)
     strategy = json.loads((search_dir / "strategy.json").read_text())
-    assert 0.49 <= strategy["macs"] / strategy["base_macs"] <= 0.5
+    assert strategy["macs"] <= 0.5 * strategy["base_macs"]
+    # the budget fill left nothing on the table: on this coarse grid (steps of 4 channels of 16-64) it may land a few
+    # percent under 0.5, but no single step more fits
+    structure = analyse(base.eval(), (1, 1, 8, 8))
+    channels = strategy["channels"]
+    assert structure.macs(channels) == strategy["macs"]
+    for i, width in enumerate(structure.widths):
+        if channels[i] + 4 <= width:
+            grown = [c + 4 * (j == i) for j, c in enumerate(channels)]
+            assert structure.macs(grown) > 0.5 * strategy["base_macs"]
     assert strategy["prune_residual"] is True and len(strategy["channels"]) == 4  # 2 inner + 2 residual streams
     pruned = models.load_checkpoint(search_dir / "pruned.pt")
     assert sum(p.numel() for p in pruned.parameters()) == strategy["params"]
