@@ -18,6 +18,7 @@ from amc.pruning.structure import PrunableStructure
 
 CostFn = Callable[[Sequence[int]], float]
 TOLERANCE = 1e-9  # float slack in every "fits" and "at most" comparison (costs and ratios are exact otherwise)
+CLOSE_ENOUGH = 0.01  # a filled strategy this close under its budget is not traded further
 
 
 def largest_at_most(allowed: Sequence[int], bound: float) -> int:
@@ -132,13 +133,34 @@ class ActionWall:
         return scaled(lo)
 
     def fill(self, channels: Sequence[int]) -> list[int]:
-        """Spend budget left over by rounding: grow the most-pruned layers one grid step while it fits."""
-        channels = list(channels)
+        """Spend budget left over by rounding: grow the most-pruned layers one grid step while it fits.
+
+        On a coarse grid (a narrow network) one more step of any layer can cost more than is left, leaving the
+        strategy over 1 % under budget; then a layer is lowered (by any number of steps), traded for steps up in
+        the others, and the trade that lands closest to the budget is kept, while one helps.
+        """
+        channels = self._grow(list(channels))
+        for _ in range(len(channels)):
+            if self.constraint.cost(channels) >= (1 - CLOSE_ENOUGH) * self.constraint.limit:
+                break
+            best, best_cost = channels, self.constraint.cost(channels)
+            for i, c in enumerate(channels):
+                for lower in self.allowed[i][: self.allowed[i].index(c)]:
+                    trial = self._grow([*channels[:i], lower, *channels[i + 1 :]], frozen=i)
+                    if (cost := self.constraint.cost(trial)) > best_cost:
+                        best, best_cost = trial, cost
+            if best is channels:
+                break
+            channels = best
+        return channels
+
+    def _grow(self, channels: list[int], frozen: int | None = None) -> list[int]:
+        """Grow the most-pruned layers (all but ``frozen``) one grid step at a time while the budget allows."""
         while True:
             best = None
             for i, c in enumerate(channels):
                 pos = self.allowed[i].index(c)
-                if pos + 1 == len(self.allowed[i]):
+                if i == frozen or pos + 1 == len(self.allowed[i]):
                     continue
                 trial = [*channels[:i], self.allowed[i][pos + 1], *channels[i + 1 :]]
                 if self.constraint.fits(trial):
