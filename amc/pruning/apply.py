@@ -68,14 +68,14 @@ def prune_model(
     """
     if reconstruction not in RECONSTRUCTIONS:
         raise ConfigError(f"unknown reconstruction {reconstruction!r}; use one of {', '.join(RECONSTRUCTIONS)}")
-    stats = None
+    open_loop = None
     if selection == "lsq" and calibration_images is not None and len(calibration_images):
-        stats = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed).stats
-    keep = keep_indices(model, structure, channels, selection, seed, stats)
+        open_loop = OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed)
+    keep = keep_indices(model, structure, channels, selection, seed, open_loop.stats if open_loop else None)
     overrides = None
     if reconstruction != "none":
         overrides = reconstruction_overrides(
-            model, structure, keep, reconstruction, calibration_images, points_per_image, seed
+            model, structure, keep, reconstruction, calibration_images, points_per_image, seed, open_loop
         )
     return slice_model(model, structure, keep, overrides)
 
@@ -88,12 +88,17 @@ def reconstruction_overrides(
     calibration_images: torch.Tensor | None,
     points_per_image: int = 10,
     seed: int = 0,
+    open_loop: OpenLoopReconstructor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Least-squares consumer weights for ``keep``: ``open`` loop (as AMC) or ``closed`` loop."""
+    """Least-squares consumer weights for ``keep``: ``open`` loop (as AMC) or ``closed`` loop.
+
+    :param open_loop: statistics already collected on these images (for an lsq ranking), reused by ``open``.
+    """
     if calibration_images is None or len(calibration_images) == 0:
         raise ConfigError("reconstruction needs calibration images")
     if mode == "open":
-        return OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed).overrides(keep)
+        open_loop = open_loop or OpenLoopReconstructor(model, structure, calibration_images, points_per_image, seed)
+        return open_loop.overrides(keep)
     if mode == "closed":
         return closed_loop_overrides(model, structure, keep, calibration_images, points_per_image, seed)
     raise ConfigError(f"unknown reconstruction {mode!r}; use open or closed")

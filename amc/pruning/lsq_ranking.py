@@ -24,9 +24,9 @@ from amc.pruning.structure import PrunableStructure
 class _Elimination:
     """One consumer's least-squares problem, shrinking as channels are dropped."""
 
-    def __init__(self, stats: ConsumerStats, columns: dict[int, list[int]], ridge: float = RIDGE) -> None:
+    def __init__(self, stats: ConsumerStats, columns: dict[int, list[int]]) -> None:
         gram = stats.gram
-        ridge = ridge * gram.diagonal().mean().clamp_min(1e-12)
+        ridge = RIDGE * gram.diagonal().mean().clamp_min(1e-12)  # the refit's own ridge (reconstruction.solve)
         self.inverse = torch.linalg.inv(gram + ridge * torch.eye(len(gram), dtype=gram.dtype))
         self.weights = self.inverse @ stats.cross  # β: the refit of every column, [n, O]
         self.channels = torch.tensor(sorted(columns))  # the point's channels this consumer reads
@@ -82,15 +82,13 @@ def channel_columns(positions: Sequence[int], roots: Sequence[int], area: int) -
     return out
 
 
-def elimination_scores(
-    channels: int, consumers: list[tuple[ConsumerStats, dict[int, list[int]]]], ridge: float = RIDGE
-) -> torch.Tensor:
+def elimination_scores(channels: int, consumers: list[tuple[ConsumerStats, dict[int, list[int]]]]) -> torch.Tensor:
     """Importance of each channel (higher = keep): the step at which greedy elimination drops it.
 
     :param consumers: each consumer's statistics and the input columns of each channel it reads (the same
         number of columns for every channel).
     """
-    problems = [_Elimination(s, cols, ridge) for s, cols in consumers]
+    problems = [_Elimination(s, cols) for s, cols in consumers]
     alive = torch.ones(channels, dtype=torch.bool)
     scores = torch.zeros(channels)
     for step in range(channels):
@@ -104,9 +102,7 @@ def elimination_scores(
     return scores
 
 
-def lsq_channel_scores(
-    structure: PrunableStructure, stats: dict[str, ConsumerStats], ridge: float = RIDGE
-) -> list[torch.Tensor | None]:
+def lsq_channel_scores(structure: PrunableStructure, stats: dict[str, ConsumerStats]) -> list[torch.Tensor | None]:
     """Greedy least-squares importance of every decision point's channels (``None``: no well-posed refit
     consumer reads it; on an underdetermined problem any subset "explains" the targets, so the elimination
     would pick channels by noise)."""
@@ -119,5 +115,5 @@ def lsq_channel_scores(
                 columns = channel_columns(use.positions, use.roots, stats[name].kernel_area)
                 if len({len(c) for c in columns.values()}) == 1:  # uneven positions per channel: rare, left out
                     consumers.append((stats[name], columns))
-        out.append(elimination_scores(point.channels, consumers, ridge) if consumers else None)
+        out.append(elimination_scores(point.channels, consumers) if consumers else None)
     return out

@@ -108,11 +108,11 @@ def export_strategy(cfg: ExportConfig, run_dir: Path) -> dict[str, Any]:
         data_kwargs = {**asdict(cfg.data), "resize": image_size}
         images = calibration_images(data_kwargs, cfg.calibration_images, cfg.calibration_augment, cfg.seed)
     keep = saved_keep(cfg, structure, channels)
+    open_loop = None  # statistics an lsq ranking collects, reused by an open-loop refit
     if keep is None:
-        stats = None
         if selection == "lsq" and images is not None:
-            stats = OpenLoopReconstructor(base, structure, images, cfg.points_per_image, cfg.seed).stats
-        keep = keep_indices(base, structure, channels, selection, cfg.seed, stats)
+            open_loop = OpenLoopReconstructor(base, structure, images, cfg.points_per_image, cfg.seed)
+        keep = keep_indices(base, structure, channels, selection, cfg.seed, open_loop.stats if open_loop else None)
     plain = slice_model(base, structure, keep)
 
     result: dict[str, Any] = {
@@ -129,7 +129,7 @@ def export_strategy(cfg: ExportConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.reconstruct:
         t0 = time.perf_counter()
         overrides = reconstruction_overrides(
-            base, structure, keep, cfg.reconstruction, images, cfg.points_per_image, cfg.seed
+            base, structure, keep, cfg.reconstruction, images, cfg.points_per_image, cfg.seed, open_loop
         )
         pruned = slice_model(base, structure, keep, overrides)
         timings["reconstruction_s"] = time.perf_counter() - t0

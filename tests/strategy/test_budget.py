@@ -29,6 +29,14 @@ def test_allowed_counts_respect_grid_and_lower_bound():
     assert allowed_counts(4, 8, 0.2) == [4]
 
 
+def random_decisions(wall: ActionWall, generator: torch.Generator) -> list[int]:
+    """One episode of random keep ratios, each through the wall as the environment applies it."""
+    decided: list[int] = []
+    for t in range(len(wall.allowed)):
+        decided.append(wall.choose(decided, t, float(torch.rand((), generator=generator))))
+    return decided
+
+
 @pytest.mark.parametrize("kind", ["flops", "params"])
 @pytest.mark.parametrize("budget", [0.3, 0.5, 0.7])
 def test_any_actions_meet_the_budget(mbv1, kind, budget):
@@ -36,9 +44,7 @@ def test_any_actions_meet_the_budget(mbv1, kind, budget):
     wall = ActionWall(mbv1, constraint, 0.2, 8)
     generator = torch.Generator().manual_seed(0)
     for _ in range(30):
-        decided: list[int] = []
-        for t in range(len(mbv1.points)):
-            decided.append(wall.choose(decided, t, float(torch.rand((), generator=generator))))
+        decided = random_decisions(wall, generator)
         assert constraint.cost(decided) <= constraint.limit
         filled = wall.fill(decided)
         assert constraint.cost(decided) <= constraint.cost(filled) <= constraint.limit
@@ -84,10 +90,7 @@ def test_a_coarse_grid_is_filled_to_within_one_percent_by_trading_steps():
     wall = ActionWall(structure, constraint, 0.2, 4)
     generator = torch.Generator().manual_seed(0)
     for _ in range(100):
-        decided: list[int] = []
-        for t in range(len(structure.points)):
-            decided.append(wall.choose(decided, t, float(torch.rand((), generator=generator))))
-        filled = wall.fill(wall.scale_to_budget(decided))
+        filled = wall.fill(wall.scale_to_budget(random_decisions(wall, generator)))
         assert 0.495 * constraint.base_cost <= constraint.cost(filled) <= constraint.limit
         assert all(c in allowed for c, allowed in zip(filled, wall.allowed, strict=True))
 
