@@ -6,19 +6,33 @@ stages wherever a single tensor carries everything forward; the activations afte
 on the decision points whose layers (producers, pass-through, consumers) run in stages ``0..i``, so a
 strategy that agrees with an earlier one on those points can start from the stored activations. The
 result is bit-identical to a full evaluation: same batches, same modules, same kernels, same order.
+
+The staged forward also runs each conv → (folded BN) → activation chain as one kernel on CPU
+(``amc.pruning.fusion``), with or without the cache.
 """
 
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
 
 from amc.errors import ConfigError
+from amc.pruning.fusion import ConvActivation, can_fuse, conv_activation_chains, fused_conv_activation
 from amc.pruning.structure import PrunableStructure
+
+
+@dataclass
+class BoundNet:
+    """One network's modules for a staged run, and which of its convs run fused with their activation."""
+
+    modules: dict[str, nn.Module]
+    fused: dict[int, ConvActivation] = field(default_factory=dict)  # by the conv's node index
+    passthrough: set[int] = field(default_factory=set)  # activations a fused conv already applied
 
 
 class StagedForward:
@@ -28,7 +42,7 @@ class StagedForward:
     the same decision points, the deepest is kept (it saves the most work).
     """
 
-    def __init__(self, model: nn.Module, structure: PrunableStructure) -> None:
+    def __init__(self, model: nn.Module, structure: PrunableStructure, fuse: bool = True) -> None:
         self.nodes = list(fx.symbolic_trace(model).graph.nodes)
         inputs = [n for n in self.nodes if n.op == "placeholder"]
         if len(inputs) != 1:
@@ -61,6 +75,21 @@ class StagedForward:
             cuts.pop()  # a cut right before the output saves nothing
         self.cuts = [i for i, _ in cuts]
         self.points_upto = [key for _, key in cuts]
+        chains = conv_activation_chains(self.nodes, dict(model.named_modules())) if fuse else []
+        # a chain split by a cut would store the conv's output where the cache expects the activation's
+        self.chains = [c for c in chains if not any(c.conv <= cut < c.activation for cut in self.cuts)]
+
+    def bind(self, net: nn.Module) -> BoundNet:
+        """``net``'s modules, fusing each conv → activation chain whose BatchNorms are folded (``nn.Identity``)
+        and whose conv oneDNN can run with its activation."""
+        bound = BoundNet(dict(net.named_modules()))
+        for chain in self.chains:
+            conv = bound.modules.get(str(self.nodes[chain.conv].target))
+            folded = all(isinstance(bound.modules.get(str(self.nodes[i].target)), nn.Identity) for i in chain.between)
+            if folded and conv is not None and can_fuse(conv):
+                bound.fused[chain.conv] = chain
+                bound.passthrough.add(chain.activation)
+        return bound
 
     def run(
         self,
@@ -68,9 +97,12 @@ class StagedForward:
         value: torch.Tensor,
         start: int,
         stop: int | None,
-        modules: dict[str, nn.Module] | None = None,
+        bound: BoundNet | None = None,
     ) -> torch.Tensor:
-        """Run from after cut ``start - 1`` (``start`` 0: from the input) to cut ``stop`` (``None``: the output)."""
+        """Run from after cut ``start - 1`` (``start`` 0: from the input) to cut ``stop`` (``None``: the output).
+
+        :param bound: ``self.bind(net)``, made once per network (it costs a walk over the modules).
+        """
         first = 0 if start == 0 else self.cuts[start - 1] + 1
         last = len(self.nodes) - 1 if stop is None else self.cuts[stop]
         env: dict[fx.Node, object] = {}
@@ -79,12 +111,18 @@ class StagedForward:
             first = 1
         else:
             env[self.nodes[self.cuts[start - 1]]] = value
-        modules = modules if modules is not None else dict(net.named_modules())
+        bound = bound if bound is not None else self.bind(net)
+        modules = bound.modules
         for i in range(first, last + 1):
             node = self.nodes[i]
             args = fx.node.map_arg(node.args, lambda n: env[n])
             kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
-            if node.op == "call_module":
+            if i in bound.passthrough:  # the conv before applied it
+                out = env[node.all_input_nodes[0]]
+            elif i in bound.fused and not kwargs and len(args) == 1:
+                chain = bound.fused[i]
+                out = fused_conv_activation(modules[node.target], args[0], chain.attr, chain.scalars)
+            elif node.op == "call_module":
                 out = modules[node.target](*args, **kwargs)
             elif node.op == "call_function":
                 out = node.target(*args, **kwargs)
@@ -102,6 +140,17 @@ class StagedForward:
                     env.pop(a, None)
         return env[self.nodes[last]]
 
+    @torch.inference_mode()
+    def matches_forward(self, net: nn.Module, x: torch.Tensor) -> bool:
+        """Whether the stages, whole and split at the first and last cut, reproduce ``net(x)`` (guards against a
+        forward() this split does not know, and checks the fused kernels on ``net``)."""
+        expected = net(x)
+        bound = self.bind(net)
+        ends = sorted({0, len(self.cuts) - 1}) if self.cuts else []
+        split = [self.run(net, self.run(net, x, 0, k, bound), k + 1, None, bound) for k in ends]
+        outputs = [self.run(net, x, 0, None, bound), *split]
+        return all(torch.allclose(out, expected, rtol=1e-4, atol=1e-5) for out in outputs)
+
 
 def _attr(net: nn.Module, target: str):
     obj = net
@@ -110,10 +159,10 @@ def _attr(net: nn.Module, target: str):
     return obj
 
 
-def staged_forward(model: nn.Module, structure: PrunableStructure) -> StagedForward | None:
+def staged_forward(model: nn.Module, structure: PrunableStructure, fuse: bool = True) -> StagedForward | None:
     """The model's staged forward, or ``None`` where torch.fx cannot trace it (no prefix cache then)."""
     try:
-        return StagedForward(model, structure)
+        return StagedForward(model, structure, fuse)
     except Exception:  # fx's limits (data-dependent control flow): evaluate in full instead
         return None
 
@@ -142,18 +191,6 @@ class PrefixCache:
         return [(i, tuple(int(channels[j]) for j in pts)) for i, pts in enumerate(self.points_upto)]
 
     @torch.inference_mode()
-    def matches_forward(self, model: nn.Module, x: torch.Tensor) -> bool:
-        """Whether stages + tail reproduce ``model(x)`` (guards against a forward() this split does not know)."""
-        expected = model(x)
-        split = [
-            self.staged.run(model, self.staged.run(model, x, 0, k), k + 1, None)
-            for k in (0, len(self.staged.cuts) - 1)
-            if k >= 0
-        ]
-        outputs = [self.staged.run(model, x, 0, None), *split]
-        return all(torch.allclose(out, expected, rtol=1e-4, atol=1e-5) for out in outputs)
-
-    @torch.inference_mode()
     def logits(
         self, net: nn.Module, channels: Sequence[int], images: torch.Tensor, batch_size: int
     ) -> tuple[torch.Tensor, int]:
@@ -167,22 +204,22 @@ class PrefixCache:
             self.entries.move_to_end(reading)
         store_at = next((k[0] for k in reversed(keys[start:]) if self.seen[k] >= 2 and k not in self.entries), None)
         batches = range(0, len(images), batch_size)
-        modules = dict(net.named_modules())
+        bound = self.staged.bind(net)
         storing = store_at is not None
         kept: torch.Tensor | None = None
         outputs = []
         for b, i in enumerate(batches):
             h = self.entries[reading][i : i + batch_size] if reading else images[i : i + batch_size]
             if storing:
-                h = self.staged.run(net, h, start, store_at, modules)
+                h = self.staged.run(net, h, start, store_at, bound)
                 if b == 0:
                     kept = self._allocate(h, len(images), keep=reading)
                     storing = kept is not None
                 if kept is not None:
                     kept[i : i + batch_size] = h
-                outputs.append(self.staged.run(net, h, store_at + 1, None, modules))
+                outputs.append(self.staged.run(net, h, store_at + 1, None, bound))
             else:
-                outputs.append(self.staged.run(net, h, start, None, modules))
+                outputs.append(self.staged.run(net, h, start, None, bound))
         if kept is not None:
             self.entries[keys[store_at]] = kept
             self.held_bytes += _nbytes(kept)

@@ -88,15 +88,20 @@ class StrategyScorer:
         self.val_images = val_images.to(self.device, dtype).contiguous(memory_format=fmt)
         self.val_labels = val_labels.to(self.device)
         self.metric, self.batch_size = metric, batch_size
-        self.prefix_cache = None
-        staged = staged_forward(model, structure) if prefix_cache_mb > 0 else None
-        if prefix_cache_mb > 0 and staged is None:
-            warnings.warn(f"{structure.arch_name}: torch.fx cannot trace forward(); no prefix cache", stacklevel=2)
-        if staged is not None:
-            self.prefix_cache = PrefixCache(staged, int(prefix_cache_mb * 2**20))
-            if not self.prefix_cache.matches_forward(model, val_images[:2].to(self.device)):
-                warnings.warn(f"{structure.arch_name}: staged forward != forward(); no prefix cache", stacklevel=2)
-                self.prefix_cache = None
+        # The forward traced once: stages the prefix cache can start from, and conv + activation fused on CPU.
+        self.staged = staged_forward(model, structure)
+        probe = val_images[:2].to(self.device)
+        if self.staged is not None and not (
+            self.staged.matches_forward(model, probe)
+            and self.staged.matches_forward(self._prepare(copy.deepcopy(model)), probe.to(dtype, memory_format=fmt))
+        ):
+            warnings.warn(f"{structure.arch_name}: staged forward != forward(); using forward()", stacklevel=2)
+            self.staged = None
+        if prefix_cache_mb > 0 and self.staged is None:
+            warnings.warn(f"{structure.arch_name}: no staged forward (torch.fx); no prefix cache", stacklevel=2)
+        self.prefix_cache = (
+            PrefixCache(self.staged, int(prefix_cache_mb * 2**20)) if prefix_cache_mb > 0 and self.staged else None
+        )
 
     def keep(self, channels: Sequence[int]) -> list[torch.Tensor]:
         return [r[: int(c)].sort().values for r, c in zip(self.rankings, channels, strict=True)]
@@ -166,4 +171,8 @@ class StrategyScorer:
         if self.prefix_cache is not None:
             return self.prefix_cache.logits(net, channels, self.val_images, self.batch_size)
         batches = range(0, len(self.val_labels), self.batch_size)
-        return torch.cat([net(self.val_images[i : i + self.batch_size]) for i in batches]), 0
+        if self.staged is None:
+            return torch.cat([net(self.val_images[i : i + self.batch_size]) for i in batches]), 0
+        bound = self.staged.bind(net)
+        images = self.val_images
+        return torch.cat([self.staged.run(net, images[i : i + self.batch_size], 0, None, bound) for i in batches]), 0

@@ -1,0 +1,80 @@
+"""Conv + activation fused into one oneDNN kernel: found where it is safe, and bit-identical to eager PyTorch."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from amc.pruning.fusion import can_fuse, fold_batchnorms
+from amc.pruning.slicing import slice_model
+from amc.pruning.structure import analyse
+from amc.strategy.prefix_cache import StagedForward
+from tests.pruning.test_pruning import randomised
+
+pytestmark = pytest.mark.skipif(not can_fuse(nn.Conv2d(1, 1, 1)), reason="no oneDNN on this build")
+
+
+def pruned_folded(name: str, dtype: torch.dtype) -> tuple[nn.Module, StagedForward, tuple[int, ...]]:
+    model, size = randomised(name)
+    structure = analyse(model, size)
+    keep = [torch.arange(0, w, 2) for w in structure.widths]  # every other channel
+    net = fold_batchnorms(slice_model(model, structure, keep)).to(dtype, memory_format=torch.channels_last)
+    return net, StagedForward(model, structure), size
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("name", "activation"), [("mobilenet_v1", nn.ReLU), ("mobilenet_v2", nn.ReLU6)])
+def test_fused_staged_forward_is_bit_identical_to_eager(name, activation, dtype):
+    net, staged, size = pruned_folded(name, dtype)
+    bound = staged.bind(net)
+    # every activation of these models follows a conv and its (now folded) BN: all of them run fused
+    assert len(bound.fused) == sum(isinstance(m, activation) for m in net.modules()) > 10
+    # inputs large enough that ReLU6 clips (fusing it as a plain ReLU fails this test)
+    x = (20 * torch.randn(4, *size[1:])).to(dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = net(x)
+        assert torch.equal(staged.run(net, x, 0, None, bound), expected)
+        for k in range(len(staged.cuts)):  # and from every cut, as the prefix cache runs it
+            h = staged.run(net, x, 0, k, bound)
+            assert torch.equal(staged.run(net, h, k + 1, None, bound), expected)
+
+
+def test_unfolded_batchnorm_keeps_the_eager_path():
+    model, size = randomised("mobilenet_v1")
+    staged = StagedForward(model, analyse(model, size))
+    assert staged.chains and not staged.bind(model).fused  # BN between conv and ReLU: nothing to fuse
+    x = torch.randn(2, *size[1:])
+    with torch.inference_mode():
+        assert torch.equal(staged.run(model, x, 0, None), model(x))
+
+
+class Residual(nn.Module):
+    """A functional activation after a folded conv (fusable), and a conv whose output is also read by an add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))
+        self.branch = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        y = self.branch(x)
+        x = torch.relu(y + y.relu())  # y has two uses: conv and activation must stay apart
+        return self.head(x.mean((2, 3)))
+
+
+def test_functional_activation_fuses_and_a_shared_output_does_not():
+    torch.manual_seed(0)
+    model = Residual().eval()
+    staged = StagedForward(model, analyse(model, (1, 3, 16, 16)))
+    net = fold_batchnorms(copy.deepcopy(model))
+    bound = staged.bind(net)
+    assert [staged.nodes[i].target for i in bound.fused] == ["stem.0"]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.inference_mode():
+        assert torch.equal(staged.run(net, x, 0, None, bound), net(x))
