@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import random
 import signal
 import sys
@@ -15,6 +16,9 @@ import numpy as np
 import torch
 
 _PR_SET_PDEATHSIG = 1
+ONEDNN_CACHE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+_BOUNDED_BY_AMC = "AMC_BOUNDED_ONEDNN_CACHE"
+SEARCH_PRIMITIVE_CACHE = 256  # oneDNN's default: 1024
 
 
 def seed_everything(seed: int) -> None:
@@ -39,6 +43,26 @@ def release_freed_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, ...): nothing to trim
             ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def bound_primitive_cache() -> None:
+    """Keep fewer compiled oneDNN kernels in a search process (unless the user set ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``).
+
+    Every scored strategy has new layer shapes, so each episode compiles ~30 new CPU kernels and oneDNN keeps
+    up to 1024 of them. Measured on FMNIST-MBV1 (120 strategies, bf16): RSS grew by 290 MiB with the fused
+    conv + activation kernels (80 MiB without them) at 1024, and stayed flat at 256, at the same speed. Read
+    once, at the first kernel: call before any network runs.
+    """
+    if ONEDNN_CACHE not in os.environ:
+        os.environ[ONEDNN_CACHE] = str(SEARCH_PRIMITIVE_CACHE)
+        os.environ[_BOUNDED_BY_AMC] = "1"
+
+
+def unbound_primitive_cache() -> None:
+    """In a child that trains (fixed shapes, forward and backward kernels of every layer): oneDNN's default
+    capacity again, unless the user chose one."""
+    if os.environ.pop(_BOUNDED_BY_AMC, None):
+        os.environ.pop(ONEDNN_CACHE, None)
 
 
 def stop_with_parent() -> None:

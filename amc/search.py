@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from amc.config import resumed_config, run_dir_of, save_resolved_config, settings_of
 from amc.errors import user_errors_exit
 from amc.io import refuse_finished_run
+from amc.runtime import bound_primitive_cache
 from amc.settings import SearchConfig
 from amc.strategy.checks import check_inputs
 from amc.strategy.loop import RESULT_FILES, search
@@ -22,6 +23,7 @@ from amc.strategy.loop import RESULT_FILES, search
 @hydra.main(config_path="../conf", config_name="search", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
+    bound_primitive_cache()  # before any network runs in this process
     settings: SearchConfig = settings_of(cfg)
     if settings.resume:
         run_dir = run_dir_of(settings.resume)

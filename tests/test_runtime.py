@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,20 @@ def test_eval_precision_auto_is_bfloat16_only_with_hardware_bfloat16(monkeypatch
     monkeypatch.undo()
     expected = "avx512_bf16" in flags or "amx_bf16" in flags
     assert (runtime.eval_dtype("auto", cpu) == torch.bfloat16) == expected
+
+
+def test_a_search_bounds_the_onednn_kernel_cache_and_its_training_child_does_not(monkeypatch):
+    from amc.runtime import ONEDNN_CACHE, SEARCH_PRIMITIVE_CACHE, bound_primitive_cache, unbound_primitive_cache
+
+    monkeypatch.delenv(ONEDNN_CACHE, raising=False)
+    bound_primitive_cache()
+    assert os.environ[ONEDNN_CACHE] == str(SEARCH_PRIMITIVE_CACHE)
+    probe = f"import os; print(os.environ.get('{ONEDNN_CACHE}'))"
+    inherited = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert inherited.strip() == str(SEARCH_PRIMITIVE_CACHE)  # scoring workers get it too
+    unbound_primitive_cache()  # what the base-training child does first
+    assert ONEDNN_CACHE not in os.environ
+    monkeypatch.setenv(ONEDNN_CACHE, "4096")  # a user's own choice wins in both
+    bound_primitive_cache()
+    unbound_primitive_cache()
+    assert os.environ[ONEDNN_CACHE] == "4096"

@@ -17,7 +17,13 @@ from filelock import FileLock
 from amc.errors import AmcError
 from amc.io import write_json_atomic
 from amc.networks import builder_name, load_model_for_data, model_and_data
-from amc.runtime import release_freed_memory, seed_everything, set_threads, stop_with_parent
+from amc.runtime import (
+    release_freed_memory,
+    seed_everything,
+    set_threads,
+    stop_with_parent,
+    unbound_primitive_cache,
+)
 from amc.settings import SearchConfig
 from amc.tracking import Tracker
 from amc.training.distributed import Dist, pick_device
@@ -68,6 +74,7 @@ def _train_base_in_child(cfg: SearchConfig, path: Path) -> None:
 
 
 def _base_training_job(cfg: SearchConfig, path: Path) -> None:
+    unbound_primitive_cache()
     stop_with_parent()
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
