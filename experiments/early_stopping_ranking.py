@@ -7,8 +7,10 @@ records, for every strategy its episodes.jsonl holds, which search-val images th
 (prefix cache off). It then replays the search in episode order with a stopping rule: after each batch, from
 ``--first`` images on, a strategy stops once its upper confidence bound, p + z·sqrt(p(1-p)/k) on the k images
 seen, falls below the best full score so far, and its partial accuracy p is what the search would have
-recorded. Printed per rule: the rank correlation of the recorded scores with the full ones, the fraction of
-images evaluated, and whether the best strategy stays the same.
+recorded. Correct means argmax = label; in bfloat16 ≈ 0.2 % of images tie at the top, which the search's
+``topk`` may break the other way, so these full scores can differ from episodes.jsonl by a few images.
+Printed per rule: the rank correlation of the recorded scores with the full ones, the fraction of images
+evaluated, and whether the best strategy stays the same.
 """
 
 from __future__ import annotations

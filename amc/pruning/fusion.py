@@ -93,7 +93,8 @@ def conv_activation_chains(nodes: list[fx.Node], modules: dict[str, nn.Module]) 
         while len(source.users) == 1 and isinstance(_module(source, modules), nn.BatchNorm2d):
             between.insert(0, index[source])
             source = source.all_input_nodes[0]
-        if len(source.users) == 1 and type(_module(source, modules)) is nn.Conv2d:
+        called_plainly = len(source.args) == 1 and not source.kwargs  # conv(x): the fused op takes only x
+        if len(source.users) == 1 and called_plainly and type(_module(source, modules)) is nn.Conv2d:
             chains.append(ConvActivation(index[source], tuple(between), index[node], post_op[0], tuple(post_op[1])))
     return chains
 

@@ -119,7 +119,7 @@ class StagedForward:
             kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
             if i in bound.passthrough:  # the conv before applied it
                 out = env[node.all_input_nodes[0]]
-            elif i in bound.fused and not kwargs and len(args) == 1:
+            elif i in bound.fused:
                 chain = bound.fused[i]
                 out = fused_conv_activation(modules[node.target], args[0], chain.attr, chain.scalars)
             elif node.op == "call_module":
