@@ -78,3 +78,17 @@ def test_functional_activation_fuses_and_a_shared_output_does_not():
     x = torch.randn(2, 3, 16, 16)
     with torch.inference_mode():
         assert torch.equal(staged.run(net, x, 0, None, bound), net(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_scorer_scores_with_fused_kernels_exactly_as_eager_pytorch(dtype):
+    from tests.strategy.test_prefix_cache import scorers
+
+    plain, _ = scorers("mobilenet_v1", 0, dtype)
+    assert plain.staged is not None and plain.prefix_cache is None
+    channels = [max(1, w // 3) for w in plain.structure.widths]
+    net = plain._prepare(plain.build(channels)[0])
+    assert plain.staged.bind(net).fused  # the scorer's path does fuse
+    with torch.inference_mode():
+        batches = plain.val_images.split(plain.batch_size)
+        assert torch.equal(plain.logits(channels), torch.cat([net(b) for b in batches]))
