@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -103,6 +104,12 @@ def _module(node: fx.Node, modules: dict[str, nn.Module]) -> nn.Module | None:
     return modules.get(str(node.target)) if node.op == "call_module" else None
 
 
+@functools.cache
+def _onednn_fusion_available() -> bool:
+    """Whether this torch build has oneDNN and its fused conv op (asked once, not per conv and episode)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
 def can_fuse(conv: nn.Module) -> bool:
     """Whether ``conv`` can run as one oneDNN kernel with its activation (CPU, zero padding, float32/bfloat16)."""
     return (
@@ -111,8 +118,7 @@ def can_fuse(conv: nn.Module) -> bool:
         and conv.weight.dtype in (torch.float32, torch.bfloat16)
         and conv.padding_mode == "zeros"
         and not isinstance(conv.padding, str)
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+        and _onednn_fusion_available()
     )
 
 
