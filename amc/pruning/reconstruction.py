@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from amc.errors import ConfigError
 from amc.pruning.slicing import kept_positions
+from amc.pruning.staged import StagedForward, staged_forward
 from amc.pruning.structure import PrunableStructure
 
 RIDGE = 1e-6  # relative to the mean diagonal of XᵀX
@@ -129,13 +131,83 @@ class _AllCaptured(Exception):
     """Raised by a forward hook once a pass has given every tensor it was run for: skips the rest of it."""
 
 
-def _forward_until_captured(net: nn.Module, x: torch.Tensor, captured: dict, needed: list[tuple[str, str]]) -> None:
-    """Run ``net`` on ``x`` only as far as the last layer whose input/output is ``needed``."""
-    with contextlib.suppress(_AllCaptured):
-        net(x)
-    missing = [(n, k) for n, k in needed if k not in captured[n]]
-    if missing:
-        raise ConfigError(f"the forward pass never reached {missing[0][0]}: a layer the model defines but does not use")
+class _RowCapture:
+    """Forward hooks that keep one batch's sampled regression rows of each consumer: X read from ``source``,
+    Y from ``model``. A pass stops at the last layer it is needed for (``run``).
+
+    Each hook keeps only its layer's sampled rows, never the activation: the peak memory is one layer's
+    activations, not every consumer's at once (≈ 400 MB less for 250 FMNIST-MBV1 images).
+    """
+
+    def __init__(
+        self, model: nn.Module, layers: dict[str, nn.Module], points: int, seed: int, source: nn.Module | None = None
+    ) -> None:
+        self.model, self.source = model, source or model
+        self.layers, self.points, self.seed = layers, points, seed
+        self.rows: dict[str, dict[str, torch.Tensor]] = {name: {} for name in layers}
+        self.needs = {id(self.model): [(n, "y") for n in layers]}
+        self.needs[id(self.source)] = self.needs.get(id(self.source), []) + [(n, "x") for n in layers]
+        self.batch_no = 0
+        self.handles: list = []
+
+    def __enter__(self) -> _RowCapture:
+        src_layers = dict(self.source.named_modules())
+        same = self.source is self.model
+        for name, layer in self.layers.items():
+            keys = ("x", "y") if same else ("y",)
+            self.handles.append(layer.register_forward_hook(self._hook(self.model, name, keys)))
+            if not same:
+                self.handles.append(src_layers[name].register_forward_hook(self._hook(self.source, name, ("x",))))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def _hook(self, net: nn.Module, name: str, keys: tuple[str, ...]):
+        layer = self.layers[name]
+
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            # the same seed in both passes of a batch: X and Y rows come from the same positions
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.batch_no)
+            pick = sampled_positions(layer, output, self.points, generator)
+            if "x" in keys:
+                self.rows[name]["x"] = input_rows(layer, inputs[0], pick).float().cpu()
+            if "y" in keys:
+                self.rows[name]["y"] = output_rows(layer, output, pick).float().cpu()
+            if all(k in self.rows[n] for n, k in self.needs[id(net)]):
+                raise _AllCaptured
+
+        return hook
+
+    def begin(self, batch_no: int) -> None:
+        self.batch_no = batch_no
+        for entry in self.rows.values():
+            entry.clear()
+
+    def run(self, net: nn.Module, forward: Callable[[], object]) -> None:
+        """``forward()`` runs ``net`` on this batch; it is stopped once ``net`` has given every row asked of it."""
+        with contextlib.suppress(_AllCaptured):
+            forward()
+        missing = [n for n, k in self.needs[id(net)] if k not in self.rows[n]]
+        if missing:
+            raise ConfigError(
+                f"the forward pass never reached {missing[0]}: a layer the model defines but does not use"
+            )
+
+    def accumulate(self, stats: dict[str, ConsumerStats]) -> None:
+        """Add this batch's XᵀX and XᵀY (float32 products, float64 sums) to ``stats``."""
+        for name, layer in self.layers.items():
+            xs, ys = self.rows[name]["x"], self.rows[name]["y"]
+            gram, cross = (xs.T @ xs).double(), (xs.T @ ys).double()
+            if name not in stats:
+                stats[name] = ConsumerStats(gram, cross, kernel_area(layer), len(xs))
+            else:
+                s = stats[name]
+                s.gram += gram
+                s.cross += cross
+                s.rows += len(xs)
 
 
 @torch.inference_mode()
@@ -155,60 +227,18 @@ def collect_stats(
     stops at the last layer it is needed for (closed loop refits early layers on a short prefix).
     """
     source = source or model
-    src_layers = dict(source.named_modules())
-    stats: dict[str, ConsumerStats] = {}
-    # Each hook keeps only its layer's sampled rows, never the activation: the peak memory is one layer's
-    # activations, not every consumer's at once (≈ 400 MB less for 250 FMNIST-MBV1 images).
-    rows: dict[str, dict[str, torch.Tensor]] = {name: {} for name in layers}
-    needs = {id(model): [(n, "y") for n in layers]}
-    needs[id(source)] = needs.get(id(source), []) + [(n, "x") for n in layers]
-    batch_no = 0
-
-    def hook_for(net: nn.Module, name: str, keys: tuple[str, ...]):
-        layer = layers[name]
-
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            # the same seed in both passes of a batch: X and Y rows come from the same positions
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + batch_no)
-            pick = sampled_positions(layer, output, points, generator)
-            if "x" in keys:
-                rows[name]["x"] = input_rows(layer, inputs[0], pick).float().cpu()
-            if "y" in keys:
-                rows[name]["y"] = output_rows(layer, output, pick).float().cpu()
-            if all(k in rows[n] for n, k in needs[id(net)]):
-                raise _AllCaptured
-
-        return hook
-
-    if source is model:
-        handles = [layer.register_forward_hook(hook_for(model, n, ("x", "y"))) for n, layer in layers.items()]
-    else:
-        handles = [layer.register_forward_hook(hook_for(model, n, ("y",))) for n, layer in layers.items()]
-        handles += [src_layers[n].register_forward_hook(hook_for(source, n, ("x",))) for n in layers]
     model.eval()
     source.eval()
     device = next(model.parameters()).device
-    try:
-        for batch_no, x in enumerate(_batches(images, batch_size)):  # noqa: B007  (read by the hooks)
+    stats: dict[str, ConsumerStats] = {}
+    with _RowCapture(model, layers, points, seed, source) as capture:
+        for batch_no, x in enumerate(_batches(images, batch_size)):
             x = x.to(device)
-            for entry in rows.values():
-                entry.clear()
-            _forward_until_captured(model, x, rows, needs[id(model)])
+            capture.begin(batch_no)
+            capture.run(model, lambda x=x: model(x))
             if source is not model:
-                _forward_until_captured(source, x, rows, needs[id(source)])
-            for name, layer in layers.items():
-                xs, ys = rows[name]["x"], rows[name]["y"]  # float32 products, float64 sums
-                gram, cross = (xs.T @ xs).double(), (xs.T @ ys).double()
-                if name not in stats:
-                    stats[name] = ConsumerStats(gram, cross, kernel_area(layer), len(xs))
-                else:
-                    s = stats[name]
-                    s.gram += gram
-                    s.cross += cross
-                    s.rows += len(xs)
-    finally:
-        for h in handles:
-            h.remove()
+                capture.run(source, lambda x=x: source(x))
+            capture.accumulate(stats)
     return stats
 
 
@@ -283,6 +313,11 @@ class OpenLoopReconstructor:
         return out
 
 
+# Closed loop keeps both networks' calibration activations at the last cut reached, so each consumer's refit runs
+# only the stages since then: FMNIST-MBV1's export went from ≈ 146 s to ≈ 15 s (experiments/RESULTS.md).
+CLOSED_LOOP_MEMORY_MB = 256
+
+
 def closed_loop_overrides(
     model: nn.Module,
     structure: PrunableStructure,
@@ -292,28 +327,141 @@ def closed_loop_overrides(
     seed: int = 0,
     batch_size: int = 250,
     max_columns: int = DEFAULT_MAX_COLUMNS,
+    memory_mb: float = CLOSED_LOOP_MEMORY_MB,
 ) -> dict[str, torch.Tensor]:
-    """Reconstruct consumers one at a time in forward order, X taken from the network pruned so far."""
+    """Reconstruct consumers one at a time in forward order, X taken from the network pruned so far.
+
+    The network pruned so far is a copy of ``model`` whose consumers read zeros for the dropped channels (as the
+    sliced network reads nothing), refit one by one. Where the forward traces into stages, the walk from one
+    consumer to the next starts from stored activations of both networks (``memory_mb`` for both together);
+    otherwise every refit runs both networks from the input. Both give the same weights.
+    """
     work = copy.deepcopy(model)
     work_modules = dict(work.named_modules())
     layers = consumer_layers(model, structure)
     kept = input_keep(structure, keep)
+    dropping = {n: kept[n] for n, layer in layers.items() if n in kept and len(kept[n]) < layer.weight.shape[1]}
+    with torch.no_grad():
+        for name, idx in dropping.items():
+            if not _grouped(layers[name]):  # the sliced network reads nothing from the dropped channels
+                _zero_inputs(work_modules[name].weight, idx)
+    refit = [n for n in layers if n in dropping and not _solvable(layers[n], max_columns)]
+    walk = _StagedWalk.for_consumers(model, work, structure, refit, images, batch_size, memory_mb)
     out = {}
-    for name, layer in layers.items():
-        idx = kept.get(name)
-        if idx is None or len(idx) == layer.weight.shape[1] or _solvable(layer, max_columns):
-            continue
-        with torch.no_grad():  # dropped inputs are zero columns from here on
-            zeroed = work_modules[name].weight
-            mask = torch.zeros(zeroed.shape[1], dtype=torch.bool)
-            mask[idx] = True
-            zeroed[:, ~mask.to(zeroed.device)] = 0
-        stats = collect_stats(model, {name: layer}, images, points_per_image, seed, batch_size, source=work)
-        w = full_width_weight(layer, idx, solve(stats[name], idx))
+    for i, name in enumerate(refit):
+        layer = layers[name]
+        if walk is not None:
+            stats = walk.collect(name, layer, points_per_image, seed)
+        else:
+            stats = collect_stats(model, {name: layer}, images, points_per_image, seed, batch_size, source=work)[name]
+        w = full_width_weight(layer, dropping[name], solve(stats, dropping[name]))
         with torch.no_grad():
             work_modules[name].weight.copy_(w.to(work_modules[name].weight.device))
         out[name] = w
+        if walk is not None and i + 1 < len(refit):
+            walk.advance(before=refit[i + 1])
     return out
+
+
+def _grouped(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.Conv2d) and layer.groups != 1
+
+
+def _zero_inputs(weight: torch.Tensor, idx: torch.Tensor) -> None:
+    mask = torch.zeros(weight.shape[1], dtype=torch.bool, device=weight.device)
+    mask[idx.to(weight.device)] = True
+    weight[:, ~mask] = 0
+
+
+class _StagedWalk:
+    """The calibration images' activations in the base and in the network pruned so far, at the deepest cut of the
+    staged forward reached so far, batch by batch: each refit runs from there, not from the input.
+
+    Bit-identical to running each network from the input: the same batches through the same modules in the
+    same order. A cut whose activations (both networks) exceed ``memory_bytes`` is not stored; the walk then
+    keeps starting from the last one that fit.
+    """
+
+    def __init__(
+        self,
+        staged: StagedForward,
+        model: nn.Module,
+        work: nn.Module,
+        images: torch.Tensor,
+        batch_size: int,
+        memory_bytes: int,
+        node_of: dict[str, int],
+    ) -> None:
+        self.staged, self.model, self.work, self.node_of = staged, model, work, node_of
+        self.bound = {id(model): staged.bind(model), id(work): staged.bind(work)}
+        device = next(model.parameters()).device
+        self.base = [x.to(device) for x in _batches(images, batch_size)]
+        self.pruned = list(self.base)  # the same input tensors until the first cut
+        self.stage = 0  # the stored values enter stage ``stage`` (0: they are the images)
+        with torch.inference_mode():
+            probe, self.cut_bytes = images[:1].to(device), []
+            for k in range(len(staged.cuts)):
+                probe = staged.run(model, probe, k, k, self.bound[id(model)])
+                self.cut_bytes.append(2 * probe.numel() * probe.element_size() * len(images))
+        self.memory_bytes = memory_bytes
+
+    @classmethod
+    def for_consumers(
+        cls,
+        model: nn.Module,
+        work: nn.Module,
+        structure: PrunableStructure,
+        consumers: list[str],
+        images: torch.Tensor,
+        batch_size: int,
+        memory_mb: float,
+    ) -> _StagedWalk | None:
+        """A walk for these consumers, or ``None`` where it cannot help or cannot tell where they run (forward not
+        traceable, a consumer called more or less than once, no budget)."""
+        if memory_mb <= 0 or len(consumers) < 2:
+            return None
+        staged = staged_forward(model, structure, fuse=False)  # hooks see every module call
+        if staged is None or not staged.cuts:
+            return None
+        calls = Counter(str(n.target) for n in staged.nodes if n.op == "call_module")
+        if any(calls[name] != 1 for name in consumers):
+            return None
+        node_of = {str(n.target): i for i, n in enumerate(staged.nodes) if n.op == "call_module"}
+        return cls(staged, model, work, images, batch_size, int(memory_mb * 2**20), node_of)
+
+    def _run(self, net: nn.Module, h: torch.Tensor, stop: int | None) -> torch.Tensor:
+        return self.staged.run(net, h, self.stage, stop, self.bound[id(net)])
+
+    def _stop(self, name: str) -> int | None:
+        """The first cut at or after ``name``'s call (``None``: the output)."""
+        return next((k for k, cut in enumerate(self.staged.cuts) if cut >= self.node_of[name]), None)
+
+    @torch.inference_mode()
+    def collect(self, name: str, layer: nn.Module, points: int, seed: int) -> ConsumerStats:
+        """``name``'s closed-loop XᵀX and XᵀY: Y from the base, X from the network pruned so far."""
+        stop = self._stop(name)
+        stats: dict[str, ConsumerStats] = {}
+        with _RowCapture(self.model, {name: layer}, points, seed, source=self.work) as capture:
+            for batch_no, (h_base, h_pruned) in enumerate(zip(self.base, self.pruned, strict=True)):
+                capture.begin(batch_no)
+                for net, h in ((self.model, h_base), (self.work, h_pruned)):
+                    capture.run(
+                        net, lambda net=net, h=h: self.staged.run(net, h, self.stage, stop, self.bound[id(net)])
+                    )
+                capture.accumulate(stats)
+        return stats[name]
+
+    @torch.inference_mode()
+    def advance(self, before: str) -> None:
+        """Move the stored activations to the deepest cut that runs before consumer ``before`` and fits."""
+        cuts = [k for k, cut in enumerate(self.staged.cuts) if k >= self.stage and cut < self.node_of[before]]
+        target = next((k for k in reversed(cuts) if self.cut_bytes[k] <= self.memory_bytes), None)
+        if target is None:
+            return
+        for values, net in ((self.base, self.model), (self.pruned, self.work)):
+            for b, h in enumerate(values):  # in place: a batch's old activations are freed as it moves on
+                values[b] = self._run(net, h, target)
+        self.stage = target + 1
 
 
 def unreconstructed(model: nn.Module, structure: PrunableStructure, max_columns: int = DEFAULT_MAX_COLUMNS) -> dict:

@@ -21,8 +21,9 @@ from amc.pruning.apply import selection_scores
 from amc.pruning.fusion import fold_batchnorms
 from amc.pruning.reconstruction import OpenLoopReconstructor, closed_loop_overrides
 from amc.pruning.slicing import slice_model
+from amc.pruning.staged import staged_forward
 from amc.pruning.structure import PrunableStructure
-from amc.strategy.prefix_cache import PrefixCache, staged_forward
+from amc.strategy.prefix_cache import PrefixCache
 from amc.training.evaluation import topk_correct
 
 

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from amc.pruning.fusion import can_fuse, fold_batchnorms
 from amc.pruning.slicing import slice_model
+from amc.pruning.staged import StagedForward
 from amc.pruning.structure import analyse
-from amc.strategy.prefix_cache import StagedForward
 from tests.pruning.test_pruning import randomised
 
 pytestmark = pytest.mark.skipif(not can_fuse(nn.Conv2d(1, 1, 1)), reason="no oneDNN on this build")

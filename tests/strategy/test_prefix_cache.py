@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from amc.pruning.staged import StagedForward
 from amc.pruning.structure import analyse
-from amc.strategy.prefix_cache import StagedForward
 from amc.strategy.scoring import StrategyScorer
 from tests.pruning.test_pruning import CASES, random_channels, randomised
 
