@@ -394,12 +394,12 @@ class _StagedWalk:
     ) -> None:
         self.staged, self.model, self.work, self.node_of = staged, model, work, node_of
         self.bound = {id(model): staged.bind(model), id(work): staged.bind(work)}
-        device = next(model.parameters()).device
-        self.base = [x.to(device) for x in _batches(images, batch_size)]
-        self.pruned = list(self.base)  # the same input tensors until the first cut
+        self.device = next(model.parameters()).device
+        self.base = list(_batches(images, batch_size))  # views of the images until the first cut: no copy
+        self.pruned = list(self.base)
         self.stage = 0  # the stored values enter stage ``stage`` (0: they are the images)
         with torch.inference_mode():
-            probe, self.cut_bytes = images[:1].to(device), []
+            probe, self.cut_bytes = images[:1].to(self.device), []
             for k in range(len(staged.cuts)):
                 probe = staged.run(model, probe, k, k, self.bound[id(model)])
                 self.cut_bytes.append(2 * probe.numel() * probe.element_size() * len(images))
@@ -430,7 +430,7 @@ class _StagedWalk:
         return cls(staged, model, work, images, batch_size, int(memory_mb * 2**20), node_of)
 
     def _run(self, net: nn.Module, h: torch.Tensor, stop: int | None) -> torch.Tensor:
-        return self.staged.run(net, h, self.stage, stop, self.bound[id(net)])
+        return self.staged.run(net, h.to(self.device), self.stage, stop, self.bound[id(net)])
 
     def _stop(self, name: str) -> int | None:
         """The first cut at or after ``name``'s call (``None``: the output)."""
