@@ -336,6 +336,7 @@ def closed_loop_overrides(
     consumer to the next starts from stored activations of both networks (``memory_mb`` for both together);
     otherwise every refit runs both networks from the input. Both give the same weights.
     """
+    model.eval()
     work = copy.deepcopy(model)
     work_modules = dict(work.named_modules())
     layers = consumer_layers(model, structure)
@@ -445,9 +446,7 @@ class _StagedWalk:
             for batch_no, (h_base, h_pruned) in enumerate(zip(self.base, self.pruned, strict=True)):
                 capture.begin(batch_no)
                 for net, h in ((self.model, h_base), (self.work, h_pruned)):
-                    capture.run(
-                        net, lambda net=net, h=h: self.staged.run(net, h, self.stage, stop, self.bound[id(net)])
-                    )
+                    capture.run(net, lambda net=net, h=h: self._run(net, h, stop))
                 capture.accumulate(stats)
         return stats[name]
 
