@@ -109,3 +109,19 @@ def load_model_for_data(path: str, model_cfg: ModelConfig, data_cfg: DataConfig)
     model = load_checkpoint(path, name=builder_name(model_cfg), **kwargs)
     model.checkpoint_metadata.setdefault("image_size", info["image_size"])
     return model
+
+
+def count_weighted_layers(model_cfg: ModelConfig, data_cfg: DataConfig, checkpoint: str | None) -> int | None:
+    """How many conv and linear layers the network of a run has, found without running it; ``None`` where that
+    cannot be told (a missing checkpoint, an unknown model: the run's input checks report those next)."""
+    from amc.data import dataset_info
+
+    try:
+        if checkpoint:
+            model = load_model_for_data(checkpoint, model_cfg, data_cfg)
+        else:
+            info = dataset_info(data_cfg.name, data_cfg.crop)
+            model = build_model(model_cfg, info["num_classes"], info["in_channels"], info["image_size"])
+    except Exception:  # only a sizing hint: check_inputs gives the one-line error for a bad input
+        return None
+    return sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())

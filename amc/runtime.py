@@ -7,6 +7,7 @@ import ctypes
 import logging
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -18,7 +19,6 @@ import torch
 _PR_SET_PDEATHSIG = 1
 ONEDNN_CACHE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 _BOUNDED_BY_AMC = "AMC_BOUNDED_ONEDNN_CACHE"
-SEARCH_PRIMITIVE_CACHE = 256  # oneDNN's default: 1024
 
 
 def seed_everything(seed: int) -> None:
@@ -33,7 +33,8 @@ def set_threads(threads: int | None) -> None:
 
 
 def release_freed_memory() -> None:
-    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``) between phases of a run.
+    """Hand the heap's free pages back to the OS (glibc's ``malloc_trim``) between phases of a run, and, on a
+    machine without a GPU, the pages of the GPU libraries that torch loaded (``page_out_gpu_libraries``).
 
     glibc keeps freed activations (blocks under its adaptive mmap threshold, up to 32 MiB) in the heap,
     so what one phase freed (base training, calibration) stays resident through the next. Only at phase
@@ -43,18 +44,75 @@ def release_freed_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, ...): nothing to trim
             ctypes.CDLL("libc.so.6").malloc_trim(0)
+    page_out_gpu_libraries()
 
 
-def bound_primitive_cache() -> None:
-    """Keep fewer compiled oneDNN kernels in a search process (unless the user set ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``).
+_MADV_DONTNEED, _MADV_PAGEOUT = 4, 21  # PAGEOUT: Linux 5.4+
+# The libraries of torch's CUDA build: its own, and those of the nvidia-* and cuda-* wheels it loads.
+_GPU_LIBRARY = re.compile(r"/(nvidia|cuda|cusparselt)[^/]*/.*\.so|/libtorch_cuda[^/]*\.so|/libc10_cuda\.so")
 
-    Every scored strategy has new layer shapes, so each episode compiles ~30 new CPU kernels and oneDNN keeps
-    up to 1024 of them. Measured on FMNIST-MBV1 (120 strategies, bf16): RSS grew by 290 MiB with the fused
-    conv + activation kernels (80 MiB without them) at 1024, and stayed flat at 256, at the same speed. Read
-    once, at the first kernel: call before any network runs.
+
+def page_out_gpu_libraries() -> None:
+    """On a machine without a GPU driver: drop from this process's resident set the pages of the GPU libraries
+    that ``import torch`` loaded (a CUDA build loads them whatever the machine).
+
+    Measured on a 2-core CPU machine (torch 2.14.1+cu130): a search process holds 278 MiB of clean, file-backed
+    pages of cuBLASLt, NVRTC, nvJitLink and others that nothing on a CPU reads again. A read-only mapping
+    that nothing wrote is dropped (``MADV_DONTNEED``: a page read again comes back from the file, the same
+    bytes); any other is only advised out (``MADV_PAGEOUT``: what was written stays). No state is lost.
+    """
+    if not sys.platform.startswith("linux") or has_gpu_driver():
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        mappings = _gpu_library_mappings(Path("/proc/self/smaps").read_text())
+    except OSError:
+        return
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    for start, end, untouched in mappings:
+        libc.madvise(start, end - start, _MADV_DONTNEED if untouched else _MADV_PAGEOUT)
+
+
+def _gpu_library_mappings(smaps: str) -> list[tuple[int, int, bool]]:
+    """(start, end, read-only and never written) of every mapping of a GPU library in ``/proc/self/smaps``."""
+    found: list[list] = []
+    for line in smaps.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if not fields[0].endswith(":") and "-" in fields[0]:  # a header: range, perms, offset, dev, inode, path
+            if len(fields) >= 6 and _GPU_LIBRARY.search(fields[5]):
+                start, end = (int(a, 16) for a in fields[0].split("-"))
+                found.append([start, end, "w" not in fields[1]])
+            else:
+                found.append([0, 0, False])
+        elif fields[0] in ("Private_Dirty:", "Anonymous:") and found and int(fields[1]) > 0:
+            found[-1][2] = False
+    return [(start, end, untouched) for start, end, untouched in found if end]
+
+
+def primitive_cache_capacity(layers: int | None) -> int:
+    """How many compiled oneDNN kernels a search process keeps, for a network of ``layers`` conv and linear layers.
+
+    Every scored strategy has new layer shapes, so each one compiles its own kernels, and a kept kernel's memory
+    pins the heap between the activations: the heap then holds freed space it cannot give back. Measured on
+    FMNIST-MBV1 (28 layers, 40 strategies, float32, 2-core AVX2 CPU): RSS 1.25 GB at 256 kernels, 1.17 at 128,
+    0.92 at 64, at the same speed; at 32 the kernels of one forward no longer fit and evaluation is 28 % slower.
+    So: room for one forward's kernels twice over, never under 64 (``None``, not known: 256).
+    """
+    if not layers:
+        return 256
+    return max(64, min(1024, 2 * layers + 8))
+
+
+def bound_primitive_cache(layers: int | None = None) -> None:
+    """Keep few compiled oneDNN kernels in a search process (unless the user set ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``);
+    see ``primitive_cache_capacity``. oneDNN reads it once, at the first kernel: call before any network runs.
+
+    With oneDNN's default of 1024, FMNIST-MBV1 grew by 290 MiB over 120 strategies (bf16, fused conv + activation).
     """
     if ONEDNN_CACHE not in os.environ:
-        os.environ[ONEDNN_CACHE] = str(SEARCH_PRIMITIVE_CACHE)
+        os.environ[ONEDNN_CACHE] = str(primitive_cache_capacity(layers))
         os.environ[_BOUNDED_BY_AMC] = "1"
 
 
@@ -79,6 +137,11 @@ def quiet_cpp_extension_notice() -> None:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
+def has_gpu_driver() -> bool:
+    """Whether an NVIDIA or AMD GPU driver is loaded (without initialising CUDA)."""
+    return Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()
+
+
 def skip_triton_without_gpu() -> None:
     """Keep triton out of a process on a machine without a GPU driver.
 
@@ -86,8 +149,7 @@ def skip_triton_without_gpu() -> None:
     CPU-only machine triton can run nothing and costs 73 MiB of RSS (``import torch, torchvision``: 674 vs
     601 MiB). ``import triton`` then raises ImportError, which torch reads as "not installed".
     """
-    has_gpu_driver = Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()
-    if not has_gpu_driver and "triton" not in sys.modules:
+    if not has_gpu_driver() and "triton" not in sys.modules:
         sys.modules["triton"] = None  # type: ignore[assignment]
         # torch's FLOP counter (our MACs check) then warns that it cannot count triton kernels: there are none
         logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)

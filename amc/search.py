@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from amc.config import resumed_config, run_dir_of, save_resolved_config, settings_of
 from amc.errors import user_errors_exit
 from amc.io import refuse_finished_run
+from amc.networks import count_weighted_layers
 from amc.runtime import bound_primitive_cache
 from amc.settings import SearchConfig
 from amc.strategy.checks import check_inputs
@@ -23,16 +24,18 @@ from amc.strategy.loop import RESULT_FILES, search
 @hydra.main(config_path="../conf", config_name="search", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
-    bound_primitive_cache()  # before any network runs in this process
     settings: SearchConfig = settings_of(cfg)
-    if settings.resume:
+    resuming = settings.resume
+    if resuming:
         run_dir = run_dir_of(settings.resume)
         cfg = resumed_config(cfg, SearchConfig, run_dir)
         settings = settings_of(cfg)
-        check_inputs(settings)
+    # before any network runs in this process (the input checks run some)
+    bound_primitive_cache(count_weighted_layers(settings.model, settings.data, settings.checkpoint))
+    check_inputs(settings)
+    if resuming:
         save_resolved_config(cfg, run_dir)  # as resume-config.yaml: the original stays
     else:
-        check_inputs(settings)
         run_dir = run_dir_of()
         refuse_finished_run(run_dir, RESULT_FILES, "search")
         save_resolved_config(cfg, run_dir)

@@ -61,17 +61,75 @@ def test_eval_precision_auto_is_bfloat16_only_with_hardware_bfloat16(monkeypatch
 
 
 def test_a_search_bounds_the_onednn_kernel_cache_and_its_training_child_does_not(monkeypatch):
-    from amc.runtime import ONEDNN_CACHE, SEARCH_PRIMITIVE_CACHE, bound_primitive_cache, unbound_primitive_cache
+    from amc.runtime import ONEDNN_CACHE, bound_primitive_cache, primitive_cache_capacity, unbound_primitive_cache
 
+    assert primitive_cache_capacity(28) == 64  # FMNIST-MBV1: 27 convs and a classifier
+    assert primitive_cache_capacity(121) == 250  # a DenseNet-121: one forward's kernels still fit twice
+    assert primitive_cache_capacity(5000) == 1024 and primitive_cache_capacity(None) == 256
     monkeypatch.delenv(ONEDNN_CACHE, raising=False)
-    bound_primitive_cache()
-    assert os.environ[ONEDNN_CACHE] == str(SEARCH_PRIMITIVE_CACHE)
+    bound_primitive_cache(28)
+    assert os.environ[ONEDNN_CACHE] == "64"
     probe = f"import os; print(os.environ.get('{ONEDNN_CACHE}'))"
     inherited = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert inherited.strip() == str(SEARCH_PRIMITIVE_CACHE)  # scoring workers get it too
+    assert inherited.strip() == "64"  # scoring workers get it too
     unbound_primitive_cache()  # what the base-training child does first
     assert ONEDNN_CACHE not in os.environ
     monkeypatch.setenv(ONEDNN_CACHE, "4096")  # a user's own choice wins in both
-    bound_primitive_cache()
+    bound_primitive_cache(28)
     unbound_primitive_cache()
     assert os.environ[ONEDNN_CACHE] == "4096"
+
+
+def test_the_search_sizes_the_kernel_cache_from_its_network_without_running_it(tmp_path):
+    import torch
+
+    from amc.networks import build_model, count_weighted_layers
+    from models import save_checkpoint
+    from tests.conftest import composed
+
+    cfg = composed("search", "model=mobilenet_v1_tiny", "data=digits")
+    net = build_model(cfg.model, 10, 1, 8)
+    layers = sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in net.modules())
+    assert layers > 2 and count_weighted_layers(cfg.model, cfg.data, None) == layers
+    path = save_checkpoint(net, tmp_path / "base.pt")
+    assert count_weighted_layers(cfg.model, cfg.data, str(path)) == layers
+    assert count_weighted_layers(cfg.model, cfg.data, str(tmp_path / "missing.pt")) is None  # the checks say why
+
+
+_RESIDENT_GPU_LIBRARIES = """
+import re, torch
+from amc.runtime import _GPU_LIBRARY, page_out_gpu_libraries
+def resident():
+    total, gpu = 0, False
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            gpu = len(fields) >= 6 and bool(_GPU_LIBRARY.search(fields[5]))
+        elif fields[0] == "Rss:" and gpu:
+            total += int(fields[1])
+    return total
+before = resident()
+page_out_gpu_libraries()
+after = resident()
+x = torch.randn(8, 3, 16, 16)
+windows = x.unfold(2, 3, 1).unfold(3, 3, 1).sum()  # a 3x3 all-ones conv sums each window: the kernels still run
+assert torch.allclose(torch.nn.functional.conv2d(x, torch.ones(4, 3, 3, 3)).sum(), 4 * windows)
+print(before, after)
+"""
+
+
+def test_gpu_libraries_leave_the_resident_set_on_a_machine_without_a_gpu():
+    import pytest
+
+    from amc.runtime import has_gpu_driver
+
+    if not Path("/proc/self/smaps").exists():
+        pytest.skip("Linux only")
+    out = subprocess.run([sys.executable, "-c", _RESIDENT_GPU_LIBRARIES], capture_output=True, text=True, check=True)
+    before, after = (int(v) for v in out.stdout.split())
+    if before < 10_000:
+        pytest.skip("this torch build loads no GPU libraries")
+    if has_gpu_driver():
+        assert after == before  # a GPU machine keeps them: they run
+    else:
+        assert after < 0.2 * before  # only the pages the loader wrote stay; torch still computes (checked inside)
