@@ -222,3 +222,31 @@ def test_folding_batchnorm_leaves_the_network_unchanged(name):
     )
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_open_loop_solves_are_reused_for_the_same_kept_channels_and_bounded_in_memory():
+    model, size = randomised("mobilenet_v1")
+    structure = analyse(model, size)
+    images = torch.randn(16, *size[1:])
+    reconstructor = OpenLoopReconstructor(model, structure, images, 4)
+    generator = torch.Generator().manual_seed(1)
+    strategies = [random_channels(structure, generator) for _ in range(3)]
+    keeps = [keep_indices(model, structure, c) for c in strategies]
+    first = [reconstructor.overrides(k) for k in keeps]
+    solved, hits = reconstructor.solved.misses, reconstructor.solved.hits
+    again = reconstructor.overrides(keeps[0])
+    assert reconstructor.solved.misses == solved and reconstructor.solved.hits == hits + len(again)  # none solved again
+    fresh = OpenLoopReconstructor(model, structure, images, 4)
+    fresh.solved.budget_bytes = 0  # stores nothing: every call solves
+    for keep, weights in zip(keeps, first, strict=True):
+        expected = fresh.overrides(keep)
+        assert weights.keys() == expected.keys()
+        assert all(torch.equal(weights[n], expected[n]) for n in expected)  # the strategy's own solve, not another's
+    assert fresh.solved.hits == 0 and not fresh.solved.entries
+    largest = max(w.numel() * w.element_size() for w in first[0].values())
+    small = OpenLoopReconstructor(model, structure, images, 4)
+    small.solved.budget_bytes = 2 * largest
+    for keep in keeps:
+        small.overrides(keep)
+    assert 0 < small.solved.held_bytes <= 2 * largest
+    assert small.solved.held_bytes == sum(w.numel() * w.element_size() for w in small.solved.entries.values())
