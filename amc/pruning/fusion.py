@@ -110,12 +110,21 @@ def _onednn_fusion_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
+@functools.cache
+def _onednn_runs_bfloat16() -> bool:
+    """Whether oneDNN has bfloat16 kernels on this CPU (AVX512-BW/VL/DQ or AVX-NE-CONVERT): without them its fused
+    op refuses bfloat16, where plain PyTorch convs fall back to a slower path that still runs."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def can_fuse(conv: nn.Module) -> bool:
-    """Whether ``conv`` can run as one oneDNN kernel with its activation (CPU, zero padding, float32/bfloat16)."""
+    """Whether ``conv`` can run as one oneDNN kernel with its activation (CPU, zero padding, float32, or bfloat16
+    where oneDNN has kernels for it)."""
+    dtype = conv.weight.dtype
     return (
         type(conv) is nn.Conv2d
         and conv.weight.device.type == "cpu"
-        and conv.weight.dtype in (torch.float32, torch.bfloat16)
+        and (dtype == torch.float32 or (dtype == torch.bfloat16 and _onednn_runs_bfloat16()))
         and conv.padding_mode == "zeros"
         and not isinstance(conv.padding, str)
         and _onednn_fusion_available()

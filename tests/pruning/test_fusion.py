@@ -16,6 +16,11 @@ from amc.pruning.structure import analyse
 from tests.pruning.test_pruning import randomised
 
 pytestmark = pytest.mark.skipif(not can_fuse(nn.Conv2d(1, 1, 1)), reason="no oneDNN on this build")
+# oneDNN has bfloat16 kernels only on some CPUs (AVX512-BW/VL/DQ or AVX-NE-CONVERT); elsewhere nothing fuses in it
+BFLOAT16 = pytest.param(
+    torch.bfloat16,
+    marks=pytest.mark.skipif(not can_fuse(nn.Conv2d(1, 1, 1).bfloat16()), reason="no oneDNN bfloat16 on this CPU"),
+)
 
 
 def pruned_folded(name: str, dtype: torch.dtype) -> tuple[nn.Module, StagedForward, tuple[int, ...]]:
@@ -26,7 +31,7 @@ def pruned_folded(name: str, dtype: torch.dtype) -> tuple[nn.Module, StagedForwa
     return net, StagedForward(model, structure), size
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, BFLOAT16])
 @pytest.mark.parametrize(("name", "activation"), [("mobilenet_v1", nn.ReLU), ("mobilenet_v2", nn.ReLU6)])
 def test_fused_staged_forward_is_bit_identical_to_eager(name, activation, dtype):
     net, staged, size = pruned_folded(name, dtype)
@@ -41,6 +46,16 @@ def test_fused_staged_forward_is_bit_identical_to_eager(name, activation, dtype)
         for k in range(len(staged.cuts)):  # and from every cut, as the prefix cache runs it
             h = staged.run(net, x, 0, k, bound)
             assert torch.equal(staged.run(net, h, k + 1, None, bound), expected)
+
+
+def test_bfloat16_fuses_only_where_onednn_runs_it(monkeypatch):
+    from amc.pruning import fusion
+
+    conv = nn.Conv2d(4, 4, 1).bfloat16()
+    monkeypatch.setattr(fusion, "_onednn_runs_bfloat16", lambda: False)  # an AVX2-only CPU: the fused op refuses
+    assert not fusion.can_fuse(conv) and fusion.can_fuse(nn.Conv2d(4, 4, 1))
+    monkeypatch.setattr(fusion, "_onednn_runs_bfloat16", lambda: True)
+    assert fusion.can_fuse(conv)
 
 
 def test_unfolded_batchnorm_keeps_the_eager_path():
@@ -80,7 +95,7 @@ def test_functional_activation_fuses_and_a_shared_output_does_not():
         assert torch.equal(staged.run(net, x, 0, None, bound), net(x))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, BFLOAT16])
 def test_a_scorer_scores_with_fused_kernels_exactly_as_eager_pytorch(dtype):
     from tests.strategy.test_prefix_cache import scorers
 
