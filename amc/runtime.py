@@ -75,20 +75,22 @@ def page_out_gpu_libraries() -> None:
 
 def _gpu_library_mappings(smaps: str) -> list[tuple[int, int, bool]]:
     """(start, end, read-only and never written) of every mapping of a GPU library in ``/proc/self/smaps``."""
-    found: list[list] = []
+    found: list[tuple[int, int, bool]] = []
+    current: tuple[int, int, bool] | None = None  # the GPU-library mapping whose fields are being read
     for line in smaps.splitlines():
         fields = line.split()
-        if not fields:
-            continue
-        if not fields[0].endswith(":") and "-" in fields[0]:  # a header: range, perms, offset, dev, inode, path
+        if fields and not fields[0].endswith(":") and "-" in fields[0]:  # header: range perms offset dev inode path
+            if current:
+                found.append(current)
+            current = None
             if len(fields) >= 6 and _GPU_LIBRARY.search(fields[5]):
                 start, end = (int(a, 16) for a in fields[0].split("-"))
-                found.append([start, end, "w" not in fields[1]])
-            else:
-                found.append([0, 0, False])
-        elif fields[0] in ("Private_Dirty:", "Anonymous:") and found and int(fields[1]) > 0:
-            found[-1][2] = False
-    return [(start, end, untouched) for start, end, untouched in found if end]
+                current = (start, end, "w" not in fields[1])
+        elif current and fields[:1] in (["Private_Dirty:"], ["Anonymous:"]) and int(fields[1]) > 0:
+            current = (current[0], current[1], False)
+    if current:
+        found.append(current)
+    return found
 
 
 def primitive_cache_capacity(layers: int | None) -> int:
