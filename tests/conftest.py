@@ -10,14 +10,39 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker shares the cores with the others: one thread each, in this process and in the entry
+    # points it starts (they inherit the environment). Two 2-thread jobs on 2 cores slow each other 10-30x.
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+import torch  # after OMP_NUM_THREADS, which torch reads once
 
 ROOT = Path(__file__).resolve().parents[1]
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 BENCHMARK_WEIGHTS = ROOT.parent / "shared" / "benchmarks" / "fmnist_mbv1_base.pth"
 
 os.environ.setdefault("WANDB_MODE", "disabled")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(min(2, torch.get_num_threads()))  # 1 under xdist
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per core, at most 4. Each holds torch and its runs' data (up to ~1.5 GiB with the
+    entry points it starts), so more would trade memory for little: the suite's longest files bound its wall."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+@pytest.fixture(autouse=True)
+def _same_random_draws_every_run() -> None:
+    """Seed the global generators per test, so a test's draws do not depend on which tests ran before it."""
+    import random
+
+    import numpy as np
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 def run_module(
