@@ -60,17 +60,24 @@ def fit_input_size(model: nn.Module, in_channels: int, image_size: int) -> int:
     param = next(model.parameters())
     was = model.training
     model.eval()
+    refusal: Exception | None = None
     try:
         for size in candidates:
             try:
                 with torch.no_grad():
                     model(torch.zeros(1, in_channels, size, size, device=param.device))
                 return size
-            except RuntimeError:
-                continue
+            # a shape mismatch is a RuntimeError in torch's ops; a model that checks its input size itself
+            # (torchvision's ViT and Swin, via torch._assert) raises AssertionError, others ValueError
+            except (RuntimeError, AssertionError, ValueError) as exc:
+                refusal = refusal or exc  # the refusal at the data's own size says most
     finally:
         model.train(was)
-    raise ConfigError(f"the model runs on none of the input sizes {candidates} px with {in_channels} channel(s)")
+    why = " ".join(str(refusal).split())[:200]
+    raise ConfigError(
+        f"the model runs on none of the input sizes {candidates} px with {in_channels} channel(s); "
+        f"at {image_size} px: {type(refusal).__name__}: {why}"
+    )
 
 
 def model_and_data(model_cfg: ModelConfig, data_cfg: DataConfig, **data_overrides: Any):

@@ -112,3 +112,17 @@ def test_mismatched_and_corrupt_checkpoints(tmp_path):
         models.load_checkpoint(tmp_path / "bad.pt")
     with pytest.raises(models.CheckpointError, match="not found"):
         models.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_input_size_is_fitted_to_models_that_check_it_themselves():
+    from torchvision.models import VisionTransformer
+
+    from amc.errors import ConfigError
+    from amc.networks import fit_input_size
+
+    # torchvision's ViT checks its input size with torch._assert (an AssertionError, not a RuntimeError)
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
+    assert fit_input_size(vit, 3, 8) == 32 and fit_input_size(vit, 3, 32) == 32
+    assert vit.training  # put back as it was
+    with pytest.raises(ConfigError, match=r"none of the input sizes .* at 8 px: AssertionError: Wrong image height"):
+        fit_input_size(vit, 1, 8)  # one channel: conv_proj takes three at every size
