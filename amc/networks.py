@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -110,11 +111,21 @@ def load_model_for_data(path: str, model_cfg: ModelConfig, data_cfg: DataConfig)
 
     data = read_checkpoint(path)
     if data.get("format") == FORMAT:
-        return load_checkpoint(path)
+        return check_trained_on(load_checkpoint(path), data_cfg, path)
     info = dataset_info(data_cfg.name, data_cfg.crop)
     kwargs = model_kwargs(model_cfg, info["num_classes"], info["in_channels"], info["image_size"])
     model = load_checkpoint(path, name=builder_name(model_cfg), **kwargs)
     model.checkpoint_metadata.setdefault("image_size", info["image_size"])
+    return model
+
+
+def check_trained_on(model: nn.Module, data_cfg: DataConfig, path: str | Path) -> nn.Module:
+    """``model``, if the data its checkpoint records having been trained on is ``data_cfg``'s: scored on other
+    images of the same shape (Fashion-MNIST and digits are both 10 classes of one channel) it runs, and every
+    accuracy it gives means nothing."""
+    trained_on = getattr(model, "checkpoint_metadata", {}).get("data")
+    if trained_on and trained_on != data_cfg.name:
+        raise ConfigError(f"{path} was trained on {trained_on}, not on {data_cfg.name}: pass data={trained_on}")
     return model
 
 

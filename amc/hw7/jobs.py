@@ -68,7 +68,7 @@ def slim_schedule(cfg: SlimConfig, run_dir: Path) -> list[dict]:
             f"step {step}: width {width:.4f}, {row['params']:,} params, test top-1 {before:.2f} % after slimming, "
             f"{row['test_top1']:.2f} % after {cfg.train.epochs} epochs of fine-tuning"
         )
-    save_checkpoint(model, run_dir / "slimmed.pt", image_size=data.image_size)
+    save_checkpoint(model, run_dir / "slimmed.pt", data=cfg.data.name, image_size=data.image_size)
     write_json_atomic(run_dir / "slimming.json", rows)
     tracker.finish()
     return rows

@@ -117,6 +117,7 @@ def export_best(
         pruned.cpu(),
         run_dir / "pruned.pt",
         strategy=strategy,
+        data=cfg.data.name,
         image_size=task.data.image_size,
         base_checkpoint=task.base_path,
     )

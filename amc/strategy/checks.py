@@ -7,7 +7,7 @@ from pathlib import Path
 
 from amc.data import dataset_info, require_data
 from amc.errors import ConfigError
-from amc.networks import build_model, builder_name, fit_input_size
+from amc.networks import build_model, builder_name, fit_input_size, load_model_for_data
 from amc.pruning.slicing import SELECTIONS
 from amc.pruning.structure import analyse
 from amc.runtime import EVAL_PRECISIONS
@@ -52,6 +52,8 @@ def check_inputs(cfg: SearchConfig) -> None:
     if cfg.latency_budget is not None and cfg.workers > 1:
         raise ConfigError("latency_budget times networks, which needs the machine to itself: use workers=1")
     require_data(cfg.data.name, cfg.data.root, cfg.data.download)  # before a base model trains on it
+    if cfg.checkpoint:
+        load_model_for_data(cfg.checkpoint, cfg.model, cfg.data)  # unreadable, mismatched, or another dataset's
     if not cfg.checkpoint and not cfg.resume:
         check_budget_before_training(cfg)
 

@@ -162,6 +162,7 @@ def export_strategy(cfg: ExportConfig, run_dir: Path) -> dict[str, Any]:
         pruned.cpu(),
         output,
         base_checkpoint=str(cfg.checkpoint),
+        data=cfg.data.name,
         image_size=image_size,
         **result,
     )

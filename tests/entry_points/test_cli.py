@@ -115,6 +115,10 @@ def test_export_prunes_and_reconstructs_a_trained_model(trained, tmp_path):
         ("amc.export", ["checkpoint=BEST", "data=digits", "channels=[4,8]"], "decision points"),
         ("amc.export", ["checkpoint=BEST", "data=digits", "channels=[4,8,16,99]"], "cannot keep"),
         ("amc.export", ["checkpoint=MISMATCH", "data=digits", "channels=[4,8,16,16]"], "does not match"),
+        # a digits checkpoint runs on Fashion-MNIST too (10 classes, 1 channel): its scores would mean nothing
+        ("amc.export", ["checkpoint=BEST", "channels=[4,8,16,16]"], "trained on digits, not on fashion_mnist"),
+        ("amc.search", ["checkpoint=BEST"], "trained on digits, not on fashion_mnist: pass data=digits"),
+        ("amc.finetune", ["checkpoint=BEST"], "trained on digits, not on fashion_mnist"),
     ],
 )
 def test_bad_inputs_get_one_clear_line(module, args, fragment, trained, tmp_path):
