@@ -76,6 +76,7 @@ def test_search_writes_its_outputs(first_run):
     assert max(r["reward"] for r in rows) == rows[strategy["episode"] - 1]["reward"]
     pruned = models.load_checkpoint(first_run / "pruned.pt")
     assert sum(p.numel() for p in pruned.parameters()) == strategy["params"]
+    assert pruned.checkpoint_metadata["data"] == "digits"  # what a later run on other data is refused by
 
 
 def test_same_seed_same_strategy_and_cached_base(first_run, cache, tmp_path):
