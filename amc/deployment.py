@@ -300,7 +300,8 @@ def deploy_report(cfg: DeployConfig, run_dir: Path) -> dict[str, Any]:
     how = (cfg.batch_sizes, threads, cfg.min_run_s, cfg.seed)
     summary["model"] = measure(model, run_dir / "model.onnx", size, *how)
     if base_path:
-        base = load_model_for_data(str(base_path), cfg.model, cfg.data).eval()
+        # timed on random inputs only: data= says how to read a bare state_dict, not what the base must have seen
+        base = load_model_for_data(str(base_path), cfg.model, cfg.data, runs_on_data=False).eval()
         summary["base"] = measure(base, run_dir / "base.onnx", size, *how)
         summary["ratios"] = ratios(summary["model"], summary["base"])
         # Separate medians of two batch-1 timings drift apart on a shared CPU; alternating calls hold still.

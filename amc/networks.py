@@ -103,15 +103,19 @@ def first_conv_in_channels(model: nn.Module) -> int:
     return conv.in_channels if conv is not None else 3
 
 
-def load_model_for_data(path: str, model_cfg: ModelConfig, data_cfg: DataConfig) -> nn.Module:
+def load_model_for_data(
+    path: str, model_cfg: ModelConfig, data_cfg: DataConfig, *, runs_on_data: bool = True
+) -> nn.Module:
     """Load ``path``: our checkpoints carry their architecture; a bare state_dict is read as ``model_cfg``
-    with classes/channels/small-input filled from the dataset."""
+    with classes/channels/small-input filled from the dataset. ``runs_on_data``: the caller scores or trains it
+    on ``data_cfg``'s images, so a checkpoint trained on other data is refused (:func:`check_trained_on`)."""
     from amc.data import dataset_info
     from models import FORMAT, load_checkpoint, read_checkpoint
 
     data = read_checkpoint(path)
     if data.get("format") == FORMAT:
-        return check_trained_on(load_checkpoint(path), data_cfg, path)
+        model = load_checkpoint(path)
+        return check_trained_on(model, data_cfg, path) if runs_on_data else model
     info = dataset_info(data_cfg.name, data_cfg.crop)
     kwargs = model_kwargs(model_cfg, info["num_classes"], info["in_channels"], info["image_size"])
     model = load_checkpoint(path, name=builder_name(model_cfg), **kwargs)
