@@ -36,13 +36,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 @pytest.fixture(autouse=True)
 def _same_random_draws_every_run() -> None:
     """Seed the global generators per test, so a test's draws do not depend on which tests ran before it."""
-    import random
+    from amc.runtime import seed_everything
 
-    import numpy as np
-
-    random.seed(0)
-    np.random.seed(0)
-    torch.manual_seed(0)
+    seed_everything(0)
 
 
 def run_module(
