@@ -11,9 +11,10 @@ from omegaconf import DictConfig
 
 from amc.config import start_run
 from amc.deployment import deploy_report
-from amc.errors import user_errors_exit
+from amc.errors import one_line_config_errors, user_errors_exit
 
 
+@one_line_config_errors
 @hydra.main(config_path="../conf", config_name="deploy", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 
 from models.errors import AmcError  # the one root, shared with models/ (CheckpointError, ModelConfigError)
 
 F = TypeVar("F", bound=Callable[..., Any])
-__all__ = ["AmcError", "ConfigError", "DataNotFoundError", "ReportFailedJobs", "user_errors_exit"]
+__all__ = [
+    "AmcError",
+    "ConfigError",
+    "DataNotFoundError",
+    "ReportFailedJobs",
+    "one_line_config_errors",
+    "user_errors_exit",
+]
 
 
 class DataNotFoundError(AmcError):
@@ -65,6 +74,53 @@ def user_errors_exit(fn: F) -> F:
         except KeyboardInterrupt:
             print("interrupted: the run dir keeps what was saved; pass resume=... to continue", file=sys.stderr)
             sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def config_error_line(exc: BaseException) -> str:
+    """Hydra's message for a bad override or config as one line: an indented list ("Available options in
+    'model':") joined with commas, the config search path and doc links left out, the OmegaConf cause (a value of
+    the wrong type, an unknown key) appended in brackets."""
+    sentences: list[str] = []
+    listed: list[str] = []  # items indented under the last sentence
+    for line in str(exc).split("Config search path:")[0].splitlines():
+        item = line.strip()
+        if not item or item.startswith("See https://"):
+            continue
+        if line[:1].isspace() and sentences:
+            listed.append(item)
+            continue
+        if listed:
+            sentences[-1] += " " + ", ".join(listed)
+            listed = []
+        sentences.append(item)
+    if listed:
+        sentences[-1] += " " + ", ".join(listed)
+    text = ""
+    for sentence in sentences:
+        text += ("" if not text else " " if text.endswith((".", ":", ";", "!", "?")) else ". ") + sentence
+    cause = str(exc.__cause__ or "").strip()
+    return f"{text} ({cause.splitlines()[0]})" if cause else text
+
+
+def one_line_config_errors(fn: F) -> F:
+    """Wrap a ``@hydra.main`` entry point so a bad override or config group (``flops_budget=abc``, ``model=nope``,
+    an unknown key) prints one ``error: ...`` line and exits 2, as other bad input does, instead of Hydra's
+    several lines. ``HYDRA_FULL_ERROR=1`` set by the user keeps Hydra's own report with its stack trace."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if os.environ.get("HYDRA_FULL_ERROR"):
+            return fn(*args, **kwargs)
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises its errors to us instead of printing them
+        try:
+            return fn(*args, **kwargs)
+        except CompactHydraException as exc:  # the errors Hydra itself reports without a stack trace
+            print(f"error: {config_error_line(exc)}", file=sys.stderr)
+            sys.exit(2)
+        finally:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
 
     return wrapper  # type: ignore[return-value]
 

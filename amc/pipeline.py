@@ -11,10 +11,11 @@ import hydra
 from omegaconf import DictConfig
 
 from amc.config import start_run
-from amc.errors import user_errors_exit
+from amc.errors import one_line_config_errors, user_errors_exit
 from amc.stages import run_pipeline
 
 
+@one_line_config_errors
 @hydra.main(config_path="../conf", config_name="pipeline", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:

@@ -10,10 +10,11 @@ import hydra
 from omegaconf import DictConfig
 
 from amc.config import settings_of
-from amc.errors import user_errors_exit
+from amc.errors import one_line_config_errors, user_errors_exit
 from amc.hw7.jobs import predict_csv
 
 
+@one_line_config_errors
 @hydra.main(config_path="../conf", config_name="predict", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:

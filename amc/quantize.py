@@ -11,10 +11,11 @@ import hydra
 from omegaconf import DictConfig
 
 from amc.config import start_run
-from amc.errors import user_errors_exit
+from amc.errors import one_line_config_errors, user_errors_exit
 from amc.hw7.jobs import quantize_weights
 
 
+@one_line_config_errors
 @hydra.main(config_path="../conf", config_name="quantize", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:

@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from amc.config import resumed_config, run_dir_of, save_resolved_config, settings_of
-from amc.errors import user_errors_exit
+from amc.errors import one_line_config_errors, user_errors_exit
 from amc.io import refuse_finished_run
 from amc.networks import count_weighted_layers
 from amc.runtime import bound_primitive_cache
@@ -21,6 +21,7 @@ from amc.strategy.checks import check_inputs
 from amc.strategy.loop import RESULT_FILES, search
 
 
+@one_line_config_errors
 @hydra.main(config_path="../conf", config_name="search", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 import models
-from tests.conftest import assert_clean_error, run_module
+from tests.conftest import ROOT, assert_clean_error, run_module
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the entry points
 
@@ -156,6 +159,52 @@ def test_every_entry_point_checks_numeric_ranges_first(module, args, message, tm
     proc = run_module(module, *args, f"hydra.run.dir={tmp_path / 'run'}")
     assert_clean_error(proc, message)
     assert not (tmp_path / "run" / "config.yaml").exists()  # refused before the run started
+
+
+@pytest.mark.parametrize(
+    ("module", "override", "line"),
+    [
+        (
+            "amc.search",
+            "flops_budget=abc",
+            "error: Error merging override flops_budget=abc "
+            "(Value 'abc' of type 'str' could not be converted to Float)",
+        ),
+        (
+            "amc.search",
+            "model=resnet999",
+            "error: In 'search': Could not find 'model/resnet999'. Available options in 'model': custom, hw7_student, "
+            "mobilenet_v1, mobilenet_v1_tiny, mobilenet_v2, resnet18, torchvision",
+        ),
+        (
+            "amc.train",
+            "no_such_key=1",
+            "error: Could not override 'no_such_key'. To append to your config use +no_such_key=1 "
+            "(Key 'no_such_key' not in 'TrainRunConfig')",
+        ),
+        ("amc.finetune", "seed=[1", "error: no viable alternative at input '[1'"),
+    ],
+)
+def test_overrides_hydra_refuses_get_one_line(module, override, line, tmp_path):
+    """Hydra's own report of a bad override is 4-12 lines; every other bad input gets one."""
+    proc = run_module(module, override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [line]
+    assert not (tmp_path / "run").exists()
+
+
+def test_hydra_full_error_still_shows_hydras_own_report(tmp_path):
+    env_proc = subprocess.run(
+        [sys.executable, "-m", "amc.train", "no_such_key=1", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+    )
+    assert env_proc.returncode != 0
+    assert "Traceback (most recent call last)" in env_proc.stderr  # the trace the user asked for
+    assert "ConfigCompositionException: Could not override 'no_such_key'" in env_proc.stderr
 
 
 def test_corrupt_checkpoint_is_a_clean_error(tmp_path):
