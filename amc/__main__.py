@@ -22,7 +22,9 @@ COMMANDS = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: python -m amc <command> [key=value ...]   (the same as python -m amc.<command>; --help lists keys)"]
+    lines = [
+        "usage: python -m amc <command> [key=value ...]   (the same as python -m amc.<command>; --help lists keys)"
+    ]
     lines += [f"  {name:<{width}}  {what}" for name, what in COMMANDS.items()]
     return "\n".join(lines)
 

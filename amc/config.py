@@ -77,28 +77,69 @@ def save_resolved_config(cfg: DictConfig, run_dir: Path, name: str = "config.yam
     write_text_atomic(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def command_line_keys() -> list[str]:
-    """The keys this run's command line overrides (empty outside a Hydra app)."""
+def command_line_overrides() -> dict[str, str]:
+    """This run's command-line overrides, key → the override as typed (empty outside a Hydra app)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
-        return []
-    return [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+        return {}
+    return {o.split("=", 1)[0].lstrip("+~"): o for o in HydraConfig.get().overrides.task}
+
+
+def command_line_keys() -> list[str]:
+    """The keys this run's command line overrides (empty outside a Hydra app)."""
+    return list(command_line_overrides())
 
 
 PER_INVOCATION = ("stop_after",)  # settings of one invocation, never carried into its resumption
+
+# What a resumed run's command line may change: how it runs, never what it computes. A search resumed with
+# `flops_budget=0.3` used to keep its 0.5-budget episodes and export over the results of the finished run.
+RESUME_MAY_CHANGE = ("resume", "threads", "device", "devices", "stop_after", "cache_dir", "logger", "data.root")
+# what lengthens a run, and its own runtime settings: a search's episodes; a training run's epochs
+RESUME_EXTENDS = {"SearchConfig": ("episodes",)}
+DEFAULT_EXTENDS = ("train.epochs", "train.num_workers")
+
+
+def _may_change(key: str, allowed: tuple[str, ...]) -> bool:
+    return any(key == a or key.startswith(a + ".") for a in allowed)
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _short(value: Any) -> Any:
+    """A saved setting as a user names it: a config group (``model``, ``data``) by its name."""
+    return value.get("name", value) if isinstance(value, dict) else value
 
 
 def resumed_config(cfg: DictConfig, schema: type, run_dir: Path) -> DictConfig:
     """A resumed run's config: its saved ``config.yaml``, changed only where this command line says so (e.g.
     ``threads=1``, or ``train.epochs=30`` to extend a schedule); every other setting is the one it began with,
-    not this entry point's default. It is saved beside the original as ``resume-config.yaml``."""
+    not this entry point's default. It is saved beside the original as ``resume-config.yaml``.
+
+    A setting that changes what the run computes (a budget, the model, the seed, ...) is refused: its results so
+    far were computed with the old value."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir} has no config.yaml: not a run dir of this command")
+    allowed = RESUME_MAY_CHANGE + RESUME_EXTENDS.get(schema.__name__, DEFAULT_EXTENDS)
+    given = command_line_overrides()
     try:
         saved = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path))
-        for key in [*command_line_keys(), *(k for k in PER_INVOCATION if k in cfg)]:
+        changed = [
+            f"{typed} (it began with {_short(old)})"
+            for key, typed in given.items()
+            if not _may_change(key, allowed)
+            and _plain(OmegaConf.select(cfg, key)) != (old := _plain(OmegaConf.select(saved, key)))
+        ]
+        if changed:
+            raise ConfigError(
+                f"resume={run_dir} continues a run with the settings it began with, and {'; '.join(changed)} would "
+                f"change what it computes: start a new run instead (a resume may change only {', '.join(allowed[1:])})"
+            )
+        for key in [*given, *(k for k in PER_INVOCATION if k in cfg)]:
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{path} does not match this entry point's settings: {str(exc).splitlines()[0]}") from None

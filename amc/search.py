@@ -12,13 +12,13 @@ import hydra
 from omegaconf import DictConfig
 
 from amc.config import resumed_config, run_dir_of, save_resolved_config, settings_of
-from amc.errors import one_line_config_errors, user_errors_exit
+from amc.errors import ConfigError, one_line_config_errors, user_errors_exit
 from amc.io import refuse_finished_run
 from amc.networks import count_weighted_layers
 from amc.runtime import bound_primitive_cache
 from amc.settings import SearchConfig
 from amc.strategy.checks import check_inputs
-from amc.strategy.loop import RESULT_FILES, search
+from amc.strategy.loop import FINISHED_FILES, RESULT_FILES, search
 
 
 @one_line_config_errors
@@ -29,6 +29,11 @@ def main(cfg: DictConfig) -> None:
     resuming = settings.resume
     if resuming:
         run_dir = run_dir_of(settings.resume)
+        if all((run_dir / name).exists() for name in FINISHED_FILES):
+            raise ConfigError(
+                f"resume={run_dir}: this search has finished ({' and '.join(FINISHED_FILES)} hold its results, "
+                "which a resume would write over); start a new run in another hydra.run.dir"
+            )
         cfg = resumed_config(cfg, SearchConfig, run_dir)
         settings = settings_of(cfg)
     # before any network runs in this process (the input checks run some)

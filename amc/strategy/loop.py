@@ -24,6 +24,7 @@ from amc.tracking import Tracker
 from amc.training.distributed import pick_device
 
 RESULT_FILES = ("episodes.jsonl", "strategy.json", "pruned.pt", "search_state.json")
+FINISHED_FILES = ("strategy.json", "pruned.pt")  # the export writes them last: a search killed before has neither
 
 
 class SearchSession:

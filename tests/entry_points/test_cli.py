@@ -60,6 +60,12 @@ def test_train_resumes_from_its_run_dir(trained, tmp_path):
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
     original, resumed = (OmegaConf.load(run_dir / f) for f in ("config.yaml", "resume-config.yaml"))
     assert original.train.epochs == 1 and resumed.train.epochs == 2 and resumed.threads == 1
+    # another learning rate or dataset would make one run of two experiments: refused, the run dir untouched
+    metrics = (run_dir / "metrics.jsonl").read_bytes()
+    for change in ("train.lr=0.1", "data=fashion_mnist"):
+        refused = run_module("amc.train", "train.epochs=3", change, f"resume={run_dir}")
+        assert_clean_error(refused, f"{change.split('=')[0]}=", "would change what it computes")
+    assert (run_dir / "metrics.jsonl").read_bytes() == metrics
     assert resumed.data.name == "digits" and resumed.train.lr == 0.05 and resumed.model == original.model
 
 

@@ -91,7 +91,15 @@ def test_killed_search_resumes_to_the_same_result(first_run, cache, tmp_path):
     run_dir = tmp_path / "stopped"
     proc = smoke(run_dir, cache, "stop_after=5")
     assert "resume=" in proc.stdout and not (run_dir / "pruned.pt").exists()
-    resumed = run_module("amc.search", f"resume={run_dir}")
+    # a resume that would change what the search computes is refused, and leaves the run dir as it was
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    for change in ("flops_budget=0.3", "seed=8", "agent=random"):
+        refused = run_module("amc.search", f"resume={run_dir}", change)
+        assert refused.returncode == 2
+        assert "would change what it computes: start a new run instead" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    resumed = run_module("amc.search", f"resume={run_dir}", "threads=1")  # how it runs may change
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     full = [json.loads(line) for line in (first_run / "episodes.jsonl").read_text().splitlines()]
     again = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
@@ -100,6 +108,15 @@ def test_killed_search_resumes_to_the_same_result(first_run, cache, tmp_path):
         json.loads((run_dir / "strategy.json").read_text())["channels"]
         == json.loads((first_run / "strategy.json").read_text())["channels"]
     )
+
+
+def test_a_finished_search_is_not_resumed_over_its_results(first_run):
+    before = {name: (first_run / name).read_bytes() for name in ("strategy.json", "pruned.pt", "episodes.jsonl")}
+    for extra in ([], ["episodes=20"]):
+        proc = run_module("amc.search", f"resume={first_run}", *extra)
+        assert_clean_error(proc, "this search has finished", "start a new run")
+    assert {name: (first_run / name).read_bytes() for name in before} == before
+    assert not (first_run / "resume-config.yaml").exists()
 
 
 def episodes_of(run_dir: Path) -> list[dict]:
