@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from amc.config import command_line_keys
 from amc.data import dataset_info, require_data
 from amc.errors import ConfigError
 from amc.networks import build_model, builder_name, fit_input_size, load_model_for_data
@@ -21,6 +22,12 @@ def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
     chosen = {k: getattr(cfg, f"{k}_budget") for k in ("params", "latency") if getattr(cfg, f"{k}_budget") is not None}
     if len(chosen) > 1:
         raise ConfigError("give one of params_budget or latency_budget (flops_budget is the default)")
+    if chosen and "flops_budget" in command_line_keys():  # flops_budget always has a value: its default
+        other = next(iter(chosen))
+        raise ConfigError(
+            f"flops_budget and {other}_budget are both given: a search meets one budget; drop flops_budget= to "
+            f"search under {other}_budget={chosen[other]:g}, or drop {other}_budget="
+        )
     kind, budget = next(iter(chosen.items())) if chosen else ("flops", cfg.flops_budget)
     if budget is None:
         raise ConfigError("flops_budget must be a number in (0, 1], got null")
