@@ -44,6 +44,11 @@ def check_inputs(cfg: SearchConfig) -> None:
         builder_name(cfg.model)  # an unknown model fails before a base model is trained for it
     if cfg.agent.name not in AGENTS:
         raise ConfigError(f"unknown agent {cfg.agent.name!r}; use {', '.join(AGENTS)}")
+    if cfg.agent.name == "ddpg" and cfg.agent.warmup_episodes >= cfg.episodes:
+        raise ConfigError(
+            f"agent.warmup_episodes={cfg.agent.warmup_episodes} is not below episodes={cfg.episodes}: every episode "
+            "would be random warm-up and the DDPG agent would never choose (agent=random searches at random)"
+        )
     if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
     if cfg.export_reconstruction not in ("open", "closed"):
