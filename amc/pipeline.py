@@ -7,18 +7,38 @@ the base, the uniform baseline, and the AMC strategy before and after fine-tunin
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import hydra
 from omegaconf import DictConfig
 
-from amc.config import start_run
-from amc.errors import one_line_config_errors, user_errors_exit
+from amc.config import load_settings, run_dir_of, settings_of, start_run
+from amc.errors import ConfigError, one_line_config_errors, user_errors_exit
+from amc.settings import PipelineConfig
 from amc.stages import run_pipeline
+
+
+def refuse_another_pipeline(settings: PipelineConfig) -> None:
+    """Re-running a pipeline in its run dir continues it (finished stages are kept); with other settings it would
+    mix two pipelines' stages in one report, so it is refused."""
+    saved = run_dir_of() / "config.yaml"
+    if not saved.is_file():
+        return
+    before = load_settings(saved, PipelineConfig)
+    changed = [f.name for f in fields(PipelineConfig) if getattr(before, f.name) != getattr(settings, f.name)]
+    if changed:
+        listed = "; ".join(f"{n}={getattr(settings, n)} (it ran with {getattr(before, n)})" for n in changed)
+        raise ConfigError(
+            f"{saved.parent} holds a pipeline run with other settings: {listed}; choose another hydra.run.dir "
+            "(the same command again continues that run)"
+        )
 
 
 @one_line_config_errors
 @hydra.main(config_path="../conf", config_name="pipeline", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
+    refuse_another_pipeline(settings_of(cfg))
     settings, run_dir = start_run(cfg)
     run_pipeline(settings, run_dir)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 import models
 from tests.conftest import assert_clean_error, run_module
@@ -13,16 +14,15 @@ from tests.conftest import assert_clean_error, run_module
 @pytest.mark.slow
 def test_pipeline_runs_every_stage_and_reports(tmp_path):
     cache = tmp_path / "cache"
-    proc = run_module(
-        "amc.pipeline",
+    args = (
         "data_group=digits",
         "logger_group=none",
         "episodes=5",
         "finetune_epochs=1",
         f"extra_search_args=['experiment=smoke','cache_dir={cache}']",
         f"hydra.run.dir={tmp_path / 'run'}",
-        timeout=900,
     )
+    proc = run_module("amc.pipeline", *args, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     run = tmp_path / "run"
     for stage in ("amc", "uniform"):
@@ -34,6 +34,13 @@ def test_pipeline_runs_every_stage_and_reports(tmp_path):
         assert model.checkpoint_metadata["distill"] == stage.split("_")[1]
     report = (run / "report.md").read_text()
     assert "AMC + KD" in report and "uniform" in report and (run / "report.png").is_file()
+    # the same command again continues it (every stage is done); another budget would mix two pipelines' stages
+    again = run_module("amc.pipeline", *args)
+    assert again.returncode == 0 and "== amc." not in again.stdout, again.stderr[-2000:]
+    other = run_module("amc.pipeline", *args, "flops_budget=0.3")
+    assert_clean_error(other, "holds a pipeline run with other settings: flops_budget=0.3 (it ran with 0.5)")
+    assert (run / "report.md").read_text() == report
+    assert OmegaConf.load(run / "config.yaml").flops_budget == 0.5
 
 
 def test_finetune_bad_inputs(tmp_path):
