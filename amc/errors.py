@@ -111,18 +111,24 @@ def one_line_config_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if os.environ.get("HYDRA_FULL_ERROR"):
+        if os.environ.get("HYDRA_FULL_ERROR") and not os.environ.get(_OURS):  # the user asked for Hydra's report
             return fn(*args, **kwargs)
-        os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises its errors to us instead of printing them
+        # Hydra then raises its errors to us instead of printing them. Child processes (pipeline stages, workers)
+        # inherit both variables, and the marker tells them it was not the user who set it.
+        os.environ.update({"HYDRA_FULL_ERROR": "1", _OURS: "1"})
         try:
             return fn(*args, **kwargs)
         except CompactHydraException as exc:  # the errors Hydra itself reports without a stack trace
             print(f"error: {config_error_line(exc)}", file=sys.stderr)
             sys.exit(2)
         finally:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
+            for name in ("HYDRA_FULL_ERROR", _OURS):
+                os.environ.pop(name, None)
 
     return wrapper  # type: ignore[return-value]
+
+
+_OURS = "AMC_ONE_LINE_CONFIG_ERRORS"
 
 
 class ReportFailedJobs(Callback):

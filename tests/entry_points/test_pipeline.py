@@ -60,3 +60,21 @@ def test_finetune_bad_inputs(tmp_path):
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert_clean_error(proc, "classes")
+
+
+def test_a_bad_override_for_a_stage_is_one_line_from_the_stage(tmp_path):
+    """A stage is a child process: it inherits the parent's switch to Hydra's raised errors, and still reports in one
+    line (not as if the user had set HYDRA_FULL_ERROR=1)."""
+    proc = run_module(
+        "amc.pipeline",
+        "extra_search_args=['experiment=smoke','no_such_key=1']",
+        "data_group=digits",
+        "logger_group=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: Could not override 'no_such_key'. To append to your config use +no_such_key=1 "
+        "(Key 'no_such_key' not in 'SearchConfig')",
+        f"error: stage amc.search failed (exit 2); its log is in {tmp_path / 'run' / 'amc'}",
+    ]
