@@ -135,9 +135,10 @@ def resumed_config(cfg: DictConfig, schema: type, run_dir: Path) -> DictConfig:
             and _plain(OmegaConf.select(cfg, key)) != (old := _plain(OmegaConf.select(saved, key)))
         ]
         if changed:
+            may = ", ".join(a for a in allowed if a != "resume")
             raise ConfigError(
                 f"resume={run_dir} continues a run with the settings it began with, and {'; '.join(changed)} would "
-                f"change what it computes: start a new run instead (a resume may change only {', '.join(allowed[1:])})"
+                f"change what it computes: start a new run instead (a resume may change only {may})"
             )
         for key in [*given, *(k for k in PER_INVOCATION if k in cfg)]:
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)

@@ -25,7 +25,11 @@ def refuse_another_pipeline(settings: PipelineConfig) -> None:
     if not saved.is_file():
         return
     before = load_settings(saved, PipelineConfig)
-    changed = [f.name for f in fields(PipelineConfig) if getattr(before, f.name) != getattr(settings, f.name)]
+    changed = [
+        f.name
+        for f in fields(PipelineConfig)
+        if f.name != "logger_group" and getattr(before, f.name) != getattr(settings, f.name)  # how it is tracked
+    ]
     if changed:
         listed = "; ".join(f"{n}={getattr(settings, n)} (it ran with {getattr(before, n)})" for n in changed)
         raise ConfigError(
