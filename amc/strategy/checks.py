@@ -22,12 +22,6 @@ def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
     chosen = {k: getattr(cfg, f"{k}_budget") for k in ("params", "latency") if getattr(cfg, f"{k}_budget") is not None}
     if len(chosen) > 1:
         raise ConfigError("give one of params_budget or latency_budget (flops_budget is the default)")
-    if chosen and "flops_budget" in command_line_keys():  # flops_budget always has a value: its default
-        other = next(iter(chosen))
-        raise ConfigError(
-            f"flops_budget and {other}_budget are both given: a search meets one budget; drop flops_budget= to "
-            f"search under {other}_budget={chosen[other]:g}, or drop {other}_budget="
-        )
     kind, budget = next(iter(chosen.items())) if chosen else ("flops", cfg.flops_budget)
     if budget is None:
         raise ConfigError("flops_budget must be a number in (0, 1], got null")
@@ -39,7 +33,12 @@ def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
 def check_inputs(cfg: SearchConfig) -> None:
     """Model, agent, checkpoint and (without a checkpoint) the budget's feasibility; numeric ranges are
     checked when the settings are made (``amc.settings.range_errors``)."""
-    constraint_of(cfg)
+    kind, budget = constraint_of(cfg)
+    if kind != "flops" and "flops_budget" in command_line_keys():  # flops_budget always has a value: its default
+        raise ConfigError(
+            f"flops_budget and {kind}_budget are both given: a search meets one budget; drop flops_budget= to "
+            f"search under {kind}_budget={budget:g}, or drop {kind}_budget="
+        )
     if not cfg.checkpoint:
         builder_name(cfg.model)  # an unknown model fails before a base model is trained for it
     if cfg.agent.name not in AGENTS:
