@@ -55,6 +55,12 @@ def build_model(model_cfg: ModelConfig, num_classes: int, in_channels: int, imag
     return create_model(builder_name(model_cfg), **model_kwargs(model_cfg, num_classes, in_channels, image_size))
 
 
+def user_named_builders(model_cfg: ModelConfig) -> list[str]:
+    """The builder this run's config names (``model._target_=``): a checkpoint may name it and be rebuilt with it.
+    Any other builder a checkpoint names beyond the registry and torchvision's classifiers is refused."""
+    return [model_cfg._target_] if model_cfg._target_ else []
+
+
 def fit_input_size(model: nn.Module, in_channels: int, image_size: int) -> int:
     """The data's own image size if the model runs on it, else the smallest of 16/32/64/128/224 px it takes."""
     candidates = [image_size] + [s for s in (16, 32, 64, 128, 224) if s > image_size]
@@ -114,7 +120,7 @@ def load_model_for_data(
 
     data = read_checkpoint(path)
     if data.get("format") == FORMAT:
-        model = load_checkpoint(path)
+        model = load_checkpoint(path, trusted_builders=user_named_builders(model_cfg))
         return check_trained_on(model, data_cfg, path) if runs_on_data else model
     info = dataset_info(data_cfg.name, data_cfg.crop)
     kwargs = model_kwargs(model_cfg, info["num_classes"], info["in_channels"], info["image_size"])

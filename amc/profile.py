@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from amc.config import settings_of
 from amc.errors import one_line_config_errors, user_errors_exit
-from amc.networks import builder_name, first_conv_in_channels
+from amc.networks import builder_name, first_conv_in_channels, user_named_builders
 from amc.pruning.cost import profile
 from amc.settings import ProfileConfig
 from models import create_model, load_checkpoint
@@ -19,7 +19,9 @@ from models import create_model, load_checkpoint
 def main(cfg: DictConfig) -> None:
     settings: ProfileConfig = settings_of(cfg)
     if settings.checkpoint:
-        model = load_checkpoint(settings.checkpoint, name=settings.checkpoint_model)
+        model = load_checkpoint(
+            settings.checkpoint, name=settings.checkpoint_model, trusted_builders=user_named_builders(settings.model)
+        )
         image_size = settings.image_size or model.checkpoint_metadata.get("image_size", 224)
         source = settings.checkpoint
     else:

@@ -14,6 +14,8 @@ from models.errors import AmcError
 from models.registry import (
     ModelConfigError,
     UnknownModelError,
+    UntrustedBuilderError,
+    check_builder_trusted,
     create_model,
     list_models,
     register_model,
@@ -26,6 +28,8 @@ __all__ = [
     "CheckpointError",
     "ModelConfigError",
     "UnknownModelError",
+    "UntrustedBuilderError",
+    "check_builder_trusted",
     "create_model",
     "list_models",
     "load_checkpoint",

@@ -15,7 +15,7 @@ load too, given the architecture.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from models.errors import AmcError
-from models.registry import create_model
+from models.registry import check_builder_trusted, create_model
 
 FORMAT = "amc-checkpoint/1"
 
@@ -63,9 +63,22 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **metadata: Any) 
     return path
 
 
-def model_from_arch(arch: Mapping[str, Any]) -> nn.Module:
-    """A freshly initialised model of a stored architecture, pruned model included (weights still to load)."""
-    model = create_model(arch["name"], _builder_file=arch.get("source"), **dict(arch.get("kwargs") or {}))
+def model_from_arch(
+    arch: Mapping[str, Any], trusted_builders: Iterable[str] = (), what: str = "the checkpoint"
+) -> nn.Module:
+    """A freshly initialised model of a stored architecture, pruned model included (weights still to load).
+
+    :param trusted_builders: builders the user names in this run; a stored builder outside the registry and
+        torchvision's classifiers must be one of them (and only then is a stored ``source`` file run).
+    """
+    name = arch["name"]
+    trusted = list(trusted_builders)
+    check_builder_trusted(name, trusted, what)
+    kwargs = dict(arch.get("kwargs") or {})
+    if kwargs.get("weights") is not None and name not in trusted:
+        raise CheckpointError(f"{what} asks for pretrained weights ({kwargs['weights']!r}), which are never fetched")
+    source = arch.get("source") if name in trusted else None
+    model = create_model(name, _builder_file=source, **kwargs)
     if arch.get("pruning"):
         from amc.pruning.slicing import prune_to_arch  # the pruning engine replays the stored channel choice
 
@@ -120,11 +133,15 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
     model.load_state_dict(state)
 
 
-def load_checkpoint(path: str | os.PathLike, name: str | None = None, **kwargs: Any) -> nn.Module:
-    """Rebuild a model from ``path``.
+def load_checkpoint(
+    path: str | os.PathLike, name: str | None = None, *, trusted_builders: Iterable[str] = (), **kwargs: Any
+) -> nn.Module:
+    """Rebuild a model from ``path``; no code the file names runs unless you name it (``trusted_builders``).
 
     :param path: our checkpoint, or a bare state_dict (plain, nested under ``"state_dict"``, ``module.``-prefixed).
     :param name: registry name; needed for bare state_dicts, overrides the stored one otherwise.
+    :param trusted_builders: dotted builder paths you trust, for checkpoints of your own networks
+        (a registered model or a ``torchvision.models`` classifier needs none).
     :param kwargs: constructor arguments; merged over the stored ones.
     :return: the model (``model.checkpoint_metadata`` holds the stored metadata).
     """
@@ -137,7 +154,9 @@ def load_checkpoint(path: str | os.PathLike, name: str | None = None, **kwargs: 
     same = stored and stored["name"] == arch_name
     pruning = stored.get("pruning") if same else None
     source = stored.get("source") if same else None
-    model = model_from_arch({"name": arch_name, "kwargs": arch_kwargs, "pruning": pruning, "source": source})
+    trusted = [*trusted_builders, *([name] if name else [])]  # a name the caller passes is the caller's choice
+    arch = {"name": arch_name, "kwargs": arch_kwargs, "pruning": pruning, "source": source}
+    model = model_from_arch(arch, trusted, what=str(path))
     load_weights(model, _state_dict_of(data), source=str(path))
     model.checkpoint_metadata = dict(data.get("metadata") or {})
     return model

@@ -5,6 +5,10 @@ builds an ``nn.Module`` (``torchvision.models.resnet18``, ``mypkg.nets.build``).
 here remembers how it was built (``model.arch``), so a checkpoint can carry its architecture and be
 rebuilt with one call.
 
+A name read from a file is untrusted: :func:`check_builder_trusted` lets through only registered models,
+torchvision's classification builders and the builders the caller names, so a checkpoint cannot make us
+import or call anything else (``os.system``, an attacker's ``.py`` file).
+
 A builder that does not take ``in_channels`` gets its first Conv2d replaced by one reading
 ``in_channels`` (same kernel, stride and padding): 1-channel Fashion-MNIST then runs on a
 torchvision network without tripling its input.
@@ -17,7 +21,7 @@ import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch.nn as nn
@@ -50,6 +54,34 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 def list_models() -> list[str]:
     """Names of every registered model, sorted."""
     return sorted(_REGISTRY)
+
+
+class UntrustedBuilderError(ModelConfigError):
+    """A checkpoint names a builder that is neither registered, torchvision's, nor named by the user."""
+
+
+def is_torchvision_classifier(name: str) -> bool:
+    """``torchvision.models.<builder>`` for one of torchvision's classification builders (no other module)."""
+    prefix = "torchvision.models."
+    if not name.startswith(prefix) or "." in name[len(prefix) :]:
+        return False
+    import torchvision.models
+
+    return name[len(prefix) :] in torchvision.models.list_models(module=torchvision.models)
+
+
+def check_builder_trusted(name: str, trusted: Iterable[str] = (), what: str = "the checkpoint") -> None:
+    """Refuse a builder name read from a file unless it is safe to build or the user named it in this run.
+
+    :param trusted: builder names the user gave in this run (``model._target_=``, ``trusted_builders=``).
+    """
+    if name in _REGISTRY or name in set(trusted) or is_torchvision_classifier(name):
+        return
+    raise UntrustedBuilderError(
+        f"{what} names the builder {name!r}, which is not a registered model or a torchvision classification "
+        f"builder, so it was not imported or called; if you trust the file, name the builder yourself: "
+        f"model._target_={name} on the command line, or load_checkpoint(..., trusted_builders=[{name!r}])"
+    )
 
 
 def resolve_builder(name: str, source_file: str | None = None) -> Callable[..., nn.Module]:

@@ -16,7 +16,7 @@ from filelock import FileLock
 
 from amc.errors import AmcError
 from amc.io import write_json_atomic
-from amc.networks import builder_name, load_model_for_data, model_and_data
+from amc.networks import builder_name, load_model_for_data, model_and_data, user_named_builders
 from amc.runtime import (
     release_freed_memory,
     seed_everything,
@@ -51,9 +51,9 @@ def obtain_base_model(cfg: SearchConfig) -> tuple[nn.Module, str]:
     with FileLock(str(path) + ".lock"):
         if path.is_file():
             print(f"using the cached base model {path}")
-            return load_checkpoint(path), str(path)
+            return load_checkpoint(path, trusted_builders=user_named_builders(cfg.model)), str(path)
         _train_base_in_child(cfg, path)
-        return load_checkpoint(path), str(path)
+        return load_checkpoint(path, trusted_builders=user_named_builders(cfg.model)), str(path)
 
 
 def _train_base_in_child(cfg: SearchConfig, path: Path) -> None:

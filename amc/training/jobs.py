@@ -15,7 +15,13 @@ import torch.nn as nn
 from amc.data import build_data
 from amc.errors import ConfigError
 from amc.io import write_json_atomic
-from amc.networks import check_trained_on, first_conv_in_channels, load_model_for_data, model_and_data
+from amc.networks import (
+    check_trained_on,
+    first_conv_in_channels,
+    load_model_for_data,
+    model_and_data,
+    user_named_builders,
+)
 from amc.runtime import seed_everything, set_threads
 from amc.settings import FinetuneConfig, TrainRunConfig
 from amc.tracking import Tracker
@@ -93,7 +99,8 @@ def finetune_network(cfg: FinetuneConfig, run_dir: Path) -> dict:
     set_threads(cfg.threads)
     if not cfg.checkpoint:
         raise ConfigError("checkpoint=PATH (the pruned model to fine-tune) is required")
-    student = check_trained_on(load_checkpoint(cfg.checkpoint), cfg.data, cfg.checkpoint)
+    student = load_checkpoint(cfg.checkpoint, trusted_builders=user_named_builders(cfg.model))
+    check_trained_on(student, cfg.data, cfg.checkpoint)
     ctx = setup(cfg.device)
     seed_everything(cfg.seed)
     size = student.checkpoint_metadata.get("image_size")

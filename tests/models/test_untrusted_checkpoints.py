@@ -1,0 +1,144 @@
+"""A checkpoint is data: the builder it names runs only if it is registered, torchvision's, or named by the user.
+
+Every crafted file here is in our own format and loads with ``weights_only=True``; what it abuses is the
+architecture entry, which names a callable and its keyword arguments, and an optional ``source`` file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import models
+from tests.conftest import assert_clean_error, run_module
+
+DANGEROUS = [
+    ("os.system", {"command": "touch {marker}"}),
+    ("subprocess.getoutput", {"cmd": "touch {marker}"}),
+    ("subprocess.run", {"args": ["touch", "{marker}"]}),
+    ("builtins.exec", {"source": "open({marker!r}, 'w').close()"}),
+    ("builtins.eval", {"source": "open({marker!r}, 'w').close()"}),
+    ("pathlib.Path.touch", {"self": "{marker}"}),
+    ("shutil.rmtree", {"path": "{victim}"}),
+    ("torchvision.models.resnet._ovewrite_named_param", {}),  # inside torchvision, but not a classifier
+    ("torchvision.datasets.MNIST", {"root": "{victim}", "download": True}),
+]
+
+
+def craft(path: Path, name: str, kwargs: dict, source: Path | None = None) -> Path:
+    arch = {"name": name, "kwargs": kwargs, **({"source": str(source)} if source else {})}
+    payload = {"format": models.FORMAT, "arch": arch, "state_dict": {"w": torch.zeros(1)}, "metadata": {}}
+    torch.save(payload, path)
+    return path
+
+
+def fill(kwargs: dict, marker: Path, victim: Path) -> dict:
+    def one(value):
+        if isinstance(value, list):
+            return [one(v) for v in value]
+        return value.format(marker=str(marker), victim=str(victim)) if isinstance(value, str) else value
+
+    return {k: one(v) for k, v in kwargs.items()}
+
+
+@pytest.fixture
+def attacker_file(tmp_path: Path) -> tuple[Path, Path]:
+    """An attacker's module that leaves a marker when it is executed, and the marker's path."""
+    marker = tmp_path / "attacker_ran"
+    source = tmp_path / "evil_builders.py"
+    source.write_text(
+        f"open({str(marker)!r}, 'w').close()\nimport torch\ndef build(**kwargs):\n    return torch.nn.Linear(1, 1)\n"
+    )
+    return source, marker
+
+
+@pytest.mark.parametrize(("name", "kwargs"), DANGEROUS, ids=[n for n, _ in DANGEROUS])
+def test_the_library_refuses_a_dangerous_builder_and_runs_nothing(tmp_path, name, kwargs):
+    marker, victim = tmp_path / "ran", tmp_path / "victim"
+    victim.mkdir()
+    path = craft(tmp_path / "crafted.pt", name, fill(kwargs, marker, victim))
+    with pytest.raises(models.UntrustedBuilderError, match="not a registered model") as info:
+        models.load_checkpoint(path)
+    assert f"model._target_={name}" in str(info.value)  # says how to allow it
+    assert not marker.exists()
+    assert victim.is_dir()
+
+
+def test_an_attackers_source_file_is_never_executed(tmp_path, attacker_file):
+    source, marker = attacker_file
+    path = craft(tmp_path / "crafted.pt", "evil_builders.build", {}, source=source)
+    with pytest.raises(models.UntrustedBuilderError):
+        models.load_checkpoint(path)
+    # a registered name with an attacker's source beside it: the source is ignored, the registry builds it
+    path = craft(tmp_path / "registered.pt", "mobilenet_v1", {"num_classes": 10}, source=source)
+    with pytest.raises(models.CheckpointError, match="does not match"):
+        models.load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_a_stored_request_for_pretrained_weights_is_refused(tmp_path):
+    path = craft(tmp_path / "weights.pt", "torchvision.models.resnet18", {"weights": "IMAGENET1K_V1"})
+    with pytest.raises(models.CheckpointError, match="never fetched"):
+        models.load_checkpoint(path)
+
+
+def test_a_builder_the_user_names_is_trusted_and_its_source_file_found(tmp_path):
+    """The user's own network, saved from a script outside any package, still loads once they name it."""
+    source = tmp_path / "my_nets_outside_sys_path.py"
+    source.write_text("import torch\ndef build(width=3):\n    return torch.nn.Linear(width, 2)\n")
+    net = torch.nn.Linear(5, 2)
+    payload = {
+        "format": models.FORMAT,
+        "arch": {"name": "my_nets_outside_sys_path.build", "kwargs": {"width": 5}, "source": str(source)},
+        "state_dict": net.state_dict(),
+        "metadata": {},
+    }
+    torch.save(payload, tmp_path / "mine.pt")
+    with pytest.raises(models.UntrustedBuilderError):
+        models.load_checkpoint(tmp_path / "mine.pt")
+    loaded = models.load_checkpoint(tmp_path / "mine.pt", trusted_builders=["my_nets_outside_sys_path.build"])
+    assert torch.equal(loaded.weight, net.weight)
+
+
+def test_registered_and_torchvision_checkpoints_load_without_naming_anything(tmp_path):
+    for name, kwargs in (("mobilenet_v1", {"num_classes": 10}), ("torchvision.models.resnet18", {"num_classes": 3})):
+        model = models.create_model(name, **kwargs)
+        models.save_checkpoint(model, tmp_path / "m.pt")
+        loaded = models.load_checkpoint(tmp_path / "m.pt")
+        first = next(iter(model.state_dict()))
+        assert torch.equal(loaded.state_dict()[first], model.state_dict()[first])
+
+
+# Every entry point that reads a checkpoint= (or teacher=) refuses the attacker's file in one line.
+ENTRY_POINTS = [
+    ("amc.search", ["flops_budget=0.5", "experiment=smoke"]),
+    ("amc.export", ["channels=[8]"]),
+    ("amc.finetune", ["train.epochs=1"]),
+    ("amc.deploy", []),
+    ("amc.profile", []),
+    ("amc.slim", ["data=digits"]),
+    ("amc.quantize", ["data=digits"]),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("module", "args"), ENTRY_POINTS, ids=[m for m, _ in ENTRY_POINTS])
+def test_every_entry_point_refuses_a_crafted_checkpoint(tmp_path, attacker_file, module, args):
+    source, marker = attacker_file
+    crafted = craft(tmp_path / "crafted.pt", "evil_builders.build", {}, source=source)
+    proc = run_module(module, f"checkpoint={crafted}", f"hydra.run.dir={tmp_path / 'run'}", *args)
+    assert_clean_error(proc, "evil_builders.build", "not a registered model")
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_teacher_checkpoint_is_refused_too(tmp_path):
+    marker, victim = tmp_path / "ran", tmp_path / "victim"
+    crafted = craft(tmp_path / "teacher.pt", "os.system", {"command": f"touch {marker}"})
+    proc = run_module(
+        "amc.train", "data=digits", f"teacher={crafted}", "train.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"
+    )
+    assert_clean_error(proc, "os.system")
+    assert not marker.exists() and not victim.exists()
