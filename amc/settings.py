@@ -43,10 +43,17 @@ class DataConfig:
 
 @dataclass
 class AgentConfig:
-    """A search agent: ``ddpg`` (its hyper-parameters below), ``random`` or ``uniform``."""
+    """A search method (``conf/agent/NAME.yaml``): ``runner`` names its class; the other keys are its settings."""
 
     name: str
     warmup_episodes: int
+    runner: Optional[str] = None  # e.g. amc.strategy.methods.sensitivity.Sensitivity
+    algorithm: Optional[str] = None  # RL agents: ddpg | td3 | sac (default: name)
+    sampler: Optional[str] = None  # optuna: tpe | cmaes
+    grid: Optional[list[float]] = None  # sensitivity: keep ratios each layer is probed at
+    candidates: Optional[int] = None  # sensitivity: strategies scored from the best thresholds
+    rounds: Optional[int] = None  # greedy: shrinking rounds (default: as many as the evaluations allow)
+    options: dict[str, Any] = field(default_factory=dict)  # a plug-in method's own settings
     hidden_sizes: Optional[list[int]] = None
     actor_lr: Optional[float] = None
     critic_lr: Optional[float] = None
@@ -100,6 +107,17 @@ class TrainConfig:
 
 
 @dataclass
+class PromoteConfig:
+    """Fidelity promotion (``amc.strategy.promotion``): ``top_k`` strategies fine-tuned ``epochs`` with KD."""
+
+    top_k: int
+    epochs: float
+    temperature: float
+    alpha: float
+    train: TrainConfig  # the schedule; its length is ``epochs``
+
+
+@dataclass
 class SearchConfig:
     """``amc.search``: see ``conf/search.yaml`` for what each key does."""
 
@@ -142,6 +160,9 @@ class SearchConfig:
     # run saved before this option existed was scored in, so that resuming it goes on as it began.
     eval_precision: str = "float32"
     export_candidates: int = 1  # the best N strategies rebuilt as exported, the best of them kept (1: as before)
+    score: str = "lsq"  # lsq | adabn | lsq+adabn (``amc.strategy.scoring.SCORES``); lsq for runs saved before it
+    adabn_images: int = 1000  # training images the BN statistics are recomputed on (score=adabn, lsq+adabn)
+    promote: Optional[PromoteConfig] = None  # conf/search.yaml sets it; runs saved before it have none
 
 
 @dataclass
@@ -341,10 +362,12 @@ VALID_RANGES: dict[str, Range] = {
             "search_val_images", "test_images", "eval_batch_size", "threads", "stop_after", "epochs", "batch_size",
             "max_steps_per_epoch", "replay_episodes", "hidden_sizes", "train_limit", "search_val_limit",
             "test_limit", "crop", "steps", "finetune_epochs", "max_bytes", "image_size", "batch_sizes", "workers",
-            "export_candidates",
+            "export_candidates", "adabn_images", "candidates", "rounds",
         ),
         AT_LEAST_1,
     ),
+    "promote.epochs": POSITIVE,  # a qualified key: the range of this one setting (fractions of an epoch)
+    "promote.top_k": AT_LEAST_0,
     **dict.fromkeys(
         (
             "prefix_cache_mb", "seed", "split_seed", "lr", "weight_decay", "warmup_epochs", "num_workers",
@@ -364,7 +387,7 @@ def range_errors(settings: Any, prefix: str = "") -> list[str]:
         if is_dataclass(value):
             errors += range_errors(value, key + ".")
             continue
-        valid = VALID_RANGES.get(f.name)
+        valid = VALID_RANGES.get(key, VALID_RANGES.get(f.name))
         if valid is None or value is None:
             continue
         for item in value if isinstance(value, list) else [value]:

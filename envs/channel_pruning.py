@@ -13,7 +13,7 @@ to a keep ratio in ``[lower_bound, 1]``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -103,10 +103,25 @@ class ChannelPruningEnv(gym.Env):
         observation = self.embedding(t, self._decided, self._previous_ratio)
         return observation, result.reward, True, False, {"result": result}
 
-    def evaluate(self, channels: list[int]) -> EpisodeResult:
-        """Score a finished strategy (the last step's ``info["result"]``)."""
+    def decide(self, actions: Sequence[float]) -> list[int]:
+        """The channels an episode of ``actions`` (one per decision point, in [-1, 1]) gets from the action wall."""
+        decided: list[int] = []
+        for t, action in enumerate(actions):
+            decided.append(self.wall.choose(decided, t, self.keep_ratio(action)))
+        return decided
+
+    def action_of(self, keep_ratio: float) -> float:
+        """The action whose keep ratio is ``keep_ratio`` (clipped to the action range)."""
+        return float(np.clip(2 * (keep_ratio - self.lower_bound) / max(1e-9, 1 - self.lower_bound) - 1, -1.0, 1.0))
+
+    def evaluate(self, channels: list[int], fill: bool = True) -> EpisodeResult:
+        """Score a finished strategy (the last step's ``info["result"]``).
+
+        :param fill: spend the budget the strategy leaves (``fill_budget``); false scores ``channels`` as they are,
+            as a method's probe of a network that need not meet the budget.
+        """
         wanted = list(channels)
-        if self.fill_budget:
+        if fill and self.fill_budget:
             channels = self.wall.fill(self.wall.scale_to_budget(channels))
         score = self.scorer.score(channels)
         macs, params = self.structure.macs(channels), self.structure.params(channels)

@@ -1,4 +1,4 @@
-"""The search agents: stable-baselines3's DDPG set up as AMC, plus random and uniform baselines.
+"""The reinforcement-learning agents: stable-baselines3's DDPG, TD3 and SAC set up as AMC.
 
 AMC's tricks live in SB3's extension points, each a few dozen lines:
 
@@ -8,7 +8,9 @@ AMC's tricks live in SB3's extension points, each a few dozen lines:
 * ``EpisodeRewardBuffer`` (a ``ReplayBuffer``): holds an episode's transitions until it ends, then
   stores every one with the episode's final reward minus a moving baseline b ← b + α(R − b).
 * ``AMCDDPG`` (a ``DDPG``): separate actor/critic learning rates, the truncated noise, and pure
-  uniform actions during the warm-up episodes (SB3's ``learning_starts``).
+  uniform actions during the warm-up episodes (SB3's ``learning_starts``). ``AMCTD3`` is the same on TD3
+  (twin critics, delayed policy updates, target smoothing); ``AMCSAC`` keeps SAC's own entropy-driven
+  exploration and takes the buffer, the warm-up and the learning rates.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.stats import truncnorm
-from stable_baselines3 import DDPG
+from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise, VectorizedActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from amc.settings import AgentConfig
 
@@ -103,18 +106,25 @@ def truncated_noise(noise: ActionNoise | None) -> TruncatedNormalNoise | None:
     return noise if isinstance(noise, TruncatedNormalNoise) else None
 
 
-class AMCDDPG(DDPG):
-    """SB3's DDPG with AMC's exploration, warm-up and separate actor/critic learning rates."""
+class SeparateLearningRates:
+    """Mixin: the actor learns at ``actor_lr``, the critics (and SAC's entropy coefficient) at ``critic_lr``."""
+
+    actor: Any
+    critic: Any
 
     def __init__(self, *args: Any, actor_lr: float = 1e-4, critic_lr: float = 1e-3, **kwargs: Any) -> None:
         self.actor_lr, self.critic_lr = actor_lr, critic_lr
         super().__init__(*args, learning_rate=critic_lr, **kwargs)
 
     def _update_learning_rate(self, optimizers) -> None:
-        for group in self.actor.optimizer.param_groups:
-            group["lr"] = self.actor_lr
-        for group in self.critic.optimizer.param_groups:
-            group["lr"] = self.critic_lr
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            lr = self.actor_lr if optimizer is self.actor.optimizer else self.critic_lr
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+
+class TruncatedExploration:
+    """Mixin for deterministic-policy agents: uniform actions in the warm-up, then AMC's truncated noise."""
 
     def _sample_action(self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1):
         noise = truncated_noise(action_noise)
@@ -126,12 +136,34 @@ class AMCDDPG(DDPG):
         return self.policy.unscale_action(scaled), scaled
 
 
-def build_ddpg(env, steps_per_episode: int, cfg: AgentConfig, seed: int, device: str = "cpu") -> AMCDDPG:
-    """AMCDDPG with AMC's hyper-parameters (``conf/agent/ddpg.yaml``); ``env`` may be a VecEnv of workers."""
+class AMCDDPG(SeparateLearningRates, TruncatedExploration, DDPG):
+    """SB3's DDPG with AMC's exploration, warm-up and separate actor/critic learning rates."""
+
+
+class AMCTD3(SeparateLearningRates, TruncatedExploration, TD3):
+    """SB3's TD3 (twin critics, delayed actor updates, target smoothing) with AMC's exploration and warm-up."""
+
+
+class AMCSAC(SeparateLearningRates, SAC):
+    """SB3's SAC (a stochastic actor explores by its entropy bonus) with AMC's warm-up and reward buffer."""
+
+
+ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {"ddpg": AMCDDPG, "td3": AMCTD3, "sac": AMCSAC}
+
+
+def build_ddpg(
+    env, steps_per_episode: int, cfg: AgentConfig, seed: int, device: str = "cpu", algorithm: str = "ddpg"
+) -> OffPolicyAlgorithm:
+    """AMC's agent with its hyper-parameters (``conf/agent/ddpg.yaml``); ``env`` may be a VecEnv of workers.
+
+    :param algorithm: ``ddpg`` (AMC's), ``td3`` or ``sac``: the same buffer, warm-up and update schedule.
+    """
     n_envs = getattr(env, "num_envs", 1)
-    noise = TruncatedNormalNoise(cfg.noise_sigma, cfg.noise_decay, cfg.warmup_episodes, seed=seed)
+    noise = None
+    if algorithm != "sac":  # SAC explores through its stochastic policy
+        noise = TruncatedNormalNoise(cfg.noise_sigma, cfg.noise_decay, cfg.warmup_episodes, seed=seed)
     hidden = list(cfg.hidden_sizes)
-    return AMCDDPG(
+    return ALGORITHMS[algorithm](
         "MlpPolicy",
         env,
         actor_lr=cfg.actor_lr,
@@ -160,7 +192,7 @@ def build_ddpg(env, steps_per_episode: int, cfg: AgentConfig, seed: int, device:
 BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
-def ddpg_state(agent: AMCDDPG) -> tuple[dict[str, torch.Tensor | dict], dict[str, Any]]:
+def ddpg_state(agent: OffPolicyAlgorithm) -> tuple[dict[str, torch.Tensor | dict], dict[str, Any]]:
     """(tensors for ``torch.save``, JSON-able scalars) that restore ``agent`` exactly."""
     buffer = agent.replay_buffer
     tensors: dict[str, Any] = {
@@ -169,6 +201,9 @@ def ddpg_state(agent: AMCDDPG) -> tuple[dict[str, torch.Tensor | dict], dict[str
         "critic_optimizer": agent.critic.optimizer.state_dict(),
         **{f"buffer.{k}": torch.from_numpy(np.ascontiguousarray(getattr(buffer, k))) for k in BUFFER_FIELDS},
     }
+    if getattr(agent, "ent_coef_optimizer", None) is not None:  # SAC's learned entropy coefficient
+        tensors["log_ent_coef"] = agent.log_ent_coef.detach().clone()
+        tensors["ent_coef_optimizer"] = agent.ent_coef_optimizer.state_dict()
     noise = truncated_noise(agent.action_noise)
     scalars = {
         "num_timesteps": agent.num_timesteps,
@@ -177,13 +212,13 @@ def ddpg_state(agent: AMCDDPG) -> tuple[dict[str, torch.Tensor | dict], dict[str
         "buffer_pos": buffer.pos,
         "buffer_full": buffer.full,
         "baseline": buffer.baseline,
-        "noise_rng": noise.rng.bit_generator.state,
+        "noise_rng": noise.rng.bit_generator.state if noise is not None else None,
         "action_space_rng": agent.action_space.np_random.bit_generator.state,
     }
     return tensors, scalars
 
 
-def load_ddpg_state(agent: AMCDDPG, tensors: dict[str, Any], scalars: dict[str, Any]) -> None:
+def load_ddpg_state(agent: OffPolicyAlgorithm, tensors: dict[str, Any], scalars: dict[str, Any]) -> None:
     agent.policy.load_state_dict(tensors["policy"])
     agent.actor.optimizer.load_state_dict(tensors["actor_optimizer"])
     agent.critic.optimizer.load_state_dict(tensors["critic_optimizer"])
@@ -193,5 +228,11 @@ def load_ddpg_state(agent: AMCDDPG, tensors: dict[str, Any], scalars: dict[str, 
     buffer.pos, buffer.full, buffer.baseline = scalars["buffer_pos"], scalars["buffer_full"], scalars["baseline"]
     agent.num_timesteps, agent._episode_num = scalars["num_timesteps"], scalars["episode_num"]
     agent._n_updates = scalars["n_updates"]
-    truncated_noise(agent.action_noise).rng.bit_generator.state = scalars["noise_rng"]
+    if "log_ent_coef" in tensors:
+        with torch.no_grad():
+            agent.log_ent_coef.copy_(tensors["log_ent_coef"])
+        agent.ent_coef_optimizer.load_state_dict(tensors["ent_coef_optimizer"])
+    noise = truncated_noise(agent.action_noise)
+    if noise is not None:
+        noise.rng.bit_generator.state = scalars["noise_rng"]
     agent.action_space.np_random.bit_generator.state = scalars["action_space_rng"]

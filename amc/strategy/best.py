@@ -85,15 +85,58 @@ def _export_net(scorer: StrategyScorer, channels: list[int], closed: bool, calib
     return scorer.build_closed_loop(channels, calibration) if closed else scorer.build(channels)[0]
 
 
-def export_best(
-    cfg: SearchConfig, run_dir: Path, task: SearchTask, recorder: SearchRecorder, device: torch.device, tracker: Tracker
+def promote_finalists(
+    cfg: SearchConfig, run_dir: Path, task: SearchTask, rows: list[dict[str, Any]], device: torch.device
 ) -> dict[str, Any]:
-    """Rebuild the best strategy (closed or open loop), measure its test top-1, write the results."""
+    """The ``promote.top_k`` best distinct strategies rebuilt as exported and fine-tuned (``amc.strategy.promotion``)."""
+    from amc.strategy.promotion import promote
+
+    assert cfg.promote is not None
     scorer = task.scorer
+    _free_prefix_cache(scorer)
+    closed = cfg.export_reconstruction == "closed"
+    calibration = export_calibration(cfg, task.data, scorer) if closed else scorer.calibration_images
+    metadata = {"data": cfg.data.name, "image_size": task.data.image_size, "base_checkpoint": task.base_path}
+    return promote(
+        cfg.promote,
+        run_dir,
+        task,
+        finalists(rows, cfg.promote.top_k),
+        lambda channels: _export_net(scorer, channels, closed, calibration),
+        device,
+        cfg.seed,
+        metadata,
+    )
+
+
+def _free_prefix_cache(scorer: StrategyScorer) -> None:
     if scorer.prefix_cache is not None:  # the search is over: its cached activations make room for the export
         scorer.prefix_cache.clear()
         release_freed_memory()
-    best, pruned, scored_finalists, calibration = export_finalists(cfg, task, recorder.best, recorder.rows, device)
+
+
+def export_best(
+    cfg: SearchConfig,
+    run_dir: Path,
+    task: SearchTask,
+    recorder: SearchRecorder,
+    device: torch.device,
+    tracker: Tracker,
+    promotion: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Rebuild the best strategy (closed or open loop), measure its test top-1, write the results.
+
+    :param promotion: the promotion's summary; its winner is exported instead of the search's best score.
+    """
+    scorer = task.scorer
+    _free_prefix_cache(scorer)
+    if promotion is not None:
+        best = next(r for r in recorder.rows if r["episode"] == promotion["winner_episode"])
+        closed = cfg.export_reconstruction == "closed"
+        calibration = export_calibration(cfg, task.data, scorer) if closed else scorer.calibration_images
+        pruned, scored_finalists = _export_net(scorer, best["channels"], closed, calibration), []
+    else:
+        best, pruned, scored_finalists, calibration = export_finalists(cfg, task, recorder.best, recorder.rows, device)
     test_x, test_y = stack_dataset(task.data.test, limit=cfg.test_images)
     test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
@@ -111,6 +154,7 @@ def export_best(
         not_reconstructed=unreconstructed(scorer.model, scorer.structure) if cfg.reconstruct else {},
         export_finalists=scored_finalists,
         **latency,
+        **({"promotion": promotion, "finetuned_test_top1": promotion["finetuned_test_top1"]} if promotion else {}),
     )
     write_json_atomic(run_dir / "strategy.json", strategy)
     save_checkpoint(
@@ -126,6 +170,13 @@ def export_best(
     dtypes = dict.fromkeys([torch.float32, scorer.dtype])  # float32: as a user evaluates; then as episodes are scored
     base_eval_s = {str(d).removeprefix("torch."): scorer.time_base_evaluation(d) for d in dtypes}
     print(recorder.summary_line(strategy, base_eval_s, len(scorer.val_labels)))
+    if promotion is not None:
+        print(
+            f"promotion: {promotion['top_k']} strategies fine-tuned {promotion['epochs']:g} epochs each with KD "
+            f"({promotion['cost_s']:.0f} s in all); episode {promotion['winner_episode']} won on search-val top-1 "
+            f"{promotion['finetuned_search_val_top1']:.2f} %: test top-1 {promotion['finetuned_test_top1']:.2f} % "
+            f"after fine-tuning (finetuned.pt)"
+        )
     print(
         f"results in {run_dir}: strategy.json (the best strategy), pruned.pt (its pruned, reconstructed network), "
         "episodes.csv and episodes.png (every episode), strategy.png\n"

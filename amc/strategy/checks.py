@@ -14,7 +14,8 @@ from amc.pruning.structure import analyse
 from amc.runtime import EVAL_PRECISIONS
 from amc.settings import SearchConfig
 from amc.strategy.budget import ActionWall, make_constraint
-from amc.strategy.runners import AGENTS
+from amc.strategy.runners import BATCHED_AGENTS, SAMPLERS, runner_class
+from amc.strategy.scoring import SCORES
 
 
 def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
@@ -41,13 +42,7 @@ def check_inputs(cfg: SearchConfig) -> None:
         )
     if not cfg.checkpoint:
         builder_name(cfg.model)  # an unknown model fails before a base model is trained for it
-    if cfg.agent.name not in AGENTS:
-        raise ConfigError(f"unknown agent {cfg.agent.name!r}; use {', '.join(AGENTS)}")
-    if cfg.agent.name == "ddpg" and cfg.agent.warmup_episodes >= cfg.episodes:
-        raise ConfigError(
-            f"agent.warmup_episodes={cfg.agent.warmup_episodes} is not below episodes={cfg.episodes}: every episode "
-            "would be random warm-up and the DDPG agent would never choose (agent=random searches at random)"
-        )
+    check_method(cfg)
     if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
     if cfg.export_reconstruction not in ("open", "closed"):
@@ -58,6 +53,8 @@ def check_inputs(cfg: SearchConfig) -> None:
         raise ConfigError(
             "selection=lsq ranks channels by their least-squares refit: it needs reconstruct=true (or selection=l1)"
         )
+    if cfg.score not in SCORES:
+        raise ConfigError(f"unknown score {cfg.score!r}; use one of {', '.join(SCORES)}")
     if cfg.eval_precision not in EVAL_PRECISIONS:
         raise ConfigError(f"eval_precision must be one of {', '.join(EVAL_PRECISIONS)}, got {cfg.eval_precision!r}")
     if cfg.latency_budget is not None and cfg.workers > 1:
@@ -67,6 +64,30 @@ def check_inputs(cfg: SearchConfig) -> None:
         load_model_for_data(cfg.checkpoint, cfg.model, cfg.data)  # unreadable, mismatched, or another dataset's
     if not cfg.checkpoint and not cfg.resume:
         check_budget_before_training(cfg)
+
+
+def check_method(cfg: SearchConfig) -> None:
+    """The search method exists and its settings make sense for this run."""
+    agent = cfg.agent
+    runner_class(agent)  # an agent.runner that does not import is one line now, not after the base is trained
+    learner = agent.algorithm or agent.name
+    if learner in BATCHED_AGENTS and agent.warmup_episodes >= cfg.episodes:
+        raise ConfigError(
+            f"agent.warmup_episodes={agent.warmup_episodes} is not below episodes={cfg.episodes}: every episode "
+            f"would be random warm-up and the {learner.upper()} agent would never choose "
+            "(agent=random searches at random)"
+        )
+    if agent.algorithm is not None and agent.algorithm not in BATCHED_AGENTS:
+        raise ConfigError(f"agent.algorithm must be one of {', '.join(BATCHED_AGENTS)}, got {agent.algorithm!r}")
+    if agent.sampler is not None and agent.sampler not in SAMPLERS:
+        raise ConfigError(f"unknown agent.sampler {agent.sampler!r}; use one of {', '.join(SAMPLERS)}")
+    if agent.grid is not None and not (agent.grid and all(0 < r < 1 for r in agent.grid)):
+        raise ConfigError(f"agent.grid lists keep ratios in (0, 1), e.g. [0.25,0.5,0.75]; got {list(agent.grid)}")
+    if cfg.workers > 1 and learner not in BATCHED_AGENTS:
+        raise ConfigError(
+            f"workers={cfg.workers} scores an RL agent's episodes in parallel ({', '.join(BATCHED_AGENTS)}); "
+            f"agent={agent.name} scores one strategy after another: use workers=1"
+        )
 
 
 def check_budget_before_training(cfg: SearchConfig) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from amc.runtime import release_freed_memory, seed_everything, set_threads
 from amc.settings import SearchConfig
-from amc.strategy.best import export_best
+from amc.strategy.best import export_best, promote_finalists
 from amc.strategy.episode import EpisodeResult
 from amc.strategy.recorder import SearchRecorder
 from amc.strategy.runners import Runner, WorkerDied, make_runner
@@ -39,21 +39,35 @@ class SearchSession:
 
     def wants_more(self) -> bool:
         under_stop = self.stop_after is None or self.finished_here < self.stop_after
-        return self.recorder.episodes < self.episodes and under_stop
+        return self.recorder.evaluations < self.episodes and under_stop
+
+    @property
+    def stopped(self) -> bool:
+        """``stop_after`` ended this invocation before the search used its evaluations."""
+        at_stop = self.stop_after is not None and self.finished_here >= self.stop_after
+        return at_stop and self.recorder.evaluations < self.episodes
 
     def episode_done(self, result: EpisodeResult) -> bool:
         self.recorder.record(result)
         self.finished_here += 1
         return self.stop_after is None or self.finished_here < self.stop_after
 
+    def probe_done(self, result: EpisodeResult) -> bool:
+        self.recorder.record_probe(result)
+        self.finished_here += 1
+        return self.stop_after is None or self.finished_here < self.stop_after
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.recorder.history()
+
     def checkpoint(self) -> None:
-        if self.recorder.episodes == 0:
+        if self.recorder.evaluations == 0:
             return
         state = self.runner.state()  # after the check: DDPG's state copies the whole replay buffer
         if state is None:
             return
         scalars, tensors = state
-        self.files.save(self.recorder.episodes, scalars, tensors)
+        self.files.save(self.recorder.episodes, scalars, tensors, len(self.recorder.probes))
 
 
 def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
@@ -72,7 +86,7 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
     recorder = SearchRecorder(run_dir, task.structure, task.constraint, cfg, tracker, setup_s)
     files = SearchStateFiles(run_dir)
     workers = None
-    if cfg.workers > 1 and cfg.agent.name == "ddpg":
+    if cfg.workers > 1:  # check_inputs allows workers only for the agents that score batches of episodes
         from amc.strategy.workers import parallel_envs
 
         workers = parallel_envs(cfg, task.base_path)
@@ -81,8 +95,8 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.resume and files.exists():
         saved = files.load()
         runner.restore(saved)
-        recorder.truncate(saved.episodes)
-        print(f"resuming the search at episode {saved.episodes + 1} of {cfg.episodes}")
+        recorder.truncate(saved.episodes, saved.probes)
+        print(f"resuming the search at evaluation {recorder.evaluations + 1} of {cfg.episodes}")
     elif cfg.resume:
         recorder.truncate(0)  # killed before its first saved state: nothing to continue from
     c = task.constraint
@@ -93,21 +107,25 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
         f"in {str(task.scorer.dtype).removeprefix('torch.')} (eval_precision={cfg.eval_precision})"
     )
     session = SearchSession(recorder, files, runner, cfg.episodes, cfg.stop_after)
-    if recorder.episodes < cfg.episodes:
+    if recorder.evaluations < cfg.episodes:
         try:
-            runner.run(cfg.episodes - recorder.episodes, session)
+            runner.run(cfg.episodes - recorder.evaluations, session)
         except WorkerDied as error:
             recorder.close()
             raise WorkerDied(f"{error}; episodes up to the last saved state are kept: resume={run_dir}") from None
     recorder.close()
-    if recorder.episodes < cfg.episodes and cfg.agent.name != "uniform":
+    if session.stopped:
         print(
-            f"stopped with {recorder.episodes} of {cfg.episodes} episodes recorded; continue with resume={run_dir} "
+            f"stopped with {recorder.evaluations} of {cfg.episodes} evaluations recorded; "
+            f"continue with resume={run_dir} "
             "(it replays from the last episode whose agent update was saved)"
         )
         tracker.finish()
         return recorder.best or {}
-    strategy = export_best(cfg, run_dir, task, recorder, device, tracker)
+    promotion = None
+    if cfg.promote is not None and cfg.promote.top_k > 0:
+        promotion = promote_finalists(cfg, run_dir, task, recorder.rows, device)
+    strategy = export_best(cfg, run_dir, task, recorder, device, tracker, promotion)
     task.close()
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"wall time {time.perf_counter() - started:.0f} s (setup {setup_s:.0f} s); peak RSS {usage:.2f} GiB")

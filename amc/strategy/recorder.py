@@ -18,7 +18,7 @@ from amc.strategy.budget import Constraint
 from amc.strategy.episode import EpisodeResult
 from amc.tracking import Tracker
 
-TIMING_KEYS = ("prune_s", "reconstruct_s", "evaluate_s", "agent_s")
+TIMING_KEYS = ("prune_s", "reconstruct_s", "recalibrate_s", "evaluate_s", "agent_s")
 
 
 class SearchRecorder:
@@ -34,25 +34,42 @@ class SearchRecorder:
         self.run_dir, self.structure, self.constraint, self.cfg = run_dir, structure, constraint, cfg
         self.tracker, self.setup_s = tracker, setup_s
         self.path = run_dir / "episodes.jsonl"
+        self.probes_path = run_dir / "probes.jsonl"  # a method's probing evaluations (networks off the budget)
         self.rows: list[dict[str, Any]] = []
+        self.probes: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.bar = tqdm(total=cfg.episodes, desc=f"search ({cfg.agent.name})", dynamic_ncols=True)
         self.last_time = time.perf_counter()
-        if not cfg.resume and self.path.exists():
-            self.path.unlink()
+        if not cfg.resume:
+            self.path.unlink(missing_ok=True)
+            self.probes_path.unlink(missing_ok=True)
 
     @property
     def episodes(self) -> int:
         return len(self.rows)
 
-    def truncate(self, episodes: int) -> None:
-        """Keep the first ``episodes`` rows (drop the episode that was in flight when the run was killed)."""
+    @property
+    def evaluations(self) -> int:
+        """Strategies scored so far: the episodes and a method's probes alike (``episodes=`` bounds this)."""
+        return len(self.rows) + len(self.probes)
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every evaluation so far, episodes and probes, in the order they were scored."""
+        return sorted([*self.rows, *self.probes], key=lambda r: r["evaluation"])
+
+    def truncate(self, episodes: int, probes: int = 0) -> None:
+        """Keep the first ``episodes`` rows and ``probes`` probes (drop what was in flight when the run was killed)."""
         self.rows = read_jsonl(self.path)[:episodes]
         write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
+        self.probes = read_jsonl(self.probes_path)[:probes] if self.probes_path.exists() else []
+        if self.probes or self.probes_path.exists():
+            write_text_atomic(self.probes_path, "".join(json.dumps(r) + "\n" for r in self.probes))
+        for n, row in enumerate(self.history(), 1):  # runs recorded before probes existed number no evaluation
+            row.setdefault("evaluation", n)
         self.best = None
         for row in self.rows:
             self._update_best(row)
-        self.bar.n = len(self.rows)
+        self.bar.n = self.evaluations
         self.bar.refresh()
         self.last_time = time.perf_counter()
 
@@ -66,14 +83,14 @@ class SearchRecorder:
             return True
         return False
 
-    def record(self, result: EpisodeResult) -> dict[str, Any]:
+    def _row(self, result: EpisodeResult) -> dict[str, Any]:
         now = time.perf_counter()
         wall = now - self.last_time
         self.last_time = now
         timings = dict(result.timings)
         timings["agent_s"] = max(0.0, wall - sum(timings.values()))
-        row = {
-            "episode": self.episodes + 1,
+        return {
+            "evaluation": self.evaluations + 1,
             "reward": result.reward,
             "accuracy": result.accuracy,
             "top1": result.top1,
@@ -87,6 +104,19 @@ class SearchRecorder:
             **timings,
             "reused_stages": result.reused_stages,
         }
+
+    def record_probe(self, result: EpisodeResult) -> dict[str, Any]:
+        """A method's probing evaluation: it counts toward ``episodes`` but is no candidate strategy."""
+        row = {"probe": len(self.probes) + 1, **self._row(result)}
+        self.probes.append(row)
+        with open(self.probes_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.bar.update(1)
+        self.bar.set_postfix(probe=f"{row['accuracy']:.2f}%", cost=f"{row['cost_ratio']:.3f}")
+        return row
+
+    def record(self, result: EpisodeResult) -> dict[str, Any]:
+        row = {"episode": self.episodes + 1, **self._row(result)}
         if result.measured_cost_ratio is not None:
             row |= {"measured_cost_ratio": result.measured_cost_ratio, "over_budget": result.over_budget}
         self.rows.append(row)
@@ -139,7 +169,7 @@ class SearchRecorder:
 
     def median_timings(self, warmup: int) -> dict[str, float]:
         rows = self.rows[warmup:] or self.rows
-        return {k: statistics.median(r[k] for r in rows) for k in (*TIMING_KEYS, "wall_s")}
+        return {k: statistics.median(r.get(k, 0.0) for r in rows) for k in (*TIMING_KEYS, "wall_s")}
 
     def finish(self, warmup: int) -> None:
         fields = list(dict.fromkeys(k for row in self.rows for k in row))  # rows of older runs may lack a column
@@ -171,10 +201,11 @@ class SearchRecorder:
     ) -> str:
         """:param base_eval_s: seconds to evaluate the unpruned base on the search-val images, by dtype name."""
         t = self.median_timings(self.cfg.agent.warmup_episodes)
-        split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in TIMING_KEYS)
+        keys = [k for k in TIMING_KEYS if k != "recalibrate_s" or "adabn" in self.cfg.score]
+        split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in keys)
         if self.cfg.workers > 1:  # episodes arrive in batches: the wall time between two says nothing per episode
-            scoring = sum(t[k] for k in TIMING_KEYS if k != "agent_s")
-            split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in TIMING_KEYS if k != "agent_s")
+            scoring = sum(t[k] for k in keys if k != "agent_s")
+            split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in keys if k != "agent_s")
             t = {**t, "wall_s": scoring}
             split += f"; each in its worker, {self.cfg.workers} at once"
         return (

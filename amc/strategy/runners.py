@@ -1,41 +1,47 @@
-"""The three ways a search proposes strategies, behind one interface the search loop drives.
+"""The one interface every search method is driven through, and the factory that picks a method by config.
 
-Each runner plays episodes in the environment and hands every finished one to the session; the
-session records it and, at the runner's safe boundaries, saves the runner's state, so all three
-resume through the same files (``amc.strategy.state``).
+A runner proposes strategies and hands every scored one to the session, which records it and, at the runner's
+safe boundaries, saves the runner's state, so all methods resume through the same files (``amc.strategy.state``).
+``agent.runner`` in ``conf/agent/NAME.yaml`` names the runner class: a new method is one module and one config.
 """
 
 from __future__ import annotations
 
-import contextlib
+import importlib
 from typing import Any, Protocol
 
-import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
-from amc.errors import AmcError
+from amc.errors import ConfigError
 from amc.settings import AgentConfig
-from amc.strategy.agents import build_ddpg, ddpg_state, load_ddpg_state
 from amc.strategy.episode import EpisodeResult
+from amc.strategy.methods.rl import WorkerDied
 from amc.strategy.state import SavedSearch
 from envs import ChannelPruningEnv
 
-AGENTS = ("ddpg", "random", "uniform")
+__all__ = ["AGENTS", "BATCHED_AGENTS", "SAMPLERS", "Runner", "Session", "WorkerDied", "make_runner", "runner_class"]
 
-
-class WorkerDied(AmcError):
-    """A ``workers=N`` scoring process is gone; what the search saved is intact."""
+AGENTS = ("ddpg", "td3", "sac", "sensitivity", "greedy", "optuna", "random", "uniform")  # conf/agent/*.yaml
+SAMPLERS = ("tpe", "cmaes")  # agent=optuna agent.sampler=...
+BATCHED_AGENTS = ("ddpg", "td3", "sac")  # learn from batches of episodes, so workers=N can score them at once
 
 
 class Session(Protocol):
+    episodes: int  # the search's evaluations, probes included
+
     def episode_done(self, result: EpisodeResult) -> bool:
         """Record a finished episode; false when this invocation should stop."""
+
+    def probe_done(self, result: EpisodeResult) -> bool:
+        """Record a method's probing evaluation (it counts toward ``episodes``); false when it should stop."""
 
     def checkpoint(self) -> None:
         """Save the runner's state: called where a resume can continue exactly."""
 
     def wants_more(self) -> bool: ...
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every evaluation recorded so far (after a resume: the killed run's), in order."""
 
 
 class Runner(Protocol):
@@ -47,105 +53,20 @@ class Runner(Protocol):
     def run(self, episodes_left: int, session: Session) -> None: ...
 
 
-class _RecordEpisodes(BaseCallback):
-    """Hands each finished episode to the session; saves state at each episode boundary, after the
-    agent's update (a stop or a kill loses at most the episode in flight, which a resume replays)."""
-
-    def __init__(self, session: Session) -> None:
-        super().__init__()
-        self.session = session
-
-    def _on_rollout_start(self) -> None:
-        self.session.checkpoint()
-
-    def _on_step(self) -> bool:
-        go_on = True
-        for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
-            if done:
-                go_on = self.session.episode_done(info["result"]) and go_on
-        return go_on
-
-
-class DDPGRunner:
-    """AMC's agent (``amc.strategy.agents.AMCDDPG``), over one environment or a VecEnv of workers."""
-
-    def __init__(self, env: ChannelPruningEnv, agent: AgentConfig, seed: int, workers: VecEnv | None = None) -> None:
-        self.env, self.workers = env, workers
-        self.agent = build_ddpg(workers or env, env.steps, agent, seed)
-
-    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        tensors, scalars = ddpg_state(self.agent)
-        return scalars, tensors
-
-    def restore(self, saved: SavedSearch) -> None:
-        load_ddpg_state(self.agent, saved.tensors, saved.agent)
-
-    def run(self, episodes_left: int, session: Session) -> None:
-        try:
-            self.agent.learn(
-                total_timesteps=episodes_left * self.env.steps,
-                callback=_RecordEpisodes(session),
-                reset_num_timesteps=False,
-                progress_bar=False,
-            )
-        except (EOFError, BrokenPipeError, ConnectionResetError) as error:
-            if self.workers is None:
-                raise
-            raise WorkerDied("a scoring worker process died (killed, or out of memory)") from error
-        finally:
-            if self.workers is not None:
-                with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
-                    self.workers.close()
-
-
-class RandomRunner:
-    """Random search: uniform keep ratios, through the same environment and scoring."""
-
-    def __init__(self, env: ChannelPruningEnv, seed: int) -> None:
-        self.env = env
-        self.rng = np.random.default_rng(seed)
-
-    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        return {"rng": self.rng.bit_generator.state}, {}
-
-    def restore(self, saved: SavedSearch) -> None:
-        self.rng.bit_generator.state = saved.agent["rng"]
-
-    def run(self, episodes_left: int, session: Session) -> None:
-        while session.wants_more():
-            self.env.reset()
-            info: dict[str, Any] = {}
-            for _ in range(self.env.steps):
-                _, _, _, _, info = self.env.step(self.rng.uniform(-1, 1, size=1).astype(np.float32))
-            go_on = session.episode_done(info["result"])
-            session.checkpoint()
-            if not go_on:
-                return
-
-
-class UniformRunner:
-    """The uniform baseline: the largest single keep ratio whose rounded channels meet the budget."""
-
-    def __init__(self, env: ChannelPruningEnv) -> None:
-        self.env = env
-
-    def state(self) -> None:
-        return None
-
-    def restore(self, saved: SavedSearch) -> None:
-        pass
-
-    def run(self, episodes_left: int, session: Session) -> None:
-        channels = self.env.wall.uniform()
-        result = self.env.evaluate(channels)
-        result.agent_channels = channels
-        session.episode_done(result)
+def runner_class(agent: AgentConfig) -> type:
+    """The class ``agent.runner`` names (a dotted path the user's config gives)."""
+    if not agent.runner:
+        raise ConfigError(f"agent={agent.name} names no runner: set agent.runner=pkg.module.RunnerClass")
+    module_name, _, attr = agent.runner.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), attr, None) if module_name else None
+    except ImportError as error:
+        raise ConfigError(f"agent.runner={agent.runner}: cannot import {module_name!r} ({error})") from None
+    if not isinstance(found, type):
+        raise ConfigError(f"agent.runner={agent.runner} is not a class (runner: (env, agent, seed, workers))")
+    return found
 
 
 def make_runner(env: ChannelPruningEnv, agent: AgentConfig, seed: int, workers: VecEnv | None = None) -> Runner:
-    """The runner for ``agent.name``; ``workers`` (parallel environments) serve the DDPG agent."""
-    if agent.name == "ddpg":
-        return DDPGRunner(env, agent, seed, workers)
-    if agent.name == "random":
-        return RandomRunner(env, seed)
-    return UniformRunner(env)
+    """The runner for ``agent``; ``workers`` (parallel environments) serve the RL agents."""
+    return runner_class(agent)(env, agent, seed, workers)

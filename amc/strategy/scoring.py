@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from amc.pruning.apply import selection_scores
+from amc.pruning.bn_recalibration import recalibrate_batchnorms
 from amc.pruning.fusion import fold_batchnorms
 from amc.pruning.reconstruction import OpenLoopReconstructor, closed_loop_overrides
 from amc.pruning.slicing import slice_model
@@ -25,6 +26,8 @@ from amc.pruning.staged import staged_forward
 from amc.pruning.structure import PrunableStructure
 from amc.strategy.prefix_cache import PrefixCache
 from amc.training.evaluation import topk_correct
+
+SCORES = ("lsq", "adabn", "lsq+adabn")  # how a candidate is rebuilt before it is evaluated on search-val
 
 
 @dataclass
@@ -48,6 +51,8 @@ class StrategyScorer:
         and the export stay float32.
     :param more_calibration: ``count`` → calibration images, for consumers ``calibration_images`` leave
         underdetermined (a classifier: one row per image).
+    :param score: ``lsq`` refits each consumer by least squares (needs ``calibration_images``), ``adabn``
+        recomputes the BN statistics on ``recalibration_images``, ``lsq+adabn`` does both (``SCORES``).
     """
 
     def __init__(
@@ -67,8 +72,15 @@ class StrategyScorer:
         prefix_cache_mb: float = 0,
         dtype: torch.dtype = torch.float32,
         more_calibration: Callable[[int], torch.Tensor] | None = None,
+        score: str = "lsq",
+        recalibration_images: torch.Tensor | None = None,
     ) -> None:
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+        if "adabn" in score and (recalibration_images is None or not len(recalibration_images)):
+            raise ValueError(f"score={score} needs recalibration_images")
         self.model, self.structure = model.eval(), structure
+        self.refit, self.recalibration_images = "lsq" in score, recalibration_images if "adabn" in score else None
         self.device = torch.device(device)
         t0 = time.perf_counter()
         self.reconstructor = None
@@ -111,11 +123,24 @@ class StrategyScorer:
         """The physically pruned (and reconstructed) network, with timings of each stage."""
         t0 = time.perf_counter()
         keep = self.keep(channels)
-        overrides = self.reconstructor.overrides(keep) if self.reconstructor else None
+        overrides = self.reconstructor.overrides(keep) if self.reconstructor and self.refit else None
         t1 = time.perf_counter()
         pruned = slice_model(self.model, self.structure, keep, overrides, share_unchanged=True)
         t2 = time.perf_counter()
-        return pruned, {"reconstruct_s": t1 - t0, "prune_s": t2 - t1}
+        timings = {"reconstruct_s": t1 - t0, "prune_s": t2 - t1}
+        if self.recalibration_images is not None:
+            self.recalibrate(pruned)
+            timings["recalibrate_s"] = time.perf_counter() - t2
+        return pruned, timings
+
+    def recalibrate(self, net: nn.Module, images: torch.Tensor | None = None) -> nn.Module:
+        """``net``'s BN statistics recomputed on the recalibration images (or ``images``), in float32."""
+        images = self.recalibration_images if images is None else images
+        if images is None:
+            return net
+        net.to(self.device, memory_format=self.memory_format)
+        batches = images.to(self.device).contiguous(memory_format=self.memory_format)
+        return recalibrate_batchnorms(net, batches, self.batch_size)
 
     def build_closed_loop(self, channels: Sequence[int], images: torch.Tensor | None = None) -> nn.Module:
         """The final export: each consumer refit on the features of the network pruned so far (slower, better).
@@ -124,10 +149,10 @@ class StrategyScorer:
         """
         keep = self.keep(channels)
         images = self.calibration_images if images is None else images
-        if images is None or not len(images):
-            return slice_model(self.model, self.structure, keep)
+        if images is None or not len(images) or not self.refit:
+            return self.recalibrate(slice_model(self.model, self.structure, keep))
         overrides = closed_loop_overrides(self.model, self.structure, keep, images, self.points_per_image, self.seed)
-        return slice_model(self.model, self.structure, keep, overrides)
+        return self.recalibrate(slice_model(self.model, self.structure, keep, overrides))
 
     @torch.inference_mode()
     def score(self, channels: Sequence[int]) -> Score:

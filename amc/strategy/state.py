@@ -44,6 +44,7 @@ class SavedSearch:
     episodes: int
     agent: dict[str, Any]
     tensors: dict[str, Any]
+    probes: int = 0  # a method's probing evaluations recorded by then
 
 
 class SearchStateFiles:
@@ -56,10 +57,12 @@ class SearchStateFiles:
     def exists(self) -> bool:
         return self.json.is_file()
 
-    def save(self, episodes: int, agent_scalars: dict[str, Any], agent_tensors: dict[str, Any]) -> None:
-        name = f"search_state_{episodes:05d}.pt"
+    def save(
+        self, episodes: int, agent_scalars: dict[str, Any], agent_tensors: dict[str, Any], probes: int = 0
+    ) -> None:
+        name = f"search_state_{episodes + probes:05d}.pt"
         save_torch_atomic(agent_tensors, self.run_dir / name)
-        state = {"episodes": episodes, "agent": agent_scalars, "rng": rng_state(), "tensors": name}
+        state = {"episodes": episodes, "probes": probes, "agent": agent_scalars, "rng": rng_state(), "tensors": name}
         write_json_atomic(self.json, state)
         for old in self.run_dir.glob("search_state_*.pt"):
             if old.name != name:
@@ -70,4 +73,4 @@ class SearchStateFiles:
         scalars = json.loads(self.json.read_text())
         tensors = torch.load(self.run_dir / scalars["tensors"], weights_only=True)
         set_rng_state(scalars["rng"])
-        return SavedSearch(scalars["episodes"], scalars["agent"], tensors)
+        return SavedSearch(scalars["episodes"], scalars["agent"], tensors, scalars.get("probes", 0))

@@ -98,6 +98,8 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         dtype=eval_dtype(cfg.eval_precision, device),
         # an underdetermined consumer (the classifier) is fit on the export's images, at least 2 rows per column
         more_calibration=lambda count: search_calibration(cfg, data, max(count, cfg.export_calibration_images or 0)),
+        score=cfg.score,
+        recalibration_images=search_calibration(cfg, data, cfg.adabn_images) if "adabn" in cfg.score else None,
     )
     env = ChannelPruningEnv(scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget, latency_probe=probe)
     return SearchTask(base, base_path, data, structure, constraint, scorer, env, timer)

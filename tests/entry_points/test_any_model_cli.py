@@ -52,8 +52,11 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
     common = "model=custom model._target_=my_nets.build +model.kwargs.width=16"
     train_dir = tmp_path / "train"
     run_ok(f"amc.train {common} data=digits logger=none train.epochs=2 hydra.run.dir={train_dir}", user_code)
-    # This process cannot import my_nets by name: the checkpoint's recorded source file rebuilds it.
-    base = models.load_checkpoint(train_dir / "best.pt", name=None)
+    # A checkpoint naming a builder nobody named in this run is refused; named, it loads. This process cannot
+    # import my_nets by name: the checkpoint's recorded source file rebuilds it.
+    with pytest.raises(models.UntrustedBuilderError):
+        models.load_checkpoint(train_dir / "best.pt")
+    base = models.load_checkpoint(train_dir / "best.pt", trusted_builders=["my_nets.build"])
     assert base.arch["name"] == "my_nets.build" and base.arch["source"] == str(user_code / "my_nets.py")
     assert base.arch["kwargs"] == {"width": 16, "num_classes": 10, "in_channels": 1}
     assert base[0].in_channels == 1  # adapted to the 1-channel digits
@@ -73,7 +76,7 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
             grown = [c + 4 * (j == i) for j, c in enumerate(channels)]
             assert structure.macs(grown) > 0.5 * strategy["base_macs"]
     assert strategy["prune_residual"] is True and len(strategy["channels"]) == 4  # 2 inner + 2 residual streams
-    pruned = models.load_checkpoint(search_dir / "pruned.pt")
+    pruned = models.load_checkpoint(search_dir / "pruned.pt", trusted_builders=["my_nets.build"])
     assert sum(p.numel() for p in pruned.parameters()) == strategy["params"]
 
     export_dir = tmp_path / "export"
@@ -87,7 +90,8 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
     assert summary["channels"] == strategy["channels"] and summary["macs"] == strategy["macs"]
 
     run_ok(
-        f"amc.finetune checkpoint={search_dir / 'pruned.pt'} data=digits distill=hint logger=none train.epochs=1 "
+        f"amc.finetune {common} checkpoint={search_dir / 'pruned.pt'} data=digits distill=hint logger=none "
+        "train.epochs=1 "
         f"hydra.run.dir={tmp_path / 'finetune'}",
         user_code,
     )

@@ -82,11 +82,11 @@ def test_a_scoring_worker_that_dies_is_a_clean_error_not_an_eof_traceback():
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     from amc.errors import AmcError
-    from amc.strategy.runners import DDPGRunner, WorkerDied
+    from amc.strategy.methods.rl import RLRunner, WorkerDied
     from tests.conftest import composed
 
     workers = SubprocVecEnv([_tiny_env, _tiny_env], start_method="spawn")
-    runner = DDPGRunner(_tiny_env(), composed("search", "experiment=smoke").agent, 0, workers)
+    runner = RLRunner(_tiny_env(), composed("search", "experiment=smoke").agent, 0, workers)
     workers.processes[0].kill()
     workers.processes[0].join()
     with pytest.raises(WorkerDied, match="a scoring worker process died") as caught:

@@ -1,0 +1,63 @@
+"""FastNAS-style search (NVIDIA ModelOpt): per-layer sensitivity, then one global threshold.
+
+Each decision point is scored alone at each keep ratio of a coarse grid, every other layer at full width (probes).
+A threshold on those scores then gives every layer the fewest channels whose score stays at or above it; a binary
+search finds the highest threshold whose strategy meets the budget, which is filled to the budget and scored.
+``agent.candidates`` > 1 also scores the strategies of the next lower thresholds.
+"""
+
+from __future__ import annotations
+
+from stable_baselines3.common.vec_env import VecEnv
+
+from amc.settings import AgentConfig
+from amc.strategy.methods.base import Evaluator, ReplayedMethod
+from envs import ChannelPruningEnv
+
+DEFAULT_GRID = (0.25, 0.5, 0.75)
+
+
+class Sensitivity(ReplayedMethod):
+    def __init__(self, env: ChannelPruningEnv, agent: AgentConfig, seed: int, workers: VecEnv | None = None) -> None:
+        super().__init__(env)
+        self.grid = sorted(agent.grid or DEFAULT_GRID)
+        self.candidates = max(1, agent.candidates or 1)
+
+    def probe_counts(self, index: int) -> list[int]:
+        """The counts layer ``index`` is probed at: the grid's ratios on its allowed counts, less its full width."""
+        allowed, width = self.env.wall.allowed[index], self.env.structure.widths[index]
+        counts = {min(allowed, key=lambda c: (abs(c - r * width), c)) for r in self.grid}
+        return sorted(c for c in counts if c < width)
+
+    def search(self, evaluator: Evaluator) -> None:
+        widths = list(self.env.structure.widths)
+        curves: list[dict[int, float]] = []
+        for i in range(len(widths)):
+            curve = {}
+            for count in self.probe_counts(i):
+                curve[count] = evaluator.probe([*widths[:i], count, *widths[i + 1 :]]).reward
+            curves.append(curve)
+        thresholds = sorted({score for curve in curves for score in curve.values()}, reverse=True)
+        fits = self.env.wall.constraint.fits
+        best = next((n for n, t in enumerate(thresholds) if fits(self.at_threshold(curves, t))), None)
+        if best is None:  # even the smallest probed network misses the budget: the action wall cuts it down
+            smallest = self.at_threshold(curves, -float("inf"))
+            evaluator.strategy([self.env.action_of(c / w) for c, w in zip(smallest, widths, strict=True)])
+            return
+        seen: set[tuple[int, ...]] = set()
+        for threshold in thresholds[best:]:
+            channels = self.at_threshold(curves, threshold)
+            if tuple(channels) in seen:
+                continue
+            seen.add(tuple(channels))
+            evaluator.strategy_of_channels(channels)
+            if len(seen) >= self.candidates:
+                return
+
+    def at_threshold(self, curves: list[dict[int, float]], threshold: float) -> list[int]:
+        """Each layer's fewest probed channels scoring at least ``threshold`` (its full width when none does)."""
+        widths = self.env.structure.widths
+        return [
+            min([c for c, score in curve.items() if score >= threshold], default=width)
+            for curve, width in zip(curves, widths, strict=True)
+        ]

@@ -1,0 +1,108 @@
+"""Fidelity promotion: the search's best few strategies, fine-tuned briefly with KD, decide which one is exported.
+
+A search ranks strategies by a cheap score; a short fine-tuning is the most faithful (and most expensive) one.
+``promote.top_k=K promote.epochs=E`` rebuilds the K best distinct strategies as the export builds them, fine-tunes
+each for E epochs (fractions of an epoch allowed) with KD from the base, and keeps the best on search-val after
+fine-tuning. Each candidate's result is appended to ``promotion.jsonl`` as it finishes and its training resumes from
+``promotion/episode_N/``, so a killed promotion continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from amc.io import read_jsonl
+from amc.settings import PromoteConfig
+from amc.strategy.task import SearchTask
+from amc.training.distill import Distiller, with_teacher_logits
+from amc.training.distributed import Dist
+from amc.training.loop import fit
+
+RESULTS = "promotion.jsonl"
+
+
+def schedule(cfg: PromoteConfig, steps_per_epoch: int) -> tuple[int, int | None]:
+    """(epochs, steps per epoch) of a fine-tuning ``cfg.epochs`` long, fractions spread evenly over whole epochs."""
+    epochs = max(1, math.ceil(cfg.epochs))
+    if cfg.epochs == epochs:
+        return epochs, None
+    return epochs, max(1, round(cfg.epochs / epochs * steps_per_epoch))
+
+
+def promote(
+    cfg: PromoteConfig,
+    run_dir: Path,
+    task: SearchTask,
+    candidates: list[dict[str, Any]],
+    build: Callable[[list[int]], nn.Module],
+    device: torch.device,
+    seed: int,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """Fine-tune each candidate row (``channels``, ``episode``); the summary with the winner first.
+
+    :param build: channels -> the network as the export builds it (reconstructed, before fine-tuning).
+    """
+    t0 = time.perf_counter()
+    done = {r["episode"]: r for r in read_jsonl(run_dir / RESULTS)} if (run_dir / RESULTS).exists() else {}
+    data = task.data
+    teacher = task.base.to(device).eval()
+    if len(done) < len(candidates):  # the teacher's logits, once for every candidate (no augmentation here)
+        data = dataclasses.replace(data, train=with_teacher_logits(teacher, data.train, 500, device))
+    steps = math.ceil(len(data.train) / cfg.train.batch_size)
+    epochs, max_steps = schedule(cfg, steps)
+    train_cfg = dataclasses.replace(cfg.train, epochs=epochs, max_steps_per_epoch=max_steps)
+    for row in tqdm(candidates, desc=f"promotion ({cfg.epochs:g} epochs of KD each)", dynamic_ncols=True):
+        if row["episode"] in done:
+            continue
+        folder = run_dir / "promotion" / f"episode_{row['episode']}"
+        student = build(list(row["channels"])).to(device)
+        loss = Distiller(teacher, "kd", cfg.temperature, cfg.alpha).to(device)
+        summary = fit(
+            student,
+            data,
+            train_cfg,
+            folder,
+            Dist(device=device),
+            seed=seed,
+            loss_fn=loss,
+            metadata={**metadata, "promoted_episode": row["episode"]},
+            resume=(folder / "train_state.pt").is_file(),
+            description=f"promote episode {row['episode']}",
+        )
+        last = summary["last"]
+        result = {
+            "episode": row["episode"],
+            "channels": list(row["channels"]),
+            "search_score": row["accuracy"],
+            "finetuned_search_val_top1": last["search_val_top1"],
+            "finetuned_test_top1": last["test_top1"],
+            "finetune_s": summary["wall_s"],
+        }
+        with open(run_dir / RESULTS, "a") as f:  # one short append per candidate
+            f.write(json.dumps(result) + "\n")
+        done[row["episode"]] = result
+    results = [done[r["episode"]] for r in candidates]
+    winner = max(results, key=lambda r: (r["finetuned_search_val_top1"], -r["episode"]))
+    shutil.copyfile(run_dir / "promotion" / f"episode_{winner['episode']}" / "last.pt", run_dir / "finetuned.pt")
+    return {
+        "top_k": len(candidates),
+        "epochs": cfg.epochs,
+        "winner_episode": winner["episode"],
+        "finetuned_search_val_top1": winner["finetuned_search_val_top1"],
+        "finetuned_test_top1": winner["finetuned_test_top1"],
+        "candidates": results,
+        "cost_s": sum(r["finetune_s"] for r in results),
+        "wall_s_this_invocation": time.perf_counter() - t0,
+    }
