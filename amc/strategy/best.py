@@ -88,7 +88,7 @@ def _export_net(scorer: StrategyScorer, channels: list[int], closed: bool, calib
 def promote_finalists(
     cfg: SearchConfig, run_dir: Path, task: SearchTask, rows: list[dict[str, Any]], device: torch.device
 ) -> dict[str, Any]:
-    """The ``promote.top_k`` best distinct strategies rebuilt as exported and fine-tuned (``amc.strategy.promotion``)."""
+    """The ``promote.top_k`` best distinct strategies, rebuilt as exported and fine-tuned (amc.strategy.promotion)."""
     from amc.strategy.promotion import promote
 
     assert cfg.promote is not None
