@@ -95,7 +95,17 @@ PER_INVOCATION = ("stop_after",)  # settings of one invocation, never carried in
 
 # What a resumed run's command line may change: how it runs, never what it computes. A search resumed with
 # `flops_budget=0.3` used to keep its 0.5-budget episodes and export over the results of the finished run.
-RESUME_MAY_CHANGE = ("resume", "threads", "device", "devices", "stop_after", "cache_dir", "logger", "data.root")
+RESUME_MAY_CHANGE = (
+    "resume",
+    "threads",
+    "device",
+    "devices",
+    "stop_after",
+    "cache_dir",
+    "logger",
+    "data.root",
+    "on_existing",
+)
 # what lengthens a run, and its own runtime settings: a search's episodes; a training run's epochs
 RESUME_EXTENDS = {"SearchConfig": ("episodes",)}
 DEFAULT_EXTENDS = ("train.epochs", "train.num_workers")

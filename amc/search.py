@@ -8,6 +8,8 @@ a killed search from its last finished episode. The search itself: ``amc.strateg
 
 from __future__ import annotations
 
+import json
+
 import hydra
 from omegaconf import DictConfig
 
@@ -20,15 +22,22 @@ from amc.settings import SearchConfig
 from amc.strategy.checks import check_inputs
 from amc.strategy.loop import FINISHED_FILES, RESULT_FILES, search
 
+ON_EXISTING = ("refuse", "continue")
+
 
 @one_line_config_errors
 @hydra.main(config_path="../conf", config_name="search", version_base="1.3")
 @user_errors_exit
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     settings: SearchConfig = settings_of(cfg)
     resuming = settings.resume
+    if not resuming and settings.on_existing == "continue" and (run_dir_of() / "config.yaml").is_file():
+        resuming = str(run_dir_of())  # a sweep run again: each job continues its own run dir
+        if all((run_dir_of() / name).exists() for name in FINISHED_FILES):
+            print(f"{run_dir_of()}: this search has finished; its results are kept (on_existing=continue)")
+            return finished_metric(run_dir_of())
     if resuming:
-        run_dir = run_dir_of(settings.resume)
+        run_dir = run_dir_of(resuming)
         if all((run_dir / name).exists() for name in FINISHED_FILES):
             raise ConfigError(
                 f"resume={run_dir}: this search has finished ({' and '.join(FINISHED_FILES)} hold its results, "
@@ -36,6 +45,8 @@ def main(cfg: DictConfig) -> None:
             )
         cfg = resumed_config(cfg, SearchConfig, run_dir)
         settings = settings_of(cfg)
+    elif settings.on_existing not in ON_EXISTING:
+        raise ConfigError(f"on_existing must be one of {', '.join(ON_EXISTING)}, got {settings.on_existing!r}")
     # before any network runs in this process (the input checks run some)
     bound_primitive_cache(count_weighted_layers(settings.model, settings.data, settings.checkpoint))
     check_inputs(settings)
@@ -45,7 +56,19 @@ def main(cfg: DictConfig) -> None:
         run_dir = run_dir_of()
         refuse_finished_run(run_dir, RESULT_FILES, "search")
         save_resolved_config(cfg, run_dir)
-    search(settings, run_dir)
+    return metric_of(search(settings, run_dir))
+
+
+def metric_of(strategy: dict) -> float | None:
+    """What a search optimises, returned to Hydra (its Optuna sweeper maximises it): the exported network's
+    top-1 after the promotion's fine-tuning when there was one, else its search-val score."""
+    if not strategy:
+        return None
+    return float(strategy.get("finetuned_test_top1", strategy.get("accuracy")))
+
+
+def finished_metric(run_dir) -> float | None:
+    return metric_of(json.loads((run_dir / "strategy.json").read_text()))
 
 
 if __name__ == "__main__":

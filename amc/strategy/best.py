@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +109,15 @@ def promote_finalists(
         device,
         cfg.seed,
         metadata,
+        teacher_logits_path(cfg, task),
     )
+
+
+def teacher_logits_path(cfg: SearchConfig, task: SearchTask) -> Path:
+    """Where the base's training-set logits are cached: by the base file's content and the data's settings."""
+    digest = hashlib.sha256(Path(task.base_path).read_bytes()).hexdigest()[:16]
+    data = hashlib.sha256(json.dumps(asdict(cfg.data), sort_keys=True).encode()).hexdigest()[:8]
+    return Path(cfg.cache_dir).expanduser() / "teacher_logits" / f"{digest}_{cfg.data.name}_{data}.pt"
 
 
 def _free_prefix_cache(scorer: StrategyScorer) -> None:

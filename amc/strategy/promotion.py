@@ -20,12 +20,13 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from amc.io import read_jsonl
+from amc.io import read_jsonl, save_torch_atomic
 from amc.settings import PromoteConfig
 from amc.strategy.task import SearchTask
-from amc.training.distill import Distiller, with_teacher_logits
+from amc.training.distill import Distiller, WithTeacherLogits, with_teacher_logits
 from amc.training.distributed import Dist
 from amc.training.loop import fit
 
@@ -40,6 +41,20 @@ def schedule(cfg: PromoteConfig, steps_per_epoch: int) -> tuple[int, int | None]
     return epochs, max(1, round(cfg.epochs / epochs * steps_per_epoch))
 
 
+def cached_teacher_logits(
+    teacher: nn.Module, train: Dataset, device: torch.device, path: Path | None
+) -> WithTeacherLogits:
+    """The teacher's logits on ``train``, from ``path`` when an earlier run of the same base and data left them."""
+    if path is not None and path.is_file():
+        logits = torch.load(path, weights_only=True)
+        if isinstance(logits, torch.Tensor) and len(logits) == len(train):
+            return WithTeacherLogits(train, logits)
+    with_logits = with_teacher_logits(teacher, train, 500, device)
+    if path is not None:
+        save_torch_atomic(with_logits.logits, path)
+    return with_logits
+
+
 def promote(
     cfg: PromoteConfig,
     run_dir: Path,
@@ -49,17 +64,20 @@ def promote(
     device: torch.device,
     seed: int,
     metadata: dict[str, Any],
+    logits_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune each candidate row (``channels``, ``episode``); the summary with the winner first.
 
     :param build: channels -> the network as the export builds it (reconstructed, before fine-tuning).
+    :param logits_cache: where the base's logits on the training images are kept for other searches of the same
+        base and data (a study's runs share them): computed once, read back with ``weights_only``.
     """
     t0 = time.perf_counter()
     done = {r["episode"]: r for r in read_jsonl(run_dir / RESULTS)} if (run_dir / RESULTS).exists() else {}
     data = task.data
     teacher = task.base.to(device).eval()
     if len(done) < len(candidates):  # the teacher's logits, once for every candidate (no augmentation here)
-        data = dataclasses.replace(data, train=with_teacher_logits(teacher, data.train, 500, device))
+        data = dataclasses.replace(data, train=cached_teacher_logits(teacher, data.train, device, logits_cache))
     steps = math.ceil(len(data.train) / cfg.train.batch_size)
     epochs, max_steps = schedule(cfg, steps)
     train_cfg = dataclasses.replace(cfg.train, epochs=epochs, max_steps_per_epoch=max_steps)

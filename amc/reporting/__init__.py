@@ -1,0 +1,1 @@
+"""Reports built from finished runs: the search-method leaderboard."""

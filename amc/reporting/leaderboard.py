@@ -1,0 +1,229 @@
+"""Search runs summarised per budget and method: mean ± 95 % CI over seeds, and best-so-far against evaluations.
+
+A run is a folder holding a finished search (``strategy.json`` with its test top-1, ``episodes.jsonl`` and the
+``config.yaml`` it ran with), wherever it sits: a single run dir, a Hydra multirun folder, a study's tree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from amc.io import read_jsonl
+
+BASELINE = "uniform"
+
+
+@dataclass
+class Run:
+    path: Path
+    constraint: str
+    budget: float
+    method: str
+    seed: int
+    search_val: float
+    test_before: float
+    test_after: float | None
+    macs_ratio: float
+    evaluations: int
+    wall_s: float
+    best_so_far: list[float] = field(default_factory=list)  # after each evaluation (NaN before the first episode)
+
+
+def method_label(cfg: dict[str, Any]) -> str:
+    """``ddpg``, ``optuna-tpe``, ``random [adabn]``: the method, its sampler, and a non-default evaluator."""
+    agent = cfg.get("agent") or {}
+    label = str(agent.get("name", "?"))
+    if agent.get("sampler") and label == "optuna":
+        label += f"-{agent['sampler']}"
+    score = cfg.get("score") or "lsq"
+    return label if score == "lsq" else f"{label} [{score}]"
+
+
+def finetuned_top1(run_dir: Path, strategy: dict[str, Any]) -> float | None:
+    """Test top-1 after fine-tuning: the search's own promotion, else an ``amc.finetune`` run in ``finetune/``."""
+    if strategy.get("finetuned_test_top1") is not None:
+        return float(strategy["finetuned_test_top1"])
+    summary = run_dir / "finetune" / "summary.json"
+    if summary.is_file():
+        return float(json.loads(summary.read_text())["last"]["test_top1"])
+    return None
+
+
+def read_run(run_dir: Path) -> Run | None:
+    """The run in ``run_dir``, or ``None`` when it holds no finished search."""
+    strategy_path, config_path = run_dir / "strategy.json", run_dir / "config.yaml"
+    if not (strategy_path.is_file() and config_path.is_file() and (run_dir / "episodes.jsonl").is_file()):
+        return None
+    strategy = json.loads(strategy_path.read_text())
+    if "test_top1" not in strategy:  # still searching: strategy.json holds the best so far, not an export
+        return None
+    cfg = yaml.safe_load(config_path.read_text()) or {}
+    history = read_jsonl(run_dir / "episodes.jsonl")
+    if (run_dir / "probes.jsonl").is_file():
+        history += read_jsonl(run_dir / "probes.jsonl")
+    history.sort(key=lambda r: r.get("evaluation", r.get("episode", 0)))
+    best, curve = -math.inf, []
+    for row in history:
+        if "episode" in row:
+            best = max(best, row["accuracy"])
+        curve.append(best if best > -math.inf else math.nan)
+    promotion = strategy.get("promotion") or {}
+    return Run(
+        path=run_dir,
+        constraint=strategy.get("constraint", "flops"),
+        budget=float(strategy["budget"]),
+        method=method_label(cfg),
+        seed=int(strategy.get("seed", cfg.get("seed", 0))),
+        search_val=float(strategy["accuracy"]),
+        test_before=float(strategy["test_top1"]),
+        test_after=finetuned_top1(run_dir, strategy),
+        macs_ratio=float(strategy["macs_ratio"]),
+        evaluations=len(history),
+        wall_s=sum(r.get("wall_s", 0.0) for r in history) + float(promotion.get("cost_s", 0.0)),
+        best_so_far=curve,
+    )
+
+
+def find_runs(folders: list[Path]) -> list[Run]:
+    """Every finished search under ``folders`` (each run once, however the folders overlap)."""
+    seen: set[Path] = set()
+    runs = []
+    for folder in folders:
+        for strategy in sorted(folder.rglob("strategy.json")):
+            run_dir = strategy.parent.resolve()
+            if run_dir in seen:
+                continue
+            seen.add(run_dir)
+            run = read_run(run_dir)
+            if run is not None:
+                runs.append(run)
+    return runs
+
+
+def t_quantile(df: float) -> float:
+    """The two-sided 95 % quantile of Student's t with ``df`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95 % confidence interval); the half-width is NaN for fewer than two values."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def difference_ci(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean of ``a`` minus mean of ``b`` with Welch's 95 % interval (NaN where a side has one value, or
+    where both sides have no spread at all)."""
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return diff, 0.0
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return diff, t_quantile(df) * math.sqrt(va + vb)
+
+
+def _cell(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "—"
+    mean, half = mean_ci(values)
+    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """One row per (constraint, budget, method), sorted by budget then by mean test top-1 after fine-tuning."""
+    groups: dict[tuple[str, float, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.constraint, run.budget, run.method), []).append(run)
+    rows = []
+    for (constraint, budget, method), members in groups.items():
+        after = [r.test_after for r in members if r.test_after is not None]
+        baseline = [r.test_after for r in groups.get((constraint, budget, BASELINE), []) if r.test_after is not None]
+        delta = difference_ci(after, baseline) if after and baseline and method != BASELINE else None
+        rows.append(
+            {
+                "constraint": constraint,
+                "budget": budget,
+                "method": method,
+                "seeds": sorted(r.seed for r in members),
+                "search_val": _cell([r.search_val for r in members]),
+                "test_before": _cell([r.test_before for r in members]),
+                "test_after": _cell(after) if after else "—",
+                "after_mean": statistics.fmean(after) if after else -math.inf,
+                "delta_uniform": "—" if delta is None else _delta(*delta),
+                "macs_ratio": _cell([r.macs_ratio for r in members], 4),
+                "evaluations": _cell([float(r.evaluations) for r in members], 0),
+                "wall_s": _cell([r.wall_s for r in members], 0),
+            }
+        )
+    return sorted(rows, key=lambda r: (r["constraint"], r["budget"], -r["after_mean"], r["method"]))
+
+
+def _delta(diff: float, half: float) -> str:
+    if math.isnan(half):
+        return f"{diff:+.2f}"
+    verdict = " *" if abs(diff) > half else ""  # the interval excludes zero
+    return f"{diff:+.2f} ± {half:.2f}{verdict}"
+
+
+def markdown(runs: list[Run]) -> str:
+    header = (
+        "| budget | method | seeds | search-val top-1 (%) | test top-1 before FT (%) | test top-1 after FT (%) "
+        "| after FT − uniform | MACs ratio | evaluations | wall (s) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {r['constraint']} {r['budget']:g} | {r['method']} | {len(r['seeds'])} ({', '.join(map(str, r['seeds']))}) "
+        f"| {r['search_val']} | {r['test_before']} | {r['test_after']} | {r['delta_uniform']} | {r['macs_ratio']} "
+        f"| {r['evaluations']} | {r['wall_s']} |\n"
+        for r in table_rows(runs)
+    ]
+    notes = (
+        "\nMean ± half-width of the 95 % confidence interval over seeds (Student's t); one seed shows the value "
+        "alone. Top-1 is on the test split unless it says search-val (the held-out part of the training set the "
+        "search scores on). FT: the run's fixed KD fine-tuning. *after FT − uniform*: Welch's 95 % interval of the "
+        "difference of means; `*` marks an interval that excludes zero. MACs ratio: the exported network's MACs over "
+        "the base's (FLOPs = 2 × MACs, so the FLOPs ratio is the same). Evaluations: strategies scored, probes "
+        "included. Wall: the search's seconds plus any promotion's fine-tuning.\n"
+    )
+    return header + "".join(lines) + notes
+
+
+def plot(runs: list[Run], path: Path) -> None:
+    """Best search-val score so far against evaluations, mean over seeds, one panel per budget."""
+    from amc.plots import _pyplot
+
+    plt = _pyplot()
+    budgets = sorted({(r.constraint, r.budget) for r in runs})
+    fig, axes = plt.subplots(1, len(budgets), figsize=(5 * len(budgets), 4), squeeze=False)
+    for ax, (constraint, budget) in zip(axes[0], budgets, strict=True):
+        members = [r for r in runs if (r.constraint, r.budget) == (constraint, budget)]
+        for method in sorted({r.method for r in members}):
+            curves = [r.best_so_far for r in members if r.method == method]
+            length = max(len(c) for c in curves)
+            mean = []
+            for i in range(length):
+                values = [c[min(i, len(c) - 1)] for c in curves if not math.isnan(c[min(i, len(c) - 1)])]
+                mean.append(statistics.fmean(values) if values else math.nan)
+            line = ax.plot(range(1, length + 1), mean, label=f"{method} ({len(curves)} runs)")[0]
+            ax.plot([length], [mean[-1]], "o", color=line.get_color())  # where the method stopped
+        ax.set_title(f"{constraint} budget {budget:g}")
+        ax.set_xlabel("evaluations (strategies scored, probes included)")
+        ax.set_ylabel("best search-val top-1 so far (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
