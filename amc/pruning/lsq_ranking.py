@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
+from amc.pruning import linear_solve
 from amc.pruning.reconstruction import RIDGE, ConsumerStats, input_columns, well_posed
 from amc.pruning.structure import PrunableStructure
 
@@ -27,7 +28,7 @@ class _Elimination:
     def __init__(self, stats: ConsumerStats, columns: dict[int, list[int]]) -> None:
         gram = stats.gram
         ridge = RIDGE * gram.diagonal().mean().clamp_min(1e-12)  # the refit's own ridge (reconstruction.solve)
-        self.inverse = torch.linalg.inv(gram + ridge * torch.eye(len(gram), dtype=gram.dtype))
+        self.inverse = linear_solve.inverse(gram + ridge * torch.eye(len(gram), dtype=gram.dtype))
         self.weights = self.inverse @ stats.cross  # β: the refit of every column, [n, O]
         self.channels = torch.tensor(sorted(columns))  # the point's channels this consumer reads
         self.columns = torch.tensor([columns[c] for c in self.channels.tolist()])  # [k, a], rows of `inverse`
@@ -45,7 +46,7 @@ class _Elimination:
         else:
             blocks = self.inverse[cols.unsqueeze(2), cols.unsqueeze(1)]  # [k, a, a]
             beta = self.weights[cols]  # [k, a, O]
-            cost = (beta * torch.linalg.solve(blocks, beta)).sum(dim=(1, 2))
+            cost = (beta * linear_solve.solve(blocks, beta, "ranking")).sum(dim=(1, 2))
         out[self.channels[self.alive]] = cost
         return out
 
@@ -55,7 +56,7 @@ class _Elimination:
             return
         self.alive[row] = False
         cols = self.columns[row]
-        gain = torch.linalg.solve(self.inverse[cols][:, cols], self.inverse[cols]).T  # M_{:,J}·(M_JJ)⁻¹
+        gain = linear_solve.solve(self.inverse[cols][:, cols], self.inverse[cols], "ranking").T  # M_{:,J}·(M_JJ)⁻¹
         self.weights -= gain @ self.weights[cols]
         self.inverse -= gain @ self.inverse[cols]
         self.dropped.append(cols)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from amc.errors import ConfigError
+from amc.pruning import linear_solve
 from amc.pruning.slicing import kept_positions
 from amc.pruning.staged import StagedForward, staged_forward
 from amc.pruning.structure import PrunableStructure
@@ -111,7 +112,7 @@ def solve(stats: ConsumerStats, idx: torch.Tensor) -> torch.Tensor:
     gram = stats.gram.index_select(0, cols).index_select(1, cols)
     ridge = RIDGE * gram.diagonal().mean().clamp_min(1e-12)
     gram = gram + ridge * torch.eye(len(cols), dtype=gram.dtype)
-    w = torch.linalg.solve(gram, stats.cross.index_select(0, cols))
+    w = linear_solve.solve(gram, stats.cross.index_select(0, cols))
     return w.T.float()
 
 

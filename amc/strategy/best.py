@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from amc.data import stack_dataset
 from amc.io import write_json_atomic
+from amc.pruning import linear_solve
 from amc.pruning.reconstruction import unreconstructed
 from amc.runtime import release_freed_memory
 from amc.settings import SearchConfig
@@ -70,12 +71,12 @@ def export_finalists(
     # one candidate: the search's own best, exactly as before (also when every timed strategy was over budget)
     candidates = finalists(rows, cfg.export_candidates) if cfg.export_candidates > 1 else []
     if len(candidates) <= 1:
-        return best_row, _export_net(scorer, best_row["channels"], closed, calibration), [], calibration
+        return best_row, export_network(scorer, best_row["channels"], closed, calibration), [], calibration
     val = stack_dataset(task.data.search_val, limit=cfg.search_val_images)  # float32, as a user evaluates
     best: tuple[float, dict[str, Any], nn.Module] | None = None
     scored = []
     for row in tqdm(candidates, desc=f"export finalists ({cfg.export_reconstruction} loop)", dynamic_ncols=True):
-        net = _export_net(scorer, row["channels"], closed, calibration)
+        net = export_network(scorer, row["channels"], closed, calibration)
         top1 = evaluate(net.to(device), tensor_batches(*val, cfg.eval_batch_size), device)["top1"]
         scored.append({"episode": row["episode"], "search_score": row["accuracy"], "export_search_val_top1": top1})
         if best is None or top1 > best[0]:
@@ -84,7 +85,8 @@ def export_finalists(
     return best[1], best[2], scored, calibration
 
 
-def _export_net(scorer: StrategyScorer, channels: list[int], closed: bool, calibration: torch.Tensor | None):
+def export_network(scorer: StrategyScorer, channels: list[int], closed: bool, calibration: torch.Tensor | None):
+    """``channels`` rebuilt as the export builds them: refit closed loop on ``calibration``, or as scored."""
     return scorer.build_closed_loop(channels, calibration) if closed else scorer.build(channels)[0]
 
 
@@ -105,7 +107,7 @@ def promote_finalists(
         run_dir,
         task,
         finalists(rows, cfg.promote.top_k),
-        lambda channels: _export_net(scorer, channels, closed, calibration),
+        lambda channels: export_network(scorer, channels, closed, calibration),
         device,
         cfg.seed,
         metadata,
@@ -145,7 +147,7 @@ def export_best(
         best = next(r for r in recorder.rows if r["episode"] == promotion["winner_episode"])
         closed = cfg.export_reconstruction == "closed"
         calibration = export_calibration(cfg, task.data, scorer) if closed else scorer.calibration_images
-        pruned, scored_finalists = _export_net(scorer, best["channels"], closed, calibration), []
+        pruned, scored_finalists = export_network(scorer, best["channels"], closed, calibration), []
     else:
         best, pruned, scored_finalists, calibration = export_finalists(cfg, task, recorder.best, recorder.rows, device)
     test_x, test_y = stack_dataset(task.data.test, limit=cfg.test_images)
@@ -164,6 +166,7 @@ def export_best(
         export_calibration_images=0 if calibration is None else len(calibration),
         not_reconstructed=unreconstructed(scorer.model, scorer.structure) if cfg.reconstruct else {},
         export_finalists=scored_finalists,
+        lsq_fallbacks=dict(linear_solve.FALLBACKS),  # singular systems solved by least squares instead, by purpose
         **latency,
         **({"promotion": promotion, "finetuned_test_top1": promotion["finetuned_test_top1"]} if promotion else {}),
     )
@@ -181,6 +184,11 @@ def export_best(
     dtypes = dict.fromkeys([torch.float32, scorer.dtype])  # float32: as a user evaluates; then as episodes are scored
     base_eval_s = {str(d).removeprefix("torch."): scorer.time_base_evaluation(d) for d in dtypes}
     print(recorder.summary_line(strategy, base_eval_s, len(scorer.val_labels)))
+    if linear_solve.FALLBACKS:
+        print(
+            f"note: {sum(linear_solve.FALLBACKS.values())} least-squares systems were singular and were solved as "
+            f"minimum-norm least squares instead ({dict(linear_solve.FALLBACKS)}; strategy.json: lsq_fallbacks)"
+        )
     if promotion is not None:
         print(
             f"promotion: {promotion['top_k']} strategies fine-tuned {promotion['epochs']:g} epochs each with KD "

@@ -1,0 +1,127 @@
+"""Every search method behind the one runner interface: the budget on every episode, evaluations counted,
+a kill -9 mid-way resumed to the same episodes, and a method plugged in through config alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import models
+from amc.pruning.cost import profile
+from tests.conftest import ROOT, run_module
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the entry point
+
+EPISODES = 24
+METHODS = {
+    "ddpg": ["agent=ddpg"],
+    "td3": ["agent=td3"],
+    "sac": ["agent=sac"],
+    "sensitivity": ["agent=sensitivity"],
+    "greedy": ["agent=greedy"],
+    "optuna-tpe": ["agent=optuna", "agent.sampler=tpe", "agent.warmup_episodes=5"],
+    "optuna-cmaes": ["agent=optuna", "agent.sampler=cmaes", "agent.warmup_episodes=5"],
+    "random": ["agent=random"],
+    "uniform": ["agent=uniform"],
+}
+COMMON = ["experiment=smoke", "flops_budget=0.4", f"episodes={EPISODES}", "seed=5", "threads=1"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("amc-cache")
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def search(run_dir: Path, cache: Path, method: str, *extra: str) -> subprocess.CompletedProcess:
+    proc = run_module("amc.search", *COMMON, *METHODS[method], f"cache_dir={cache}", f"hydra.run.dir={run_dir}", *extra)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_episode_meets_the_budget_and_every_evaluation_counts(tmp_path, cache, method):
+    search(tmp_path / "run", cache, method)
+    episodes, probes = rows(tmp_path / "run" / "episodes.jsonl"), rows(tmp_path / "run" / "probes.jsonl")
+    assert episodes and all(r["cost_ratio"] <= 0.4 + 1e-9 for r in episodes)
+    assert len(episodes) + len(probes) <= EPISODES
+    assert sorted(r["evaluation"] for r in episodes + probes) == list(range(1, len(episodes) + len(probes) + 1))
+    if method in ("sensitivity", "greedy"):
+        assert probes and any(r["cost_ratio"] > 0.4 for r in probes)  # they probe networks off the budget
+    if method not in ("uniform", "sensitivity", "greedy"):  # these stop when their procedure ends
+        assert len(episodes) + len(probes) == EPISODES  # the others use every evaluation they are given
+    strategy = json.loads((tmp_path / "run" / "strategy.json").read_text())
+    pruned = models.load_checkpoint(tmp_path / "run" / "pruned.pt")
+    assert profile(pruned, input_size=(1, 1, 8, 8)).macs == strategy["macs"] <= 0.4 * strategy["base_macs"]
+    assert strategy["agent"] == method.split("-")[0]
+
+
+def kill_when(proc: subprocess.Popen, run_dir: Path, evaluations: int, timeout: float = 120) -> None:
+    """SIGKILL ``proc`` once ``evaluations`` evaluations are on disk."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = len(rows(run_dir / "episodes.jsonl")) + len(rows(run_dir / "probes.jsonl"))
+        if done >= evaluations:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "uniform"])  # uniform scores one strategy
+def test_a_search_killed_mid_way_resumes_to_the_same_episodes(tmp_path, cache, method):
+    search(tmp_path / "reference", cache, method)
+    killed = tmp_path / "killed"
+    args = [*COMMON, *METHODS[method], f"cache_dir={cache}", f"hydra.run.dir={killed}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amc.search", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    kill_when(proc, killed, EPISODES // 2)
+    assert not (killed / "pruned.pt").exists(), "the search finished before the kill: the test proves nothing"
+    resumed = run_module("amc.search", f"resume={killed}", f"cache_dir={cache}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    keys = ("channels", "accuracy", "reward", "evaluation")
+    for name in ("episodes.jsonl", "probes.jsonl"):
+        want = [[r[k] for k in keys] for r in rows(tmp_path / "reference" / name)]
+        assert [[r[k] for k in keys] for r in rows(killed / name)] == want, name
+    expected = json.loads((tmp_path / "reference" / "strategy.json").read_text())
+    got = json.loads((killed / "strategy.json").read_text())
+    assert (got["channels"], got["test_top1"]) == (expected["channels"], expected["test_top1"])
+
+
+def test_a_method_plugs_in_through_config_alone(tmp_path, cache):
+    """A user's method: one module on the path, one config file naming it; no change to amc."""
+    code = tmp_path / "code"
+    (code / "conf_extra" / "agent").mkdir(parents=True)
+    (code / "my_methods.py").write_text(
+        "from amc.strategy.methods.base import ReplayedMethod\n"
+        "class HalfEverywhere(ReplayedMethod):\n"
+        "    def __init__(self, env, agent, seed, workers=None):\n"
+        "        super().__init__(env)\n"
+        "        self.ratio = agent.options['ratio']\n"
+        "    def search(self, evaluator):\n"
+        "        evaluator.strategy([self.env.action_of(self.ratio)] * self.env.steps)\n"
+    )
+    (code / "conf_extra" / "agent" / "half.yaml").write_text(
+        "name: half\nrunner: my_methods.HalfEverywhere\nwarmup_episodes: 0\noptions:\n  ratio: 0.3\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "amc.search", *COMMON, "agent=half", f"hydra.searchpath=[file://{code / 'conf_extra'}]",
+         f"cache_dir={cache}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    episodes = rows(tmp_path / "run" / "episodes.jsonl")
+    assert len(episodes) == 1 and episodes[0]["cost_ratio"] <= 0.4 + 1e-9
+    assert json.loads((tmp_path / "run" / "strategy.json").read_text())["agent"] == "half"
