@@ -15,7 +15,7 @@ from amc.errors import one_line_config_errors, user_errors_exit
 
 
 @one_line_config_errors
-@hydra.main(config_path="../conf", config_name="deploy", version_base="1.3")
+@hydra.main(config_path="conf", config_name="deploy", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
     settings, run_dir = start_run(cfg)

@@ -28,11 +28,11 @@ import torch.utils.benchmark as benchmark
 
 from amc.errors import ConfigError
 from amc.io import write_json_atomic
+from amc.models import load_checkpoint
 from amc.networks import first_conv_in_channels, load_model_for_data, user_named_builders
 from amc.pruning.cost import profile
 from amc.runtime import forward_seconds, set_threads
 from amc.settings import DeployConfig
-from models import load_checkpoint
 
 
 @dataclass(frozen=True)

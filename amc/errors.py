@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 
-from models.errors import AmcError  # the one root, shared with models/ (CheckpointError, ModelConfigError)
+from amc.models.errors import AmcError  # the one root, shared with models/ (CheckpointError, ModelConfigError)
 
 F = TypeVar("F", bound=Callable[..., Any])
 __all__ = [

@@ -15,7 +15,7 @@ from amc.strategy.export import export_strategy
 
 
 @one_line_config_errors
-@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
+@hydra.main(config_path="conf", config_name="export", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
     settings, run_dir = start_run(cfg)

@@ -16,7 +16,7 @@ from amc.training.jobs import finetune_network
 
 
 @one_line_config_errors
-@hydra.main(config_path="../conf", config_name="finetune", version_base="1.3")
+@hydra.main(config_path="conf", config_name="finetune", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
     settings, run_dir = start_run(cfg)

@@ -32,7 +32,7 @@ def builder_name(model_cfg: ModelConfig) -> str:
                 f"unknown torchvision classification model {name!r}; e.g. {', '.join(known[:8])}, ... "
                 f"({len(known)} in all: torchvision.models.list_models(module=torchvision.models))"
             )
-    from models import resolve_builder
+    from amc.models import resolve_builder
 
     resolve_builder(target)  # an unknown or unimportable builder fails now, before any data or training
     return target
@@ -50,7 +50,7 @@ def model_kwargs(model_cfg: ModelConfig, num_classes: int, in_channels: int, ima
 
 def build_model(model_cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """A fresh model for a dataset: the builder of ``model_cfg`` with classes/channels from the data."""
-    from models import create_model
+    from amc.models import create_model
 
     return create_model(builder_name(model_cfg), **model_kwargs(model_cfg, num_classes, in_channels, image_size))
 
@@ -116,7 +116,7 @@ def load_model_for_data(
     with classes/channels/small-input filled from the dataset. ``runs_on_data``: the caller scores or trains it
     on ``data_cfg``'s images, so a checkpoint trained on other data is refused (:func:`check_trained_on`)."""
     from amc.data import dataset_info
-    from models import FORMAT, load_checkpoint, read_checkpoint
+    from amc.models import FORMAT, load_checkpoint, read_checkpoint
 
     data = read_checkpoint(path)
     if data.get("format") == FORMAT:

@@ -39,7 +39,7 @@ def refuse_another_pipeline(settings: PipelineConfig) -> None:
 
 
 @one_line_config_errors
-@hydra.main(config_path="../conf", config_name="pipeline", version_base="1.3")
+@hydra.main(config_path="conf", config_name="pipeline", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
     refuse_another_pipeline(settings_of(cfg))

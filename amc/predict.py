@@ -15,7 +15,7 @@ from amc.hw7.jobs import predict_csv
 
 
 @one_line_config_errors
-@hydra.main(config_path="../conf", config_name="predict", version_base="1.3")
+@hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
     predict_csv(settings_of(cfg))

@@ -7,14 +7,14 @@ from omegaconf import DictConfig
 
 from amc.config import settings_of
 from amc.errors import one_line_config_errors, user_errors_exit
+from amc.models import create_model, load_checkpoint
 from amc.networks import builder_name, first_conv_in_channels, user_named_builders
 from amc.pruning.cost import profile
 from amc.settings import ProfileConfig
-from models import create_model, load_checkpoint
 
 
 @one_line_config_errors
-@hydra.main(config_path="../conf", config_name="profile", version_base="1.3")
+@hydra.main(config_path="conf", config_name="profile", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
     settings: ProfileConfig = settings_of(cfg)

@@ -26,7 +26,7 @@ ON_EXISTING = ("refuse", "continue")
 
 
 @one_line_config_errors
-@hydra.main(config_path="../conf", config_name="search", version_base="1.3")
+@hydra.main(config_path="conf", config_name="search", version_base="1.3")
 @user_errors_exit
 def main(cfg: DictConfig) -> float | None:
     settings: SearchConfig = settings_of(cfg)

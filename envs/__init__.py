@@ -2,11 +2,11 @@
 
 import gymnasium
 
-from envs.channel_pruning import ChannelPruningEnv
+from amc.envs.channel_pruning import ChannelPruningEnv
 
 ENV_ID = "amc/ChannelPruning-v0"
 
 if ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="envs.channel_pruning:ChannelPruningEnv")
+    gymnasium.register(id=ENV_ID, entry_point="amc.envs.channel_pruning:ChannelPruningEnv")
 
 __all__ = ["ENV_ID", "ChannelPruningEnv"]

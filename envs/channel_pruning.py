@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from amc.envs.observation import FEATURES, LayerEmbedding
 from amc.errors import ConfigError
 from amc.strategy.budget import ActionWall
 from amc.strategy.episode import EpisodeResult
 from amc.strategy.latency import MEASURED_SLACK
 from amc.strategy.scoring import StrategyScorer
-from envs.observation import FEATURES, LayerEmbedding
 
 REWARDS = ("acc", "acc_flops", "acc_params")
 
@@ -67,7 +67,7 @@ class ChannelPruningEnv(gym.Env):
     ) -> None:
         super().__init__()
         if scorer is None or wall is None:
-            from envs.tiny import tiny_task as build_tiny
+            from amc.envs.tiny import tiny_task as build_tiny
 
             scorer, wall = build_tiny(**tiny_task)
         reward_of(reward, 50.0, 2, 2)  # validate the name now, not at the end of the first episode

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from amc.data import build_data, stack_dataset
+from amc.models import create_model
 from amc.pruning.structure import analyse
 from amc.strategy.budget import ActionWall, make_constraint
 from amc.strategy.scoring import StrategyScorer
-from models import create_model
 
 
 def tiny_task(

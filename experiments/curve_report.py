@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from amc.deployment import measure
+from amc.models import load_checkpoint
 from amc.plots import plot_accuracy_vs_macs
-from models import load_checkpoint
 
 BASE = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "fmnist_mbv1_base.pth"
 METHODS = {"ddpg_s2018": "AMC (DDPG, seed 2018)", "ddpg_s2019": "AMC (DDPG, seed 2019)"}

@@ -1,7 +1,7 @@
 """The model zoo: a registry of compressible architectures and one checkpoint format."""
 
-from models import hw7_student, mobilenet_v1, mobilenet_v2, resnet  # noqa: F401  (registers the models)
-from models.checkpoint import (
+from amc.models import hw7_student, mobilenet_v1, mobilenet_v2, resnet  # noqa: F401  (registers the models)
+from amc.models.checkpoint import (
     FORMAT,
     CheckpointError,
     load_checkpoint,
@@ -10,8 +10,8 @@ from models.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from models.errors import AmcError
-from models.registry import (
+from amc.models.errors import AmcError
+from amc.models.registry import (
     ModelConfigError,
     UnknownModelError,
     UntrustedBuilderError,

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from models.errors import AmcError
-from models.registry import check_builder_trusted, create_model
+from amc.models.errors import AmcError
+from amc.models.registry import check_builder_trusted, create_model
 
 FORMAT = "amc-checkpoint/1"
 

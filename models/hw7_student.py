@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from models.registry import ModelConfigError, register_model
+from amc.models.registry import ModelConfigError, register_model
 
 MULTIPLIERS = [1, 2, 4, 8, 16, 16, 16, 16]
 SCALED_ENTRIES = range(3, 7)  # the course scales only these widths; the last stays fixed for the fc

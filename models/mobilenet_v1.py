@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from models.registry import ModelConfigError, register_model
+from amc.models.registry import ModelConfigError, register_model
 
 BlockSpec = int | Sequence[int]
 

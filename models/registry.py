@@ -26,7 +26,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from models.errors import AmcError
+from amc.models.errors import AmcError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch.nn as nn
 
-from models.registry import register_model
+from amc.models.registry import register_model
 
 if TYPE_CHECKING:
     from torchvision.models.resnet import ResNet

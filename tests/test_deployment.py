@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from amc.deployment import export_onnx, max_difference, onnx_latency, onnx_session, torch_latency
+from amc.models import create_model, save_checkpoint
 from amc.pruning.apply import prune_model
 from amc.pruning.structure import analyse
-from models import create_model, save_checkpoint
 from tests.conftest import assert_clean_error, run_module, run_ok
 
 

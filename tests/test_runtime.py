@@ -29,7 +29,7 @@ def test_a_search_on_the_seed_models_never_imports_torchvision():
     # MobileNet searches of the first run never use; ResNet-18 imports it when it is built.
     probe = (
         "import sys, amc.search\n"
-        "from models import create_model\n"
+        "from amc.models import create_model\n"
         "create_model('mobilenet_v1', num_classes=10, in_channels=1, small_input=True)\n"
         "print(sorted(m for m in ('torchvision', 'torch._dynamo', 'sympy') if m in sys.modules))\n"
         "create_model('resnet18', num_classes=10)\n"
@@ -83,8 +83,8 @@ def test_a_search_bounds_the_onednn_kernel_cache_and_its_training_child_does_not
 def test_the_search_sizes_the_kernel_cache_from_its_network_without_running_it(tmp_path):
     import torch
 
+    from amc.models import save_checkpoint
     from amc.networks import build_model, count_weighted_layers
-    from models import save_checkpoint
     from tests.conftest import composed
 
     cfg = composed("search", "model=mobilenet_v1_tiny", "data=digits")

@@ -12,6 +12,7 @@ from amc.errors import ConfigError
 from amc.hw7.quantization import cpu_latency_ms, int8_ptq, load_quantized, save_quantized
 from amc.hw7.slimming import slim_student
 from amc.io import write_csv_atomic, write_json_atomic
+from amc.models import load_checkpoint, read_checkpoint, save_checkpoint
 from amc.pruning.cost import count_params
 from amc.runtime import seed_everything, set_threads
 from amc.settings import PredictConfig, QuantizeConfig, SlimConfig
@@ -19,7 +20,6 @@ from amc.tracking import Tracker
 from amc.training.distributed import setup
 from amc.training.evaluation import evaluate, tensor_batches
 from amc.training.loop import evaluate_split, fit
-from models import load_checkpoint, read_checkpoint, save_checkpoint
 
 
 def slim_schedule(cfg: SlimConfig, run_dir: Path) -> list[dict]:

@@ -89,7 +89,7 @@ def save_quantized(model: nn.Module, path: str | os.PathLike, bits: int) -> int:
 
 
 def load_quantized(path: str | os.PathLike) -> nn.Module:
-    from models import load_weights, model_from_arch, read_checkpoint
+    from amc.models import load_weights, model_from_arch, read_checkpoint
 
     data = read_checkpoint(path)
     if "weights" not in data or not data.get("arch"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from amc.models.hw7_student import student_widths
 from amc.pruning.slicing import select_channels, slice_model
 from amc.pruning.structure import analyse
-from models.hw7_student import student_widths
 
 LAST_CONV = "cnn.7.3"
 

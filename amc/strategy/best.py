@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from amc.data import stack_dataset
 from amc.io import write_json_atomic
+from amc.models import save_checkpoint
 from amc.pruning import linear_solve
 from amc.pruning.reconstruction import unreconstructed
 from amc.runtime import release_freed_memory
@@ -23,7 +24,6 @@ from amc.strategy.scoring import StrategyScorer
 from amc.strategy.task import SearchTask, export_calibration
 from amc.tracking import Tracker
 from amc.training.evaluation import evaluate, tensor_batches
-from models import save_checkpoint
 
 if TYPE_CHECKING:
     from amc.deployment import LatencyTimer

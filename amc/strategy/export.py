@@ -15,6 +15,7 @@ import torch
 from amc.data import build_data, calibration_images, stack_dataset
 from amc.errors import ConfigError
 from amc.io import write_json_atomic
+from amc.models import save_checkpoint
 from amc.networks import first_conv_in_channels, load_model_for_data
 from amc.pruning.apply import keep_indices, reconstruction_overrides
 from amc.pruning.reconstruction import OpenLoopReconstructor, unreconstructed
@@ -24,7 +25,6 @@ from amc.runtime import seed_everything, set_threads
 from amc.settings import ExportConfig
 from amc.training.distributed import pick_device
 from amc.training.evaluation import evaluate, tensor_batches
-from models import save_checkpoint
 
 
 def strategy_file(cfg: ExportConfig) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from amc.data import DataSplits, build_data, calibration_images, stack_dataset
+from amc.envs import ChannelPruningEnv
 from amc.errors import ConfigError
 from amc.pruning.structure import PrunableStructure, analyse
 from amc.runtime import eval_dtype
@@ -17,7 +18,6 @@ from amc.strategy.budget import ActionWall, Constraint, make_constraint
 from amc.strategy.checks import constraint_of
 from amc.strategy.scoring import StrategyScorer
 from amc.training.base_model import obtain_base_model
-from envs import ChannelPruningEnv
 
 if TYPE_CHECKING:
     from amc.deployment import LatencyTimer

@@ -13,9 +13,9 @@ from dataclasses import replace
 import torch
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
+from amc.envs import ChannelPruningEnv
 from amc.runtime import seed_everything, set_threads
 from amc.settings import SearchConfig
-from envs import ChannelPruningEnv
 
 
 def worker_device(cfg: SearchConfig, index: int) -> str:

@@ -16,6 +16,7 @@ from filelock import FileLock
 
 from amc.errors import AmcError
 from amc.io import write_json_atomic
+from amc.models import load_checkpoint
 from amc.networks import builder_name, load_model_for_data, model_and_data, user_named_builders
 from amc.runtime import (
     release_freed_memory,
@@ -28,7 +29,6 @@ from amc.settings import SearchConfig
 from amc.tracking import Tracker
 from amc.training.distributed import Dist, pick_device
 from amc.training.loop import fit
-from models import load_checkpoint
 
 
 def cached_base_path(cfg: SearchConfig) -> Path:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from amc.io import save_torch_atomic, write_json_atomic
+from amc.models import save_checkpoint
 from amc.tracking import Tracker
-from models import save_checkpoint
 
 if TYPE_CHECKING:
     from amc.training.loop import Trainer

@@ -15,6 +15,7 @@ import torch.nn as nn
 from amc.data import build_data
 from amc.errors import ConfigError
 from amc.io import write_json_atomic
+from amc.models import load_checkpoint, load_weights, read_checkpoint
 from amc.networks import (
     check_trained_on,
     first_conv_in_channels,
@@ -28,7 +29,6 @@ from amc.tracking import Tracker
 from amc.training.distill import Distiller, with_teacher_logits
 from amc.training.distributed import setup, teardown
 from amc.training.loop import evaluate_split, fit
-from models import load_checkpoint, load_weights, read_checkpoint
 
 
 def train_network(cfg: TrainRunConfig, run_dir: Path) -> dict:

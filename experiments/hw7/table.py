@@ -14,7 +14,7 @@ def best(run: Path) -> dict:
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/hw7")
     rows = ["| model | params | bytes | validation top-1 (%) |", "|---|---|---|---|"]
-    from models import load_checkpoint
+    from amc.models import load_checkpoint
 
     def params(path: Path) -> int:
         return sum(p.numel() for p in load_checkpoint(path).parameters())

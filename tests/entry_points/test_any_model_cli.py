@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 
-import models
+from amc import models
 from amc.pruning.structure import analyse
 from tests.conftest import assert_clean_error, run_module, run_ok
 

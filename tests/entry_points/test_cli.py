@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import models
+from amc import models
 from tests.conftest import ROOT, assert_clean_error, run_module
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the entry points

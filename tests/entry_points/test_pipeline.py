@@ -7,7 +7,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-import models
+from amc import models
 from tests.conftest import assert_clean_error, run_module
 
 

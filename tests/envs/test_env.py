@@ -9,10 +9,10 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
+from amc import envs
+from amc.envs.channel_pruning import reward_of
 from amc.settings import AgentConfig
 from amc.strategy.agents import EpisodeRewardBuffer, TruncatedNormalNoise, build_ddpg
-from envs.channel_pruning import reward_of
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_episode_reward_relabelling(env):
 
 
 def test_static_observation_features_describe_each_decision_point(env):
-    from envs.observation import FEATURES
+    from amc.envs.observation import FEATURES
 
     s = env.structure
     widest, n = max(s.widths), len(s.points)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import models
+from amc import models
 from amc.hw7.quantization import decode, encode, load_quantized, save_quantized
 from amc.hw7.slimming import slim_student
 from tests.conftest import assert_clean_error, run_module

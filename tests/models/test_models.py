@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import models
+from amc import models
 from amc.pruning.cost import profile
 
 # name, kwargs, input size, MACs (None = not pinned), params — figures from the reference's models.md

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import models
+from amc import models
 from tests.conftest import assert_clean_error, run_module
 
 DANGEROUS = [

@@ -14,11 +14,11 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from amc.models import create_model, load_checkpoint, save_checkpoint
 from amc.pruning.apply import keep_indices
 from amc.pruning.slicing import slice_model
 from amc.pruning.structure import analyse
 from amc.strategy.budget import ActionWall, make_constraint
-from models import create_model, load_checkpoint, save_checkpoint
 
 TORCHVISION = [
     "mobilenet_v2",

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import models
+from amc import models
 from amc.errors import ConfigError
 from amc.pruning.apply import keep_indices, prune_model
 from amc.pruning.cost import profile

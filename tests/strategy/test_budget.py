@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import models
+from amc import models
 from amc.deployment import InProcessTimer, IsolatedTimer, latency_timer
 from amc.errors import ConfigError
 from amc.pruning.structure import analyse
@@ -206,10 +206,10 @@ def test_a_strategy_timed_over_the_latency_budget_is_never_the_best(tmp_path):
     """The env times every new best; one that misses the budget is marked and loses to any in-budget one."""
     from types import SimpleNamespace
 
+    from amc.envs import ChannelPruningEnv
+    from amc.envs.tiny import tiny_task
     from amc.strategy.episode import EpisodeResult
     from amc.strategy.recorder import SearchRecorder
-    from envs import ChannelPruningEnv
-    from envs.tiny import tiny_task
 
     scorer, wall = tiny_task()  # budget 0.5
     timings = iter([0.9, 0.45])  # latency ratios the probe "measures"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import models
+from amc import models
 from amc.pruning.cost import profile
 from tests.conftest import ROOT, run_module
 

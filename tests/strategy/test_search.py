@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import models
+from amc import models
 from amc.pruning.slicing import slice_model
 from amc.pruning.structure import analyse
 from tests.conftest import assert_clean_error, run_module

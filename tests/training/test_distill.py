@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import models
+from amc import models
 from amc.errors import ConfigError
 from amc.training.distill import Distiller, kd_loss, with_teacher_logits
 

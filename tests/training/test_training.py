@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-import models
+from amc import models
 from amc.data import build_data
 from amc.training.distributed import Dist
 from amc.training.loop import fit

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from amc.envs import ChannelPruningEnv
 from amc.errors import AmcError
 from amc.strategy.state import SavedSearch
-from envs import ChannelPruningEnv
 
 
 class StopSearch(Exception):

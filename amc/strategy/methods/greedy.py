@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from stable_baselines3.common.vec_env import VecEnv
 
+from amc.envs import ChannelPruningEnv
 from amc.errors import ConfigError
 from amc.settings import AgentConfig
 from amc.strategy.methods.base import Evaluator, ReplayedMethod
-from envs import ChannelPruningEnv
 
 
 class Greedy(ReplayedMethod):

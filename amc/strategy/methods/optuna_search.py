@@ -10,11 +10,11 @@ from __future__ import annotations
 import optuna
 from stable_baselines3.common.vec_env import VecEnv
 
+from amc.envs import ChannelPruningEnv
 from amc.errors import ConfigError
 from amc.settings import AgentConfig
 from amc.strategy.methods.base import Evaluator, ReplayedMethod
 from amc.strategy.runners import SAMPLERS
-from envs import ChannelPruningEnv
 
 
 def make_sampler(name: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:

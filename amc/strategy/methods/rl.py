@@ -8,11 +8,11 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
+from amc.envs import ChannelPruningEnv
 from amc.errors import AmcError
 from amc.settings import AgentConfig
 from amc.strategy.agents import build_ddpg, ddpg_state, load_ddpg_state
 from amc.strategy.state import SavedSearch
-from envs import ChannelPruningEnv
 
 
 class WorkerDied(AmcError):

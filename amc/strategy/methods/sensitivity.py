@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from stable_baselines3.common.vec_env import VecEnv
 
+from amc.envs import ChannelPruningEnv
 from amc.settings import AgentConfig
 from amc.strategy.methods.base import Evaluator, ReplayedMethod
-from envs import ChannelPruningEnv
 
 DEFAULT_GRID = (0.25, 0.5, 0.75)
 
