@@ -34,6 +34,8 @@ from amc.pruning.cost import profile
 from amc.runtime import forward_seconds, set_threads
 from amc.settings import DeployConfig
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -326,14 +328,14 @@ def print_summary(s: dict[str, Any]) -> None:
         if label not in s:
             continue
         r = s[label]
-        print(
+        log.info(
             f"{label}: {r['onnx']}, MACs {r['macs']:,} per image (FLOPs = 2 x MACs), max |ONNX - PyTorch| "
             f"{r['max_abs_diff']:.2e}"
         )
         for row in r["latency"]:
-            print(
+            log.info(
                 f"  {row['engine']:<12} batch {row['batch']:>4}: {row['median_ms']:.3f} ms median "
                 f"(IQR {row['iqr_ms']:.3f}, {row['runs']} runs, {row['threads']} threads)"
             )
     if "ratios" in s:
-        print("pruned / base: " + ", ".join(f"{k} {v:.3f}" for k, v in s["ratios"].items()))
+        log.info("pruned / base: " + ", ".join(f"{k} {v:.3f}" for k, v in s["ratios"].items()))

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 
+from amc.logs import to_log_files
 from amc.models.errors import AmcError  # the one root, shared with models/ (CheckpointError, ModelConfigError)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,6 +64,7 @@ def user_errors_exit(fn: F) -> F:
             return fn(*args, **kwargs)
         except AmcError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            to_log_files(f"error: {exc}")
             job = _multirun_job()
             if job is None:
                 sys.exit(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import torch.nn as nn
 
 from amc.errors import ConfigError
 from amc.settings import DataConfig, ModelConfig
+
+log = logging.getLogger(__name__)
 
 TORCHVISION_PREFIX = "torchvision.models."
 
@@ -95,7 +98,7 @@ def model_and_data(model_cfg: ModelConfig, data_cfg: DataConfig, **data_override
     model = build_model(model_cfg, data.num_classes, data.in_channels, data.image_size)
     size = fit_input_size(model, data.in_channels, data.image_size)
     if size != data.image_size:
-        print(
+        log.info(
             f"input size: {size} px (the model cannot run on {data_cfg.name}'s {data.image_size} px; "
             "images are resized)"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import hydra
 from omegaconf import DictConfig
 
@@ -11,6 +13,8 @@ from amc.models import create_model, load_checkpoint
 from amc.networks import builder_name, first_conv_in_channels, user_named_builders
 from amc.pruning.cost import profile
 from amc.settings import ProfileConfig
+
+log = logging.getLogger(__name__)
 
 
 @one_line_config_errors
@@ -30,8 +34,8 @@ def main(cfg: DictConfig) -> None:
         image_size = settings.image_size or 224
         source = f"{name} {settings.model.kwargs or ''}"
     size = (1, first_conv_in_channels(model), image_size, image_size)
-    print(f"{source} at input {tuple(size)} (per image):")
-    print(profile(model, input_size=size).table())
+    log.info(f"{source} at input {tuple(size)} (per image):")
+    log.info(profile(model, input_size=size).table())
 
 
 if __name__ == "__main__":

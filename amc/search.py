@@ -9,6 +9,7 @@ a killed search from its last finished episode. The search itself: ``amc.strateg
 from __future__ import annotations
 
 import json
+import logging
 
 import hydra
 from omegaconf import DictConfig
@@ -22,6 +23,8 @@ from amc.settings import SearchConfig
 from amc.strategy.checks import check_inputs
 from amc.strategy.loop import FINISHED_FILES, RESULT_FILES, search
 
+log = logging.getLogger(__name__)
+
 ON_EXISTING = ("refuse", "continue")
 
 
@@ -34,7 +37,7 @@ def main(cfg: DictConfig) -> float | None:
     if not resuming and settings.on_existing == "continue" and (run_dir_of() / "config.yaml").is_file():
         resuming = str(run_dir_of())  # a sweep run again: each job continues its own run dir
         if all((run_dir_of() / name).exists() for name in FINISHED_FILES):
-            print(f"{run_dir_of()}: this search has finished; its results are kept (on_existing=continue)")
+            log.info(f"{run_dir_of()}: this search has finished; its results are kept (on_existing=continue)")
             return finished_metric(run_dir_of())
     if resuming:
         run_dir = run_dir_of(resuming)

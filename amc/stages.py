@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,12 @@ from amc.io import write_text_atomic
 from amc.plots import plot_accuracy_vs_macs
 from amc.settings import PipelineConfig
 
+log = logging.getLogger(__name__)
+
 
 def stage(module: str, args: list[str], run_dir: Path) -> None:
     """Run one stage; skip it when its outputs exist (so a re-run of the pipeline resumes)."""
-    print(f"== {module} {' '.join(args)}", flush=True)
+    log.info(f"== {module} {' '.join(args)}")
     proc = subprocess.run([sys.executable, "-m", module, *args, f"hydra.run.dir={run_dir}"], check=False)
     if proc.returncode != 0:
         raise AmcError(f"stage {module} failed (exit {proc.returncode}); its log is in {run_dir}")
@@ -83,5 +86,5 @@ def report(root: Path, strategy: dict[str, Any]) -> dict[str, Any]:
         root / "report.png",
         "test top-1 vs MACs (FLOPs = 2 x MACs)",
     )
-    print(table)
+    log.info(table)
     return {"rows": rows}

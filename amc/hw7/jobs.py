@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from amc.tracking import Tracker
 from amc.training.distributed import setup
 from amc.training.evaluation import evaluate, tensor_batches
 from amc.training.loop import evaluate_split, fit
+
+log = logging.getLogger(__name__)
 
 
 def slim_schedule(cfg: SlimConfig, run_dir: Path) -> list[dict]:
@@ -64,7 +67,7 @@ def slim_schedule(cfg: SlimConfig, run_dir: Path) -> list[dict]:
             "search_val_top1": summary["best"]["search_val_top1"],
         }
         rows.append(row)
-        print(
+        log.info(
             f"step {step}: width {width:.4f}, {row['params']:,} params, test top-1 {before:.2f} % after slimming, "
             f"{row['test_top1']:.2f} % after {cfg.train.epochs} epochs of fine-tuning"
         )
@@ -91,7 +94,7 @@ def quantize_weights(cfg: QuantizeConfig, run_dir: Path) -> dict:
         size = save_quantized(model, path, bits)
         top1 = evaluate(load_quantized(path), tensor_batches(x, y, 256))["top1"]
         result[NAMES[bits]] = {"bytes": size, "test_top1": top1, "file": str(path)}
-        print(
+        log.info(
             f"{NAMES[bits]:>5}: {size:>10,} bytes ({size / result['fp32']['bytes']:.3f} of fp32), "
             f"test top-1 {top1:.2f} %"
         )
@@ -106,7 +109,7 @@ def quantize_weights(cfg: QuantizeConfig, run_dir: Path) -> dict:
             "threads": torch.get_num_threads(),
         }
         q = result["int8_ptq"]
-        print(
+        log.info(
             f"int8 PTQ (torch.ao, x86): test top-1 {q['test_top1']:.2f} %, CPU latency batch 1 "
             f"{q['fp32_latency_ms']:.2f} ms fp32 -> {q['int8_latency_ms']:.2f} ms int8"
         )
@@ -143,5 +146,5 @@ def predict_csv(cfg: PredictConfig) -> Path:
         batch = torch.stack([images[j][0] for j in range(i, min(i + cfg.batch_size, len(images)))])
         labels += model(batch).argmax(1).tolist()
     write_csv_atomic(output, ["Id", "label"], enumerate(labels))
-    print(f"{path} ({size:,} bytes): predicted {len(labels)} images of {cfg.data.root}/testing -> {output}")
+    log.info(f"{path} ({size:,} bytes): predicted {len(labels)} images of {cfg.data.root}/testing -> {output}")
     return output

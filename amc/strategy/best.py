@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from amc.strategy.task import SearchTask, export_calibration
 from amc.tracking import Tracker
 from amc.training.evaluation import evaluate, tensor_batches
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from amc.deployment import LatencyTimer
 
@@ -34,7 +37,7 @@ def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any
     search timed it, beside the table's prediction the search was held to and the search's own timing of it."""
     ratio = timer.ratio(pruned, min_run_s=5.0)
     timed = best.get("measured_cost_ratio")
-    print(
+    log.info(
         f"latency: the table predicted {best['cost_ratio']:.3f} of the base"
         + (f", the search timed {timed:.3f}" if timed is not None else "")
         + f"; measured again end to end {ratio:.3f} (PyTorch eager, batch 1, {torch.get_num_threads()} threads, "
@@ -183,20 +186,20 @@ def export_best(
     tracker.summary({"best_" + k: v for k, v in strategy.items() if isinstance(v, int | float)})
     dtypes = dict.fromkeys([torch.float32, scorer.dtype])  # float32: as a user evaluates; then as episodes are scored
     base_eval_s = {str(d).removeprefix("torch."): scorer.time_base_evaluation(d) for d in dtypes}
-    print(recorder.summary_line(strategy, base_eval_s, len(scorer.val_labels)))
+    log.info(recorder.summary_line(strategy, base_eval_s, len(scorer.val_labels)))
     if linear_solve.FALLBACKS:
-        print(
+        log.info(
             f"note: {sum(linear_solve.FALLBACKS.values())} least-squares systems were singular and were solved as "
             f"minimum-norm least squares instead ({dict(linear_solve.FALLBACKS)}; strategy.json: lsq_fallbacks)"
         )
     if promotion is not None:
-        print(
+        log.info(
             f"promotion: {promotion['top_k']} strategies fine-tuned {promotion['epochs']:g} epochs each with KD "
             f"({promotion['cost_s']:.0f} s in all); episode {promotion['winner_episode']} won on search-val top-1 "
             f"{promotion['finetuned_search_val_top1']:.2f} %: test top-1 {promotion['finetuned_test_top1']:.2f} % "
             f"after fine-tuning (finetuned.pt)"
         )
-    print(
+    log.info(
         f"results in {run_dir}: strategy.json (the best strategy), pruned.pt (its pruned, reconstructed network), "
         "episodes.csv and episodes.png (every episode), strategy.png\n"
         f"next: python -m amc.finetune checkpoint={run_dir / 'pruned.pt'}   (recover accuracy by distillation "

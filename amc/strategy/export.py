@@ -5,6 +5,7 @@ pruned network before and after least squares, with MACs, params and accuracies 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +26,8 @@ from amc.runtime import seed_everything, set_threads
 from amc.settings import ExportConfig
 from amc.training.distributed import pick_device
 from amc.training.evaluation import evaluate, tensor_batches
+
+log = logging.getLogger(__name__)
 
 
 def strategy_file(cfg: ExportConfig) -> dict[str, Any] | None:
@@ -172,8 +175,8 @@ def export_strategy(cfg: ExportConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def print_summary(r: dict[str, Any], output: Path) -> None:
-    print(f"channels per decision point: {r['channels']}")
-    print(
+    log.info(f"channels per decision point: {r['channels']}")
+    log.info(
         f"MACs {r['macs']:,} of {r['base_macs']:,} ({100 * r['macs_ratio']:.2f} %; FLOPs = 2 x MACs), "
         f"params {r['params']:,} of {r['base_params']:,}"
     )
@@ -184,13 +187,13 @@ def print_summary(r: dict[str, Any], output: Path) -> None:
             if f"{label}_{split}_top1" in r
         ]
         if parts:
-            print(f"{split.replace('_', '-')} top-1: " + ", ".join(parts))
+            log.info(f"{split.replace('_', '-')} top-1: " + ", ".join(parts))
     if r.get("not_reconstructed"):
         left = "; ".join(f"{k} ({v})" for k, v in r["not_reconstructed"].items())
-        print(f"left sliced, not refit by least squares: {left}")
+        log.info(f"left sliced, not refit by least squares: {left}")
     if "reconstruction_s" in r:
-        print(
+        log.info(
             f"reconstruction: {r['reconstruction']} loop, {r['calibration_images']} images x "
             f"{r['points_per_image']} points, {r['reconstruction_s']:.1f} s"
         )
-    print(f"wrote {output}")
+    log.info(f"wrote {output}")

@@ -19,6 +19,7 @@ import bisect
 import hashlib
 import itertools
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,8 @@ from amc.io import write_json_atomic
 from amc.pruning.structure import LayerCostTerm, PrunableStructure
 from amc.runtime import forward_seconds
 from amc.strategy.budget import allowed_counts
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from amc.deployment import LatencyTimer
@@ -192,7 +195,7 @@ class LatencyTable:
             saved = json.loads(path.read_text())
             outs = [{int(c): f for c, f in d.items()} for d in saved["out_factor"]]
             ins = [{int(c): f for c, f in d.items()} for d in saved["in_factor"]]
-            print(f"using the cached latency table {path}")
+            log.info(f"using the cached latency table {path}")
             return cls(structure, saved["full"], outs, ins, [tuple(a) for a in saved["anchors"]])
         table = cls.measure(model, structure, device, channel_round, lower_bound, timer)
         payload = {"full": table.full, "out_factor": table.out_factor, "in_factor": table.in_factor, "key": key}

@@ -6,6 +6,7 @@ A search killed at any point continues with ``resume=RUN_DIR`` from its last sav
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
 from dataclasses import asdict
@@ -22,6 +23,8 @@ from amc.strategy.state import SearchStateFiles
 from amc.strategy.task import build_task
 from amc.tracking import Tracker
 from amc.training.distributed import pick_device
+
+log = logging.getLogger(__name__)
 
 RESULT_FILES = ("episodes.jsonl", "strategy.json", "pruned.pt", "search_state.json")
 FINISHED_FILES = ("strategy.json", "pruned.pt")  # the export writes them last: a search killed before has neither
@@ -90,17 +93,17 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
         from amc.strategy.workers import parallel_envs
 
         workers = parallel_envs(cfg, task.base_path)
-        print(f"scoring {cfg.workers} strategies at once: {cfg.workers} worker processes")
+        log.info(f"scoring {cfg.workers} strategies at once: {cfg.workers} worker processes")
     runner = make_runner(task.env, cfg.agent, cfg.seed, workers)
     if cfg.resume and files.exists():
         saved = files.load()
         runner.restore(saved)
         recorder.truncate(saved.episodes, saved.probes)
-        print(f"resuming the search at evaluation {recorder.evaluations + 1} of {cfg.episodes}")
+        log.info(f"resuming the search at evaluation {recorder.evaluations + 1} of {cfg.episodes}")
     elif cfg.resume:
         recorder.truncate(0)  # killed before its first saved state: nothing to continue from
     c = task.constraint
-    print(
+    log.info(
         f"searching {cfg.agent.name} over {len(task.structure.points)} decision points of {task.structure.arch_name}: "
         f"{c.kind} budget {c.budget:g} of {c.base_cost:,.0f} {c.unit}, channels ranked by {cfg.selection}, "
         f"scored by search-val {cfg.metric} on {len(task.scorer.val_labels)} images "
@@ -115,7 +118,7 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
             raise WorkerDied(f"{error}; episodes up to the last saved state are kept: resume={run_dir}") from None
     recorder.close()
     if session.stopped:
-        print(
+        log.info(
             f"stopped with {recorder.evaluations} of {cfg.episodes} evaluations recorded; "
             f"continue with resume={run_dir} "
             "(it replays from the last episode whose agent update was saved)"
@@ -128,6 +131,6 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
     strategy = export_best(cfg, run_dir, task, recorder, device, tracker, promotion)
     task.close()
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"wall time {time.perf_counter() - started:.0f} s (setup {setup_s:.0f} s); peak RSS {usage:.2f} GiB")
+    log.info(f"wall time {time.perf_counter() - started:.0f} s (setup {setup_s:.0f} s); peak RSS {usage:.2f} GiB")
     tracker.finish()
     return strategy

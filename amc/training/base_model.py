@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -16,6 +17,7 @@ from filelock import FileLock
 
 from amc.errors import AmcError
 from amc.io import write_json_atomic
+from amc.logs import log_files, log_like_parent
 from amc.models import load_checkpoint
 from amc.networks import builder_name, load_model_for_data, model_and_data, user_named_builders
 from amc.runtime import (
@@ -29,6 +31,8 @@ from amc.settings import SearchConfig
 from amc.tracking import Tracker
 from amc.training.distributed import Dist, pick_device
 from amc.training.loop import fit
+
+log = logging.getLogger(__name__)
 
 
 def cached_base_path(cfg: SearchConfig) -> Path:
@@ -50,7 +54,7 @@ def obtain_base_model(cfg: SearchConfig) -> tuple[nn.Module, str]:
     # the first takes the lock and trains, the others wait and then load it.
     with FileLock(str(path) + ".lock"):
         if path.is_file():
-            print(f"using the cached base model {path}")
+            log.info(f"using the cached base model {path}")
             return load_checkpoint(path, trusted_builders=user_named_builders(cfg.model)), str(path)
         _train_base_in_child(cfg, path)
         return load_checkpoint(path, trusted_builders=user_named_builders(cfg.model)), str(path)
@@ -66,14 +70,17 @@ def _train_base_in_child(cfg: SearchConfig, path: Path) -> None:
         _train_base(cfg, path)
         return
     release_freed_memory()  # what the up-front checks allocated: the two processes overlap while the child trains
-    child = multiprocessing.get_context("spawn").Process(target=_base_training_job, args=(cfg, path), name="base")
+    child = multiprocessing.get_context("spawn").Process(
+        target=_base_training_job, args=(cfg, path, log_files()), name="base"
+    )
     child.start()
     child.join()
     if child.exitcode != 0 or not path.is_file():
         raise AmcError(f"training the base model stopped (exit code {child.exitcode}); its output is above")
 
 
-def _base_training_job(cfg: SearchConfig, path: Path) -> None:
+def _base_training_job(cfg: SearchConfig, path: Path, logs: list[str]) -> None:
+    log_like_parent(logs)
     unbound_primitive_cache()
     stop_with_parent()
     set_threads(cfg.threads)
@@ -86,7 +93,7 @@ def _base_training_job(cfg: SearchConfig, path: Path) -> None:
 
 
 def _train_base(cfg: SearchConfig, path: Path) -> None:
-    print(
+    log.info(
         f"no checkpoint= given: training a base {builder_name(cfg.model)} on {cfg.data.name} for "
         f"{cfg.base_training.epochs} epoch(s) once; it is cached at {path} for the next run"
     )

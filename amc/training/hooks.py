@@ -8,6 +8,7 @@ Every hook that writes files does so on the main rank only.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ import torch
 from amc.io import save_torch_atomic, write_json_atomic
 from amc.models import save_checkpoint
 from amc.tracking import Tracker
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from amc.training.loop import Trainer
@@ -59,7 +62,7 @@ class ResumeState(Hook):
         trainer.progress.elapsed_s = state["elapsed_s"]
         torch.set_rng_state(state["rng"])
         if trainer.ctx.is_main:
-            print(
+            log.info(
                 f"resuming {trainer.description} from epoch {state['epoch']} of {trainer.cfg.epochs} "
                 f"({self.path.parent})"
             )
@@ -108,7 +111,7 @@ class Metrics(Hook):
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         if not trainer.ctx.is_main:
             return
-        print(
+        log.info(
             f"{trainer.description} epoch {row['epoch']}/{trainer.cfg.epochs}: train loss {row['train_loss']:.4f}, "
             f"search-val top-1 {row['search_val_top1']:.2f} %, test top-1 {row['test_top1']:.2f} %, "
             f"{row['elapsed_s']:.0f} s so far"

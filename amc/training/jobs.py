@@ -5,6 +5,7 @@ summary out (checkpoints, metrics and tracking in the run dir come from the loop
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +31,8 @@ from amc.training.distill import Distiller, with_teacher_logits
 from amc.training.distributed import setup, teardown
 from amc.training.loop import evaluate_split, fit
 
+log = logging.getLogger(__name__)
+
 
 def train_network(cfg: TrainRunConfig, run_dir: Path) -> dict:
     set_threads(cfg.threads)
@@ -53,7 +56,7 @@ def train_network(cfg: TrainRunConfig, run_dir: Path) -> dict:
     )
     if ctx.is_main:
         best = summary["best"]
-        print(
+        log.info(
             f"done: best search-val top-1 {best.get('search_val_top1', float('nan')):.2f} % "
             f"(test top-1 {best.get('test_top1', float('nan')):.2f} %) at epoch {best.get('epoch')}; "
             f"checkpoints in {run_dir} (best.pt, last.pt)"
@@ -137,7 +140,7 @@ def finetune_network(cfg: FinetuneConfig, run_dir: Path) -> dict:
             for split in ("search-val", "test")
         }
         if ctx.is_main:
-            print(
+            log.info(
                 f"before fine-tuning: search-val top-1 {before['search-val']:.2f} %, test top-1 {before['test']:.2f} %"
             )
     if use_teacher_logit_cache(cfg):
@@ -145,7 +148,7 @@ def finetune_network(cfg: FinetuneConfig, run_dir: Path) -> dict:
         train = with_teacher_logits(teacher, data.train, train_cfg.eval_batch_size, ctx.device, memory_format)
         data = dataclasses.replace(data, train=train)
         if ctx.is_main:
-            print(f"teacher logits of {len(train):,} training images cached in {time.perf_counter() - t0:.1f} s")
+            log.info(f"teacher logits of {len(train):,} training images cached in {time.perf_counter() - t0:.1f} s")
     meta = {
         **student.checkpoint_metadata,
         "finetuned_from": str(cfg.checkpoint),
@@ -170,7 +173,7 @@ def finetune_network(cfg: FinetuneConfig, run_dir: Path) -> dict:
         summary["before"] = before
         write_json_atomic(run_dir / "summary.json", summary)
         last = summary["last"]
-        print(
+        log.info(
             f"done: test top-1 {last.get('test_top1', float('nan')):.2f} % after {cfg.train.epochs} epochs "
             f"({d.kind}); checkpoints in {run_dir}"
         )

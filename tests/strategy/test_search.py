@@ -237,3 +237,18 @@ def test_a_latency_budget_search_times_its_export_end_to_end(first_run, cache, t
 def test_bad_search_inputs(args, message, cache, tmp_path):
     proc = run_module("amc.search", "experiment=smoke", f"cache_dir={cache}", f"hydra.run.dir={tmp_path}", *args)
     assert_clean_error(proc, message)
+
+
+def test_the_run_dir_log_holds_what_the_run_printed(first_run):
+    """Everything a run prints also goes to its run dir's log file, the base training's child process included."""
+    text = (first_run / "search.log").read_text()
+    for line in (
+        "training a base",
+        "base epoch 1/",
+        "searching ddpg",
+        "best: episode",
+        "median seconds per episode",
+        "results in",
+        "wall time",
+    ):
+        assert line in text, line
