@@ -18,8 +18,10 @@ GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "swee
 
 
 def groups_of(entry: str) -> list[str]:
+    """The config groups an entry point's defaults list names (``override hydra/job_logging`` counts as hydra)."""
     defaults = OmegaConf.load(CONF / f"{entry}.yaml").get("defaults", [])
-    return [next(iter(d)) for d in defaults if isinstance(d, dict) or OmegaConf.is_dict(d)]
+    keys = [next(iter(d)) for d in defaults if isinstance(d, dict) or OmegaConf.is_dict(d)]
+    return [k.removeprefix("override ").split("/")[0] for k in keys]
 
 
 def options() -> list[tuple[str, str, str]]:
