@@ -163,6 +163,7 @@ class SearchConfig:
     score: str = "lsq"  # lsq | adabn | lsq+adabn (``amc.strategy.scoring.SCORES``); lsq for runs saved before it
     adabn_images: int = 1000  # training images the BN statistics are recomputed on (score=adabn, lsq+adabn)
     promote: Optional[PromoteConfig] = None  # conf/search.yaml sets it; runs saved before it have none
+    pretrained: bool = False  # no checkpoint=: search the base amc ships for model and data (conf: true)
     on_existing: str = "refuse"  # a run dir that holds a search: refuse | continue (resume it; a finished one is kept)
 
 

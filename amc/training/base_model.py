@@ -19,6 +19,7 @@ from amc.errors import AmcError
 from amc.io import write_json_atomic
 from amc.logs import log_files, log_like_parent
 from amc.models import load_checkpoint
+from amc.models.pretrained import ShippedBase, shipped_base
 from amc.networks import builder_name, load_model_for_data, model_and_data, user_named_builders
 from amc.runtime import (
     release_freed_memory,
@@ -44,10 +45,24 @@ def cached_base_path(cfg: SearchConfig) -> Path:
     return Path(cfg.cache_dir).expanduser() / "base_models" / name
 
 
+def shipped_base_for(cfg: SearchConfig) -> ShippedBase | None:
+    """The pretrained base amc ships for this run's model and data (``pretrained=true``, no ``checkpoint=``)."""
+    plain = not cfg.model._target_ and not cfg.model.kwargs and cfg.data.crop is None
+    return shipped_base(cfg.model.name, cfg.data.name) if cfg.pretrained and plain and not cfg.checkpoint else None
+
+
 def obtain_base_model(cfg: SearchConfig) -> tuple[nn.Module, str]:
-    """Load ``cfg.checkpoint``; without one, train a base model on ``cfg.data`` once and cache it."""
+    """Load ``cfg.checkpoint``, else the pretrained base amc ships for the model and data, else train a base
+    model on ``cfg.data`` once and cache it."""
     if cfg.checkpoint:
         return load_model_for_data(cfg.checkpoint, cfg.model, cfg.data), str(cfg.checkpoint)
+    shipped = shipped_base_for(cfg)
+    if shipped is not None:
+        log.info(
+            f"no checkpoint= given: searching amc's pretrained {shipped.model} for {shipped.data} "
+            f"({shipped.test_top1:.2f} % test top-1, {shipped.path}); pretrained=false trains a base instead"
+        )
+        return load_model_for_data(str(shipped.path), cfg.model, cfg.data), str(shipped.path)
     path = cached_base_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Searches that share a base (a multirun over budgets or seeds, parallel launchers) train it once:
