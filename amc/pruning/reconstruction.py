@@ -359,7 +359,7 @@ class OpenLoopReconstructor:
 
 
 # Closed loop keeps both networks' calibration activations at the last cut reached, so each consumer's refit runs
-# only the stages since then: FMNIST-MBV1's 14 refits went from ≈ 146 s to ≈ 50 s (experiments/RESULTS.md).
+# only the stages since then: FMNIST-MBV1's 14 refits went from ≈ 146 s to ≈ 50 s (experiments/notes/lab-notebook.md).
 CLOSED_LOOP_MEMORY_MB = 256
 
 
