@@ -7,7 +7,8 @@ A checkpoint is a plain dict that ``torch.load(weights_only=True)`` accepts::
 
 so any model rebuilds in one call: ``arch`` names its builder and arguments; a pruned model's
 ``arch.pruning`` adds the input size it was traced at and the kept channels of each pruned group,
-which are replayed on the freshly built base network (``amc.pruning.slicing.prune_to_arch``). Bare
+which are replayed on the freshly built base network by the registered pruning engine (amc's registers
+``amc.pruning.slicing.prune_to_arch``). Bare
 state_dicts (also nested under ``"state_dict"``, also with DataParallel's ``module.`` prefix)
 load too, given the architecture.
 """
@@ -15,7 +16,7 @@ load too, given the architecture.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,19 @@ def model_from_arch(
     source = arch.get("source") if name in trusted else None
     model = create_model(name, _builder_file=source, **kwargs)
     if arch.get("pruning"):
-        from amc.pruning.slicing import prune_to_arch  # the pruning engine replays the stored channel choice
-
-        model = prune_to_arch(model, arch["pruning"])
+        if not _pruning_replay:
+            raise CheckpointError(f"{what} is a pruned network, and no pruning engine is registered to rebuild it")
+        model = _pruning_replay[0](model, arch["pruning"])
     return model
+
+
+PruningReplay = Callable[[nn.Module, Mapping[str, Any]], nn.Module]
+_pruning_replay: list[PruningReplay] = []  # the model zoo knows no pruning engine; one registers itself (amc)
+
+
+def register_pruning_replay(replay: PruningReplay) -> None:
+    """Set what rebuilds a pruned network from a freshly built base and a stored ``arch["pruning"]`` entry."""
+    _pruning_replay[:] = [replay]
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from amc.config import command_line_keys
 from amc.data import dataset_info, require_data
 from amc.errors import ConfigError
 from amc.networks import build_model, builder_name, fit_input_size, load_model_for_data
@@ -17,15 +16,18 @@ from amc.strategy.budget import ActionWall, make_constraint
 from amc.strategy.runners import BATCHED_AGENTS, SAMPLERS, runner_class
 from amc.strategy.scoring import SCORES
 
+DEFAULT_FLOPS_BUDGET = 0.5  # the budget of a search that names none
+
 
 def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
-    """The one budget this run searches under: (kind, fraction of the base network's cost)."""
-    chosen = {k: getattr(cfg, f"{k}_budget") for k in ("params", "latency") if getattr(cfg, f"{k}_budget") is not None}
+    """The one budget this run searches under: (kind, fraction of the base network's cost); a flops budget of
+    0.5 when none is given, and one error line when more than one is (a search meets one budget)."""
+    kinds = ("flops", "params", "latency")
+    chosen = {k: getattr(cfg, f"{k}_budget") for k in kinds if getattr(cfg, f"{k}_budget") is not None}
     if len(chosen) > 1:
-        raise ConfigError("give one of params_budget or latency_budget (flops_budget is the default)")
-    kind, budget = next(iter(chosen.items())) if chosen else ("flops", cfg.flops_budget)
-    if budget is None:
-        raise ConfigError("flops_budget must be a number in (0, 1], got null")
+        given = " and ".join(f"{k}_budget={v:g}" for k, v in chosen.items())
+        raise ConfigError(f"{given} are both given: a search meets one budget; keep one of them")
+    kind, budget = next(iter(chosen.items())) if chosen else ("flops", DEFAULT_FLOPS_BUDGET)
     if not 0 < budget <= 1:
         raise ConfigError(f"{kind}_budget must be in (0, 1] (the fraction of the base network's cost), got {budget:g}")
     return kind, float(budget)
@@ -34,12 +36,7 @@ def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
 def check_inputs(cfg: SearchConfig) -> None:
     """Model, agent, checkpoint and (without a checkpoint) the budget's feasibility; numeric ranges are
     checked when the settings are made (``amc.settings.range_errors``)."""
-    kind, budget = constraint_of(cfg)
-    if kind != "flops" and "flops_budget" in command_line_keys():  # flops_budget always has a value: its default
-        raise ConfigError(
-            f"flops_budget and {kind}_budget are both given: a search meets one budget; drop flops_budget= to "
-            f"search under {kind}_budget={budget:g}, or drop {kind}_budget="
-        )
+    constraint_of(cfg)  # one budget, in range
     if not cfg.checkpoint:
         builder_name(cfg.model)  # an unknown model fails before a base model is trained for it
     check_method(cfg)

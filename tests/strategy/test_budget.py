@@ -239,3 +239,18 @@ def test_a_strategy_timed_over_the_latency_budget_is_never_the_best(tmp_path):
     assert recorder.best["episode"] == 2  # in budget beats a higher reward timed over budget
     rows = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
     assert rows[0]["over_budget"] is True and rows[1]["over_budget"] is False
+
+
+def test_one_budget_is_enforced_for_library_callers_too():
+    """Outside Hydra there is no command line to look at: two budgets in the settings are refused all the same."""
+    import dataclasses
+
+    from amc.errors import ConfigError
+    from amc.strategy.checks import constraint_of
+    from tests.conftest import composed
+
+    cfg = composed("search")
+    assert constraint_of(cfg) == ("flops", 0.5)  # none given: half the MACs
+    assert constraint_of(dataclasses.replace(cfg, params_budget=0.4)) == ("params", 0.4)
+    with pytest.raises(ConfigError, match=r"flops_budget=0\.3 and latency_budget=0\.6 are both given"):
+        constraint_of(dataclasses.replace(cfg, flops_budget=0.3, latency_budget=0.6))
