@@ -7,6 +7,7 @@ from amc.envs.channel_pruning import ChannelPruningEnv
 ENV_ID = "amc/ChannelPruning-v0"
 
 if ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="amc.envs.channel_pruning:ChannelPruningEnv")
+    # without arguments: the tiny digits task, which amc.strategy builds (the env itself knows no strategy code)
+    gymnasium.register(id=ENV_ID, entry_point="amc.strategy.tiny:make_env")
 
 __all__ = ["ENV_ID", "ChannelPruningEnv"]

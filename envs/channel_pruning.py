@@ -19,12 +19,10 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from amc.envs.episode import EpisodeResult
+from amc.envs.interfaces import Scorer, Wall
 from amc.envs.observation import FEATURES, LayerEmbedding
 from amc.errors import ConfigError
-from amc.strategy.budget import ActionWall
-from amc.strategy.episode import EpisodeResult
-from amc.strategy.latency import MEASURED_SLACK
-from amc.strategy.scoring import StrategyScorer
 
 REWARDS = ("acc", "acc_flops", "acc_params")
 
@@ -51,25 +49,24 @@ class ChannelPruningEnv(gym.Env):
     :param latency_probe: latency budgets: times a strategy end to end and returns its latency ratio to the
         base (``amc.strategy.latency.EndToEndProbe``). Every strategy that beats the best one timed within
         budget so far is timed; one that misses the budget is marked ``over_budget``.
-    Built with no arguments (e.g. by ``gymnasium.make``) it wraps a tiny MobileNetV1 on scikit-learn's digits.
+    :param latency_slack: how far over the budget (a fraction) a timed strategy may measure and still count.
+    ``gymnasium.make("amc/ChannelPruning-v0")`` without a scorer builds a tiny MobileNetV1 task on scikit-learn's
+    digits (``amc.strategy.tiny.make_env``).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(
         self,
-        scorer: StrategyScorer | None = None,
-        wall: ActionWall | None = None,
+        scorer: Scorer,
+        wall: Wall,
         reward: str = "acc",
         fill_budget: bool = True,
         latency_probe: Callable[[list[int]], float] | None = None,
-        **tiny_task: Any,
+        latency_slack: float = 0.01,
     ) -> None:
         super().__init__()
-        if scorer is None or wall is None:
-            from amc.envs.tiny import tiny_task as build_tiny
-
-            scorer, wall = build_tiny(**tiny_task)
+        self.latency_slack = latency_slack
         reward_of(reward, 50.0, 2, 2)  # validate the name now, not at the end of the first episode
         self.scorer, self.wall, self.reward_kind, self.fill_budget = scorer, wall, reward, fill_budget
         self.latency_probe = latency_probe
@@ -143,7 +140,7 @@ class ChannelPruningEnv(gym.Env):
         )
         if self.latency_probe is not None and result.reward > self._best_timed_reward:
             result.measured_cost_ratio = self.latency_probe(channels)
-            result.over_budget = result.measured_cost_ratio > constraint.budget * (1 + MEASURED_SLACK)
+            result.over_budget = result.measured_cost_ratio > constraint.budget * (1 + self.latency_slack)
             if not result.over_budget:
                 self._best_timed_reward = result.reward
         return result

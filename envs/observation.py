@@ -28,8 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from amc.envs.interfaces import Wall
 from amc.pruning.structure import PrunableStructure
-from amc.strategy.budget import ActionWall
 
 FEATURES = (
     "index",
@@ -47,7 +47,7 @@ FEATURES = (
 
 
 class LayerEmbedding:
-    def __init__(self, structure: PrunableStructure, wall: ActionWall) -> None:
+    def __init__(self, structure: PrunableStructure, wall: Wall) -> None:
         self.structure, self.wall = structure, wall
         self.base_macs = structure.macs(structure.widths)
         terms = {t.name: t for t in structure.layer_terms}

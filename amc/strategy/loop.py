@@ -13,10 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from amc.envs.episode import EpisodeResult
 from amc.runtime import release_freed_memory, seed_everything, set_threads
 from amc.settings import SearchConfig
 from amc.strategy.best import export_best, promote_finalists
-from amc.strategy.episode import EpisodeResult
 from amc.strategy.recorder import SearchRecorder
 from amc.strategy.runners import Runner, WorkerDied, make_runner
 from amc.strategy.state import SearchStateFiles

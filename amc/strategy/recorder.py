@@ -10,12 +10,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from amc.envs.episode import EpisodeResult
 from amc.io import read_jsonl, write_csv_atomic, write_json_atomic, write_text_atomic
 from amc.plots import plot_episodes, plot_strategy
 from amc.pruning.structure import PrunableStructure
 from amc.settings import SearchConfig
 from amc.strategy.budget import Constraint
-from amc.strategy.episode import EpisodeResult
 from amc.tracking import Tracker
 
 TIMING_KEYS = ("prune_s", "reconstruct_s", "recalibrate_s", "evaluate_s", "agent_s")

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 from stable_baselines3.common.vec_env import VecEnv
 
 from amc.envs import ChannelPruningEnv
+from amc.envs.episode import EpisodeResult
 from amc.errors import ConfigError
 from amc.settings import AgentConfig
-from amc.strategy.episode import EpisodeResult
 from amc.strategy.methods.rl import WorkerDied
 from amc.strategy.state import SavedSearch
 

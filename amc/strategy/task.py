@@ -16,6 +16,7 @@ from amc.runtime import eval_dtype
 from amc.settings import SearchConfig
 from amc.strategy.budget import ActionWall, Constraint, make_constraint
 from amc.strategy.checks import constraint_of
+from amc.strategy.latency import MEASURED_SLACK
 from amc.strategy.scoring import StrategyScorer
 from amc.training.base_model import obtain_base_model
 
@@ -101,5 +102,7 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         score=cfg.score,
         recalibration_images=search_calibration(cfg, data, cfg.adabn_images) if "adabn" in cfg.score else None,
     )
-    env = ChannelPruningEnv(scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget, latency_probe=probe)
+    env = ChannelPruningEnv(
+        scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget, latency_probe=probe, latency_slack=MEASURED_SLACK
+    )
     return SearchTask(base, base_path, data, structure, constraint, scorer, env, timer)

@@ -207,9 +207,9 @@ def test_a_strategy_timed_over_the_latency_budget_is_never_the_best(tmp_path):
     from types import SimpleNamespace
 
     from amc.envs import ChannelPruningEnv
-    from amc.envs.tiny import tiny_task
-    from amc.strategy.episode import EpisodeResult
+    from amc.envs.episode import EpisodeResult
     from amc.strategy.recorder import SearchRecorder
+    from amc.strategy.tiny import tiny_task
 
     scorer, wall = tiny_task()  # budget 0.5
     timings = iter([0.9, 0.45])  # latency ratios the probe "measures"

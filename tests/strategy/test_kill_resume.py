@@ -61,7 +61,7 @@ def test_searches_killed_at_random_points_resume_to_the_same_best(tmp_path):
 
 def _tiny_env():
     from amc.envs import ChannelPruningEnv
-    from amc.envs.tiny import tiny_task
+    from amc.strategy.tiny import tiny_task
 
     return ChannelPruningEnv(*tiny_task())
 

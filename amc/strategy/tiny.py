@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from amc.data import build_data, stack_dataset
+from amc.envs import ChannelPruningEnv
 from amc.models import create_model
 from amc.pruning.structure import analyse
 from amc.strategy.budget import ActionWall, make_constraint
@@ -29,3 +32,13 @@ def tiny_task(
     scorer = StrategyScorer(model, structure, val_x, val_y, calib, points_per_image=4, seed=seed)
     wall = ActionWall(structure, make_constraint("flops", flops_budget, structure), lower_bound, channel_round)
     return scorer, wall
+
+
+def make_env(scorer: StrategyScorer | None = None, wall: ActionWall | None = None, **kwargs: Any) -> ChannelPruningEnv:
+    """``gymnasium.make("amc/ChannelPruning-v0", ...)``: the env over ``scorer`` and ``wall``, or over the tiny
+    digits task (its settings as keywords: ``flops_budget``, ``seed``, ...) when they are not given."""
+    env_keys = ("reward", "fill_budget", "latency_probe", "latency_slack")
+    env_kwargs = {k: kwargs.pop(k) for k in env_keys if k in kwargs}
+    if scorer is None or wall is None:
+        scorer, wall = tiny_task(**kwargs)
+    return ChannelPruningEnv(scorer, wall, **env_kwargs)
