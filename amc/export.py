@@ -6,17 +6,14 @@ the base, the pruned network before reconstruction and after it.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from amc.config import start_run
-from amc.errors import one_line_config_errors, user_errors_exit
+from amc.entry import entry_point
 from amc.strategy.export import export_strategy
 
 
-@one_line_config_errors
-@hydra.main(config_path="conf", config_name="export", version_base="1.3")
-@user_errors_exit
+@entry_point("export")
 def main(cfg: DictConfig) -> None:
     settings, run_dir = start_run(cfg)
     export_strategy(settings, run_dir)

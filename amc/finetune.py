@@ -7,20 +7,19 @@ The teacher defaults to the base checkpoint recorded in the pruned checkpoint (b
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from amc.config import start_run
-from amc.errors import one_line_config_errors, user_errors_exit
+from amc.entry import entry_point
 from amc.training.jobs import finetune_network
 
 
-@one_line_config_errors
-@hydra.main(config_path="conf", config_name="finetune", version_base="1.3")
-@user_errors_exit
-def main(cfg: DictConfig) -> None:
+@entry_point("finetune")
+def main(cfg: DictConfig) -> float | None:
+    """Returns the best search-val top-1 (%): what Hydra's sweepers optimise."""
     settings, run_dir = start_run(cfg)
-    finetune_network(settings, run_dir)
+    summary = finetune_network(settings, run_dir)
+    return (summary.get("best") or {}).get("search_val_top1")
 
 
 if __name__ == "__main__":

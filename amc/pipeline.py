@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-import hydra
 from omegaconf import DictConfig
 
 from amc.config import load_settings, run_dir_of, settings_of, start_run
-from amc.errors import ConfigError, one_line_config_errors, user_errors_exit
+from amc.entry import entry_point
+from amc.errors import ConfigError
 from amc.settings import PipelineConfig
 from amc.stages import run_pipeline
 
@@ -38,9 +38,7 @@ def refuse_another_pipeline(settings: PipelineConfig) -> None:
         )
 
 
-@one_line_config_errors
-@hydra.main(config_path="conf", config_name="pipeline", version_base="1.3")
-@user_errors_exit
+@entry_point("pipeline")
 def main(cfg: DictConfig) -> None:
     refuse_another_pipeline(settings_of(cfg))
     settings, run_dir = start_run(cfg)

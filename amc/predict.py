@@ -6,17 +6,14 @@ decodes it, predicts the images of ``testing/`` in sorted file-name order and wr
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from amc.config import settings_of
-from amc.errors import one_line_config_errors, user_errors_exit
+from amc.entry import entry_point
 from amc.hw7.jobs import predict_csv
 
 
-@one_line_config_errors
-@hydra.main(config_path="conf", config_name="predict", version_base="1.3")
-@user_errors_exit
+@entry_point("predict")
 def main(cfg: DictConfig) -> None:
     predict_csv(settings_of(cfg))
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 from omegaconf import DictConfig
 
 from amc.config import settings_of
-from amc.errors import one_line_config_errors, user_errors_exit
+from amc.entry import entry_point
 from amc.models import create_model, load_checkpoint
 from amc.networks import builder_name, first_conv_in_channels, user_named_builders
 from amc.pruning.cost import profile
@@ -17,9 +16,7 @@ from amc.settings import ProfileConfig
 log = logging.getLogger(__name__)
 
 
-@one_line_config_errors
-@hydra.main(config_path="conf", config_name="profile", version_base="1.3")
-@user_errors_exit
+@entry_point("profile")
 def main(cfg: DictConfig) -> None:
     settings: ProfileConfig = settings_of(cfg)
     if settings.checkpoint:

@@ -7,17 +7,14 @@ measured CPU latency against float32.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from amc.config import start_run
-from amc.errors import one_line_config_errors, user_errors_exit
+from amc.entry import entry_point
 from amc.hw7.jobs import quantize_weights
 
 
-@one_line_config_errors
-@hydra.main(config_path="conf", config_name="quantize", version_base="1.3")
-@user_errors_exit
+@entry_point("quantize")
 def main(cfg: DictConfig) -> None:
     settings, run_dir = start_run(cfg)
     quantize_weights(settings, run_dir)

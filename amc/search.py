@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 
-import hydra
 from omegaconf import DictConfig
 
 from amc.config import resumed_config, run_dir_of, save_resolved_config, settings_of
-from amc.errors import ConfigError, one_line_config_errors, user_errors_exit
+from amc.entry import entry_point
+from amc.errors import ConfigError
 from amc.io import refuse_finished_run
 from amc.networks import count_weighted_layers
 from amc.runtime import bound_primitive_cache
@@ -28,9 +28,7 @@ log = logging.getLogger(__name__)
 ON_EXISTING = ("refuse", "continue")
 
 
-@one_line_config_errors
-@hydra.main(config_path="conf", config_name="search", version_base="1.3")
-@user_errors_exit
+@entry_point("search")
 def main(cfg: DictConfig) -> float | None:
     settings: SearchConfig = settings_of(cfg)
     resuming = settings.resume

@@ -7,17 +7,14 @@ the original network, so its fine-tuning never touched the new weights).
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from amc.config import start_run
-from amc.errors import one_line_config_errors, user_errors_exit
+from amc.entry import entry_point
 from amc.hw7.jobs import slim_schedule
 
 
-@one_line_config_errors
-@hydra.main(config_path="conf", config_name="slim", version_base="1.3")
-@user_errors_exit
+@entry_point("slim")
 def main(cfg: DictConfig) -> None:
     settings, run_dir = start_run(cfg)
     slim_schedule(settings, run_dir)
