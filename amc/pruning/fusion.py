@@ -3,46 +3,70 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+def batchnorm_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv, batchnorm) module names where a Conv2d's output feeds only a BatchNorm2d, found in the traced graph
+    (torchvision's ResNet calls ``conv1`` then ``bn1`` in its forward, not side by side in an ``nn.Sequential``).
+    A network ``torch.fx`` cannot trace falls back to the pairs that sit side by side in an ``nn.Sequential``."""
+    modules = dict(model.named_modules())
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception:  # fx raises many kinds on data-dependent control flow: fall back, never fail a search
+        return _sequential_pairs(model)
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
+            continue
+        source = node.args[0] if node.args else None
+        if not (isinstance(source, fx.Node) and source.op == "call_module"):
+            continue
+        if not isinstance(modules.get(source.target), nn.Conv2d) or len(source.users) != 1:
+            continue
+        if calls[source.target] == 1 and calls[node.target] == 1:  # a module called twice cannot be folded
+            pairs.append((str(source.target), str(node.target)))
+    return pairs
+
+
+def _sequential_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    pairs = []
+    for prefix, module in model.named_modules():
+        if isinstance(module, nn.Sequential):
+            names = [n for n, _ in module.named_children()]
+            for first, second in itertools.pairwise(names):
+                if isinstance(module.get_submodule(first), nn.Conv2d) and isinstance(
+                    module.get_submodule(second), nn.BatchNorm2d
+                ):
+                    pairs.append((f"{prefix}.{first}".lstrip("."), f"{prefix}.{second}".lstrip(".")))
+    return pairs
 
 
 @torch.no_grad()
-def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A conv whose output equals ``bn(conv(x))`` in eval mode."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode,
-    )
-    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-    return fused.to(conv.weight.device)
+def fold_batchnorms(model: nn.Module, pairs: list[tuple[str, str]] | None = None) -> nn.Module:
+    """Fold each BatchNorm into the conv before it (torch's ``fuse_conv_bn_eval``), in place, eval mode.
 
-
-def fold_batchnorms(model: nn.Module) -> nn.Module:
-    """Fold every Conv2d→BatchNorm2d pair that sits side by side in an ``nn.Sequential`` (in place, eval only)."""
-    for module in model.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        children = list(module.children())
-        for i in range(len(children) - 1):
-            conv, bn = children[i], children[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                module[i] = fold_conv_bn(conv, bn)
-                module[i + 1] = nn.Identity()
-    return model.eval()
+    :param pairs: from :func:`batchnorm_pairs` on this network or on one it was pruned from (module names are
+        kept by pruning): a search traces its base once, not every pruned copy.
+    """
+    model.eval()
+    for conv_name, bn_name in batchnorm_pairs(model) if pairs is None else pairs:
+        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+            continue  # already folded
+        model.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
+        model.set_submodule(bn_name, nn.Identity())
+    return model
 
 
 # Conv + activation in one oneDNN kernel, for the scorer's CPU evaluation of pruned networks. In eager PyTorch

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from amc.pruning.apply import selection_scores
 from amc.pruning.bn_recalibration import recalibrate_batchnorms
-from amc.pruning.fusion import fold_batchnorms
+from amc.pruning.fusion import batchnorm_pairs, fold_batchnorms
 from amc.pruning.reconstruction import OpenLoopReconstructor, closed_loop_overrides
 from amc.pruning.slicing import slice_model
 from amc.pruning.staged import staged_forward
@@ -101,6 +101,7 @@ class StrategyScorer:
         self.val_images = val_images.to(self.device, dtype).contiguous(memory_format=fmt)
         self.val_labels = val_labels.to(self.device)
         self.metric, self.batch_size = metric, batch_size
+        self.batchnorm_pairs = batchnorm_pairs(model)  # traced once; pruned copies keep the module names
         # The forward traced once: stages the prefix cache can start from, and conv + activation fused on CPU.
         self.staged = staged_forward(model, structure)
         probe = val_images[:2].to(self.device)
@@ -190,7 +191,8 @@ class StrategyScorer:
     def _prepare(self, net: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
         """``net`` (a pruned copy, changed in place) with BN folded into the convs, on the scoring device, layout and
         dtype; tensors it shares with the base are copied on the cast, not changed."""
-        return fold_batchnorms(net).to(self.device, dtype or self.dtype, memory_format=self.memory_format)
+        net = fold_batchnorms(net, self.batchnorm_pairs)
+        return net.to(self.device, dtype or self.dtype, memory_format=self.memory_format)
 
     def _logits(self, net: nn.Module, channels: Sequence[int]) -> tuple[torch.Tensor, int]:
         """All search-val logits, and how many leading trunk stages came from the prefix cache."""

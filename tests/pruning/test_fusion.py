@@ -118,3 +118,24 @@ def test_a_scorer_scores_with_fused_kernels_exactly_as_eager_pytorch(dtype):
     with torch.inference_mode():
         batches = plain.val_images.split(plain.batch_size)
         assert torch.equal(plain.logits(channels), torch.cat([net(b) for b in batches]))
+
+
+@pytest.mark.parametrize(("name", "size"), [("resnet18", 64), ("mobilenet_v2", 64), ("efficientnet_b0", 64)])
+def test_every_batchnorm_after_a_conv_folds_in_torchvision_networks(name, size):
+    """Pairs come from the traced graph: ResNet's conv1/bn1 sit apart in its forward, not in an nn.Sequential."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(num_classes=10).eval()
+    for m in model.modules():  # non-trivial statistics, so a wrong fold shows in the outputs
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    batchnorms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    expected = {"resnet18": 20, "mobilenet_v2": 52, "efficientnet_b0": 49}[name]
+    assert batchnorms == expected
+    x = torch.randn(2, 3, size, size)
+    folded = fold_batchnorms(copy.deepcopy(model))
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == 0  # all of them
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)

@@ -217,9 +217,8 @@ def test_folding_batchnorm_leaves_the_network_unchanged(name):
     model, size = randomised(name)
     x = torch.randn(3, *size[1:])
     folded = fold_batchnorms(copy.deepcopy(model))
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) < sum(
-        isinstance(m, nn.BatchNorm2d) for m in model.modules()
-    )
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())  # every one, not just some
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
 
