@@ -2,9 +2,11 @@
 
 FMNIST-MBV1 from the strong base (>= 93.5 % test; rebuilt with one `amc.train` command when missing), flops
 budgets 0.1 and 0.25 (3 seeds) and 0.5 (2 seeds), methods ddpg, td3, sensitivity, optuna (TPE), random and
-uniform, each with the same evaluations (conf/experiment/fmnist_study.yaml). Every job is a Hydra multirun job
-(joblib here, submitit on a cluster) in OUT/budget_B/METHOD/seed_S; launched again, each job continues its own
-run dir (on_existing=continue), so the script resumes after a kill. The leaderboard is written as it fills.
+uniform, each with the same evaluations (conf/experiment/fmnist_study.yaml). Each (budget, seed) is one Hydra
+multirun (joblib here, submitit on a cluster) over the methods still missing, in OUT/budget_B/METHOD/seed_S;
+launched again, a job continues its own run dir (on_existing=continue). Each finished run's small files
+(strategy.json, config.yaml, episodes, probes, promotion, log) are archived under experiments/search_study/runs/,
+which is committed: the study resumes from there on a fresh checkout, and the leaderboard is written from it.
 
     python experiments/search_study.py                         # everything, 2 jobs at a time, 1 thread each
     python experiments/search_study.py launcher=submitit_slurm # one SLURM job per search (set its partition etc.)
@@ -13,6 +15,8 @@ run dir (on_existing=continue), so the script resumes after a kill. The leaderbo
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "study"
 BASE = ROOT / "runs" / "strong" / "base" / "best.pt"
 BOARD = ROOT / "experiments" / "search_study"
-METHODS = "uniform,sensitivity,random,optuna,ddpg,td3"
-# (budgets, seeds): the goal is decided at 0.25 and 0.1, so they come first and get the third seed
-SWEEPS = [("0.25,0.1", "2018,2019"), ("0.5", "2018,2019"), ("0.25,0.1", "2020")]
+ARCHIVE = BOARD / "runs"
+KEPT = ("strategy.json", "config.yaml", "episodes.jsonl", "probes.jsonl", "promotion.jsonl", "search.log")
+METHODS = ("uniform", "sensitivity", "random", "optuna", "ddpg", "td3")
+# (budget, seed) in the order they run: the goal is decided at 0.25 and 0.1, so they come first and get a third seed
+PLAN = [
+    ("0.25", 2018), ("0.1", 2018), ("0.25", 2019), ("0.1", 2019), ("0.5", 2018), ("0.5", 2019),
+    ("0.25", 2020), ("0.1", 2020),
+]  # fmt: skip
 BASE_COMMAND = [
     "-m", "amc.train", "model=mobilenet_v1", "data=fashion_mnist", "train.epochs=24", "train.lr=0.1",
     "train.warmup_epochs=0.5", "train.weight_decay=5e-5", "logger=none", "seed=0",
@@ -45,35 +54,56 @@ def ensure_base() -> None:
         sys.exit("the base model did not train; see its log in " + str(run_dir))
 
 
-def sweep(budgets: str, seeds: str, launcher: str, jobs: int) -> None:
+def run_dir(budget: str, method: str, seed: int, root: Path = OUT) -> Path:
+    return root / f"budget_{budget}" / method / f"seed_{seed}"
+
+
+def finished(folder: Path) -> bool:
+    strategy = folder / "strategy.json"
+    return strategy.is_file() and "finetuned_test_top1" in json.loads(strategy.read_text())
+
+
+def archive() -> None:
+    """Copy each finished run's small files into the committed archive."""
+    for budget, seed in PLAN:
+        for method in METHODS:
+            source, kept = run_dir(budget, method, seed), run_dir(budget, method, seed, ARCHIVE)
+            if finished(source) and not finished(kept):
+                kept.mkdir(parents=True, exist_ok=True)
+                for name in KEPT:
+                    if (source / name).is_file():
+                        shutil.copyfile(source / name, kept / name)
+
+
+def sweep(budget: str, seed: int, methods: list[str], launcher: str, jobs: int) -> None:
+    """One multirun over ``methods`` at one budget and seed (a job a bad input stops is listed in
+    OUT/failed_jobs.txt; the others go on)."""
     launch = [f"hydra/launcher={launcher}"]
     if launcher == "joblib":
         launch.append(f"hydra.launcher.n_jobs={jobs}")
-    run(
-        [
-            "-m",
-            "amc.search",
-            "-m",
-            "experiment=fmnist_study",
-            f"checkpoint={BASE}",
-            f"seed={seeds}",
-            f"flops_budget={budgets}",
-            f"agent={METHODS}",
-            *launch,
-            f"hydra.sweep.dir={OUT}",
-            "hydra.sweep.subdir=budget_${flops_budget}/${agent.name}/seed_${seed}",
-        ]
-    )  # fmt: skip  (a job stopped by a bad input is listed in OUT/failed_jobs.txt; the others go on)
+    subdir = "hydra.sweep.subdir=budget_${flops_budget}/${agent.name}/seed_${seed}"
+    common = ["-m", "amc.search", "-m", "experiment=fmnist_study", f"checkpoint={BASE}"]
+    run([*common, f"seed={seed}", f"flops_budget={budget}", f"agent={','.join(methods)}", *launch,
+         f"hydra.sweep.dir={OUT}", subdir])  # fmt: skip
+
+
+def leaderboard() -> None:
+    if any(ARCHIVE.rglob("strategy.json")):
+        run(["-m", "amc.leaderboard", str(ARCHIVE), f"output={BOARD}"])
 
 
 def main(argv: list[str]) -> None:
     options = dict(arg.split("=", 1) for arg in argv)
-    only = options.get("only", "all")
-    if only in ("all", "study"):
+    if options.get("only", "all") in ("all", "study"):
         ensure_base()
-        for budgets, seeds in SWEEPS:
-            sweep(budgets, seeds, options.get("launcher", "joblib"), int(options.get("jobs", 2)))
-    run(["-m", "amc.leaderboard", str(OUT), f"output={BOARD}"])
+        archive()
+        for budget, seed in PLAN:
+            pending = [m for m in METHODS if not finished(run_dir(budget, m, seed, ARCHIVE))]
+            if pending:
+                sweep(budget, seed, pending, options.get("launcher", "joblib"), int(options.get("jobs", 2)))
+                archive()
+                leaderboard()
+    leaderboard()
 
 
 if __name__ == "__main__":
