@@ -142,28 +142,50 @@ def _names(builder: Callable, keyword: str) -> bool:
         return False
 
 
+def _convs_reading_input(model: nn.Module) -> list[str]:
+    """Names of the Conv2d modules the traced forward applies to the input itself (Inception-like stems have
+    several); just the first Conv2d when the network cannot be traced."""
+    import torch.fx as fx
+
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception:  # fx raises many kinds on data-dependent control flow
+        graph = None
+    if graph is not None:
+        modules = dict(model.named_modules())
+        inputs = [n for n in graph.nodes if n.op == "placeholder"][:1]
+        names = [
+            str(user.target)
+            for node in inputs
+            for user in node.users
+            if user.op == "call_module" and isinstance(modules.get(user.target), nn.Conv2d)
+        ]
+        if names:
+            return names
+    first = next((name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    return [first] if first is not None else []
+
+
 def adapt_input_channels(model: nn.Module, in_channels: int) -> None:
-    """Replace the first Conv2d by one that reads ``in_channels`` (everything else unchanged)."""
-    for parent in model.modules():
-        for child_name, child in parent.named_children():
-            if isinstance(child, nn.Conv2d):
-                if child.in_channels != in_channels:
-                    setattr(
-                        parent,
-                        child_name,
-                        nn.Conv2d(
-                            in_channels,
-                            child.out_channels,
-                            child.kernel_size,
-                            child.stride,
-                            child.padding,
-                            child.dilation,
-                            1 if child.groups == 1 else in_channels,
-                            child.bias is not None,
-                            child.padding_mode,
-                        ),
-                    )
-                return
+    """Replace every Conv2d that reads the input by one that reads ``in_channels`` (everything else unchanged)."""
+    for name in _convs_reading_input(model):
+        conv = model.get_submodule(name)
+        if conv.in_channels == in_channels:
+            continue
+        model.set_submodule(
+            name,
+            nn.Conv2d(
+                in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                1 if conv.groups == 1 else in_channels,
+                conv.bias is not None,
+                conv.padding_mode,
+            ),
+        )
 
 
 def create_model(name: str, _builder_file: str | None = None, **kwargs: Any) -> nn.Module:

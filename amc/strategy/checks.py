@@ -8,6 +8,7 @@ from pathlib import Path
 from amc.data import dataset_info, require_data
 from amc.errors import ConfigError
 from amc.networks import build_model, builder_name, fit_input_size, load_model_for_data
+from amc.pruning.cost_check import refuse_unpredictable_costs
 from amc.pruning.slicing import SELECTIONS
 from amc.pruning.structure import analyse
 from amc.runtime import EVAL_PRECISIONS
@@ -101,4 +102,5 @@ def check_budget_before_training(cfg: SearchConfig) -> None:
         structure = analyse(model, (1, info["in_channels"], size, size), cfg.prune_residual)
     if not structure.points:
         raise ConfigError(f"{structure.arch_name} has no prunable channel group")
+    refuse_unpredictable_costs(model, structure)
     ActionWall(structure, make_constraint(kind, budget, structure), cfg.lower_bound, cfg.channel_round)

@@ -11,6 +11,7 @@ import torch.nn as nn
 from amc.data import DataSplits, build_data, calibration_images, stack_dataset
 from amc.envs import ChannelPruningEnv
 from amc.errors import ConfigError
+from amc.pruning.cost_check import refuse_unpredictable_costs
 from amc.pruning.structure import PrunableStructure, analyse
 from amc.runtime import eval_dtype
 from amc.settings import SearchConfig
@@ -67,6 +68,7 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
     structure = analyse(base, (1, data.in_channels, data.image_size, data.image_size), cfg.prune_residual)
     if not structure.points:
         raise ConfigError(f"{structure.arch_name} has no prunable channel group ({'; '.join(structure.fixed_groups)})")
+    refuse_unpredictable_costs(base, structure)
     val_x, val_y = stack_dataset(data.search_val, limit=cfg.search_val_images)
     calib_x = search_calibration(cfg, data, cfg.calibration_images) if cfg.reconstruct else None
     kind, budget = constraint_of(cfg)

@@ -128,3 +128,24 @@ def test_unknown_models_are_one_line_errors(tmp_path):
     assert_clean_error(proc, "model=custom needs model._target_")
     proc = run_module("amc.train", "model=custom", "model._target_=no_such_pkg.build", f"hydra.run.dir={tmp_path}")
     assert_clean_error(proc, "unknown model 'no_such_pkg.build'")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["LayerNormBlocks", "ParallelInput", "ManualAttention"])
+def test_zoo_kinds_search_and_export_exactly_or_are_refused_in_one_line(tmp_path, kind):
+    """No search of these kinds ends in a traceback: the exported MACs recount exactly, or one error line."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    args = ["experiment=smoke", "model=custom", f"model._target_=tests.fixtures.zoo_kinds.{kind}"]
+    proc = run_module("amc.search", *args, f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}")
+    if kind == "ManualAttention":
+        assert_clean_error(proc, "FlopCounterMode counts")
+        assert not (tmp_path / "cache" / "base_models").exists()  # refused before any training
+        return
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    strategy = json.loads((tmp_path / "run" / "strategy.json").read_text())
+    pruned = models.load_checkpoint(tmp_path / "run" / "pruned.pt", trusted_builders=[args[2].split("=")[1]])
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        pruned.eval()(torch.zeros(1, 1, 8, 8))
+    assert counter.get_total_flops() // 2 == strategy["macs"] <= 0.5 * strategy["base_macs"]

@@ -197,3 +197,41 @@ def test_least_squares_refits_every_consumer_of_a_residual_stream():
         refit = F.conv2d(x_kept, weight, None, conv.stride, conv.padding)
         assert (refit - target).pow(2).sum() < (plain - target).pow(2).sum(), name
         assert torch.all(weight[:, dropped] == 0)
+
+
+# Kinds a new user brings from a model zoo (tests/fixtures/zoo_kinds.py): each is accepted and its exported MACs
+# recount exactly, or it is refused in one line before any training.
+ZOO_KINDS = {
+    "LayerNormBlocks": "accepted",
+    "ParallelInput": "accepted",
+    "AttentionBlocks": "refused",  # nn.MultiheadAttention's projections and matmuls are not priced
+    "ManualAttention": "refused",  # q kᵀ and the attention-weighted sum are matmuls the model does not price
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ZOO_KINDS))
+def test_zoo_kinds_are_costed_exactly_or_refused(kind):
+    from amc.errors import ConfigError
+    from amc.pruning.cost_check import counted_macs, refuse_unpredictable_costs
+
+    model = create_model(f"tests.fixtures.zoo_kinds.{kind}", num_classes=10, in_channels=1).eval()
+    size = (1, 1, 16, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        structure = analyse(model, size)
+    if ZOO_KINDS[kind] == "refused":
+        with pytest.raises(ConfigError, match="FlopCounterMode counts"):
+            refuse_unpredictable_costs(model, structure)
+        return
+    refuse_unpredictable_costs(model, structure)
+    for seed in range(3):
+        channels = random_half_macs(structure, seed)
+        pruned = slice_model(model, structure, keep_indices(model, structure, channels))
+        assert counted_macs(pruned, size) == structure.macs(channels) <= 0.5 * structure.macs(structure.widths)
+
+
+def test_every_conv_that_reads_the_input_is_adapted_to_its_channels():
+    """An Inception-like stem reads the input in two branches: both must take the data's one channel."""
+    model = create_model("tests.fixtures.zoo_kinds.ParallelInput", num_classes=10, in_channels=1).eval()
+    assert (model.narrow.in_channels, model.wide.in_channels) == (1, 1)
+    assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
