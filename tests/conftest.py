@@ -6,6 +6,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 BENCHMARK_WEIGHTS = ROOT.parent / "shared" / "benchmarks" / "fmnist_mbv1_base.pth"
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Runs a test starts without hydra.run.dir go under a temporary folder, never into the checkout's runs/.
+os.environ["AMC_RUNS"] = tempfile.mkdtemp(prefix="amc-test-runs-")
 torch.set_num_threads(min(2, torch.get_num_threads()))  # 1 under xdist
 
 

@@ -34,6 +34,7 @@ def test_wheel_ships_configs_and_search_runs_outside_the_checkout(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site), "WANDB_MODE": "disabled"}
+    env.pop("AMC_RUNS", None)  # the default: runs/ under the working directory
     where = subprocess.run(
         [sys.executable, "-c", "import amc, amc.models; print(amc.__file__)"],
         cwd=elsewhere,
