@@ -1,0 +1,86 @@
+"""``amc.leaderboard``: runs found in any folder layout, means and CIs checked against scipy, bad input refused."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+from scipy import stats
+
+from amc.leaderboard import main
+from amc.reporting.leaderboard import difference_ci, find_runs, mean_ci, table_rows
+
+
+def fake_run(folder: Path, agent: str, seed: int, after: float, budget: float = 0.25, probes: int = 0) -> None:
+    """A finished search's files as the search writes them (only what the leaderboard reads)."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"agent": {"name": agent}, "seed": seed, "score": "lsq"}))
+    rows = [{"episode": i + 1, "evaluation": probes + i + 1, "accuracy": 80 + i, "wall_s": 2.0} for i in range(3)]
+    (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if probes:
+        extra = [{"probe": i + 1, "evaluation": i + 1, "accuracy": 50.0, "wall_s": 1.0} for i in range(probes)]
+        (folder / "probes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in extra))
+    strategy = {"constraint": "flops", "budget": budget, "seed": seed, "accuracy": 82.0, "test_top1": after - 1,
+                "macs_ratio": budget - 0.001, "finetuned_test_top1": after, "promotion": {"cost_s": 10.0}}  # fmt: skip
+    (folder / "strategy.json").write_text(json.dumps(strategy))
+
+
+def test_mean_and_interval_match_scipy():
+    values = [90.1, 90.7, 89.9, 90.4]
+    mean, half = mean_ci(values)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=statistics.fmean(values), scale=stats.sem(values))
+    assert math.isclose(mean, (low + high) / 2) and math.isclose(half, (high - low) / 2)
+    assert math.isnan(mean_ci([90.0])[1])  # one seed is an anecdote: no interval
+
+
+def test_difference_interval_is_welchs():
+    a, b = [91.0, 91.4, 90.8], [90.1, 90.3, 90.2, 90.0]
+    diff, half = difference_ci(a, b)
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    low, high = welch.confidence_interval(0.95)
+    assert math.isclose(diff, (low + high) / 2) and math.isclose(half, (high - low) / 2, rel_tol=1e-9)
+
+
+def test_runs_in_any_layout_are_grouped_by_budget_and_method(tmp_path):
+    for seed, after in zip((1, 2, 3), (91.0, 91.4, 90.8), strict=True):
+        fake_run(tmp_path / "sweep" / f"job{seed}", "ddpg", seed, after, probes=0)
+        fake_run(tmp_path / "single" / f"uniform_{seed}", "uniform", seed, 90.2)
+    fake_run(tmp_path / "single" / "unfinished", "random", 1, 90.0)
+    (tmp_path / "single" / "unfinished" / "strategy.json").write_text(json.dumps({"accuracy": 80}))  # still running
+    runs = find_runs([tmp_path / "sweep", tmp_path / "single", tmp_path])  # overlapping folders: each run once
+    assert len(runs) == 6
+    rows = {r["method"]: r for r in table_rows(runs)}
+    assert set(rows) == {"ddpg", "uniform"} and rows["ddpg"]["seeds"] == [1, 2, 3]
+    diff, half = difference_ci([91.0, 91.4, 90.8], [90.2] * 3)
+    assert rows["ddpg"]["delta_uniform"].startswith(f"{diff:+.2f} ± {half:.2f}")
+
+
+def test_probes_count_as_evaluations_and_the_curve_starts_at_the_first_episode(tmp_path):
+    fake_run(tmp_path / "s", "sensitivity", 1, 90.0, probes=4)
+    (run,) = find_runs([tmp_path])
+    assert run.evaluations == 7
+    assert all(math.isnan(v) for v in run.best_so_far[:4]) and run.best_so_far[4:] == [80, 81, 82]
+
+
+def test_the_cli_writes_table_and_plot_and_refuses_bad_input(tmp_path, capsys):
+    fake_run(tmp_path / "runs" / "a", "ddpg", 1, 91.0)
+    assert main([str(tmp_path / "runs"), f"output={tmp_path / 'board'}"]) == 0
+    assert "| flops 0.25 | ddpg |" in (tmp_path / "board" / "leaderboard.md").read_text()
+    assert (tmp_path / "board" / "leaderboard.png").stat().st_size > 0
+    for argv in ([], [str(tmp_path / "nowhere")], [str(tmp_path / "board")], [str(tmp_path), "outptu=x"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("score", ["adabn", "lsq+adabn"])
+def test_a_non_default_evaluator_is_its_own_row(tmp_path, score):
+    fake_run(tmp_path / "r", "random", 1, 90.0)
+    config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    (tmp_path / "r" / "config.yaml").write_text(yaml.safe_dump({**config, "score": score}))
+    (run,) = find_runs([tmp_path])
+    assert run.method == f"random [{score}]"
