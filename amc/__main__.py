@@ -7,7 +7,8 @@ import runpy
 import sys
 
 COMMANDS = {
-    "search": "AMC search: a DDPG agent picks per-layer keep ratios under a FLOPs, params or latency budget",
+    "search": "search per-layer keep ratios under a FLOPs, params or latency budget (AMC's DDPG or agent=...)",
+    "leaderboard": "compare finished searches: mean and 95 % CI per budget and method, best score per evaluation",
     "train": "train a base model (any registered, torchvision or custom network)",
     "profile": "per-layer MACs (FLOPs = 2 x MACs) and params of a model or checkpoint",
     "export": "prune by hand or replay a strategy.json: a physically smaller checkpoint",

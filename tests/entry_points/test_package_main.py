@@ -8,9 +8,9 @@ from tests.conftest import ROOT, run_module
 
 def test_every_listed_command_is_an_entry_point():
     for name in COMMANDS:
-        assert "@hydra.main(" in (ROOT / "amc" / f"{name}.py").read_text(), name
-    entry_points = {p.stem for p in (ROOT / "amc").glob("*.py") if "\n@hydra.main(" in p.read_text()}
-    assert entry_points == set(COMMANDS)  # a new entry point is listed too
+        assert name == "leaderboard" or "\n@entry_point(" in (ROOT / "amc" / f"{name}.py").read_text(), name
+    entry_points = {p.stem for p in (ROOT / "amc").glob("*.py") if "\n@entry_point(" in p.read_text()}
+    assert entry_points == set(COMMANDS) - {"leaderboard"}  # a new entry point is listed too (the report is no app)
 
 
 def test_no_command_lists_them_all():
