@@ -11,6 +11,7 @@ which is committed: the study resumes from there on a fresh checkout, and the le
     python experiments/search_study.py                         # everything, 2 jobs at a time, 1 thread each
     python experiments/search_study.py launcher=submitit_slurm # one SLURM job per search (set its partition etc.)
     python experiments/search_study.py only=leaderboard        # just the table and plot of what has finished
+    python experiments/search_study.py only=save_base          # keep a base still training in the repository
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ OUT = ROOT / "runs" / "study"
 BASE = ROOT / "runs" / "strong" / "base" / "best.pt"
 BOARD = ROOT / "experiments" / "search_study"
 ARCHIVE = BOARD / "runs"
+BASE_PROGRESS = BOARD / "base_in_progress"  # a base still training, as a session left it
+BASE_STATE = ("config.yaml", "train_state.pt", "best.pt", "last.pt", "metrics.jsonl")
 KEPT = ("strategy.json", "config.yaml", "episodes.jsonl", "probes.jsonl", "promotion.jsonl", "search.log")
 METHODS = ("uniform", "sensitivity", "random", "optuna", "ddpg", "td3")
 # (budget, seed) in the order they run: the goal is decided at 0.25 and 0.1, so they come first and get a third seed
@@ -44,11 +47,26 @@ def run(args: list[str]) -> int:
     return subprocess.call([sys.executable, *args], cwd=ROOT)
 
 
+def save_base_progress() -> None:
+    """Keep a base still training in the repository (its resume state), so a fresh checkout continues it."""
+    source = BASE.parent
+    if (source / "summary.json").is_file() or not (source / "train_state.pt").is_file():
+        return
+    BASE_PROGRESS.mkdir(parents=True, exist_ok=True)
+    for name in BASE_STATE:
+        shutil.copyfile(source / name, BASE_PROGRESS / name)
+
+
 def ensure_base() -> None:
-    """The strong base: trained once (about 80 min on 2 cores), resumed if a run was killed."""
+    """The strong base: trained once (about 80 min on 2 cores), resumed if a run was killed, also from the state
+    a session left in the repository (``save_base_progress``)."""
     if BASE.is_file() and (BASE.parent / "summary.json").is_file():
         return
     run_dir = BASE.parent
+    if not (run_dir / "train_state.pt").is_file() and (BASE_PROGRESS / "train_state.pt").is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in BASE_STATE:
+            shutil.copyfile(BASE_PROGRESS / name, run_dir / name)
     resume = [f"resume={run_dir}"] if (run_dir / "config.yaml").is_file() else []
     if run([*BASE_COMMAND, f"hydra.run.dir={run_dir}", *resume]) != 0:
         sys.exit("the base model did not train; see its log in " + str(run_dir))
@@ -94,6 +112,9 @@ def leaderboard() -> None:
 
 def main(argv: list[str]) -> None:
     options = dict(arg.split("=", 1) for arg in argv)
+    if options.get("only") == "save_base":
+        save_base_progress()
+        return
     if options.get("only", "all") in ("all", "study"):
         ensure_base()
         archive()
