@@ -28,7 +28,7 @@ BASE = ROOT / "runs" / "strong" / "base" / "best.pt"
 BOARD = ROOT / "experiments" / "search_study"
 ARCHIVE = BOARD / "runs"
 BASE_PROGRESS = BOARD / "base_in_progress"  # a base still training, as a session left it
-BASE_STATE = ("config.yaml", "train_state.pt", "best.pt", "last.pt", "metrics.jsonl")
+BASE_STATE = ("config.yaml", "train_state.pt", "best.pt", "metrics.jsonl")  # last.pt is rewritten each epoch
 KEPT = ("strategy.json", "config.yaml", "episodes.jsonl", "probes.jsonl", "promotion.jsonl", "search.log")
 METHODS = ("uniform", "sensitivity", "random", "optuna", "ddpg", "td3")
 # (budget, seed) in the order they run: the goal is decided at 0.25 and 0.1, so they come first and get a third seed
