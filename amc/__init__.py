@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from amc.runtime import quiet_cpp_extension_notice, skip_triton_without_gpu
+from amc.runtime.imports import quiet_cpp_extension_notice, skip_triton_without_gpu
 
 skip_triton_without_gpu()  # before anything imports torchvision
 quiet_cpp_extension_notice()

@@ -1,5 +1,5 @@
-"""The cost model, where users look for it: ``from amc.cost import profile`` (it lives in ``amc.pruning.cost``)."""
+"""The cost model, where users look for it: ``from amc.cost import profile`` (it lives in ``amc.pruning.counting``)."""
 
-from amc.pruning.cost import CostReport, LayerCost, count_params, layer_macs, profile
+from amc.pruning.counting import CostReport, LayerCost, count_params, layer_macs, profile
 
 __all__ = ["CostReport", "LayerCost", "count_params", "layer_macs", "profile"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from amc.config import start_run
-from amc.deployment import deploy_report
+from amc.deployment.jobs import deploy_report
 from amc.entry import entry_point
 
 

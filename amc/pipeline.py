@@ -14,8 +14,8 @@ from omegaconf import DictConfig
 from amc.config import load_settings, run_dir_of, settings_of, start_run
 from amc.entry import entry_point
 from amc.errors import ConfigError
+from amc.pipeline_steps import run_pipeline
 from amc.settings import PipelineConfig
-from amc.stages import run_pipeline
 
 
 def refuse_another_pipeline(settings: PipelineConfig) -> None:

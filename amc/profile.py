@@ -10,7 +10,7 @@ from amc.config import settings_of
 from amc.entry import entry_point
 from amc.models import create_model, load_checkpoint
 from amc.networks import builder_name, first_conv_in_channels, user_named_builders
-from amc.pruning.cost import profile
+from amc.pruning.counting import profile
 from amc.settings import ProfileConfig
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from amc.entry import entry_point
 from amc.errors import ConfigError
 from amc.io import refuse_finished_run
 from amc.networks import count_weighted_layers
-from amc.runtime import bound_primitive_cache
+from amc.runtime.onednn_cache import bound_primitive_cache
 from amc.settings import SearchConfig
 from amc.strategy.checks import check_inputs
 from amc.strategy.loop import FINISHED_FILES, RESULT_FILES, search

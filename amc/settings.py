@@ -156,7 +156,7 @@ class SearchConfig:
     workers: int
     devices: Optional[list[str]]
     base_training: TrainConfig
-    # auto | float32 | bfloat16 (``amc.runtime.eval_dtype``); conf/search.yaml sets auto. The default is what a
+    # auto | float32 | bfloat16 (``amc.runtime.hardware.eval_dtype``); conf/search.yaml sets auto. The default is what a
     # run saved before this option existed was scored in, so that resuming it goes on as it began.
     eval_precision: str = "float32"
     export_candidates: int = 1  # the best N strategies rebuilt as exported, the best of them kept (1: as before)

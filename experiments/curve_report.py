@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from amc.deployment import measure
+from amc.deployment.jobs import measure
 from amc.models import load_checkpoint
 from amc.plots import plot_accuracy_vs_macs
 

@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 
 from amc.config import load_settings
 from amc.io import read_jsonl
-from amc.runtime import set_threads
+from amc.runtime.process import set_threads
 from amc.settings import SearchConfig
 from amc.strategy.task import build_task
 from amc.training.distributed import pick_device

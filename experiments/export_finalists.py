@@ -17,7 +17,7 @@ from pathlib import Path
 from amc.config import load_settings
 from amc.data import stack_dataset
 from amc.io import read_jsonl
-from amc.runtime import set_threads
+from amc.runtime.process import set_threads
 from amc.settings import SearchConfig
 from amc.strategy.best import export_finalists, finalists
 from amc.strategy.task import build_task

@@ -126,7 +126,7 @@ def correlations(scores: list[dict], finetuned: dict[int, float]) -> dict[str, d
 
 
 def study_budget(budget: str, count: int, epochs: float, threads: int) -> dict:
-    from amc.runtime import seed_everything, set_threads
+    from amc.runtime.process import seed_everything, set_threads
     from amc.strategy.best import export_network, teacher_logits_path
     from amc.strategy.promotion import promote
     from amc.strategy.task import build_task

@@ -39,7 +39,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 @pytest.fixture(autouse=True)
 def _same_random_draws_every_run() -> None:
     """Seed the global generators per test, so a test's draws do not depend on which tests ran before it."""
-    from amc.runtime import seed_everything
+    from amc.runtime.process import seed_everything
 
     seed_everything(0)
 

@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
-from amc.deployment import export_onnx, max_difference, onnx_latency, onnx_session, torch_latency
+from amc.deployment.onnx_export import export_onnx, max_difference, onnx_latency, onnx_session
 from amc.models import create_model, save_checkpoint
 from amc.pruning.apply import prune_model
 from amc.pruning.structure import analyse
+from amc.timing import torch_latency
 from tests.conftest import assert_clean_error, run_module, run_ok
 
 

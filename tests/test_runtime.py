@@ -43,7 +43,7 @@ def test_eval_precision_auto_is_bfloat16_only_with_hardware_bfloat16(monkeypatch
     import pytest
     import torch
 
-    from amc import runtime
+    from amc.runtime import hardware as runtime
 
     cpu = torch.device("cpu")
     assert runtime.eval_dtype("float32", cpu) == torch.float32
@@ -61,7 +61,12 @@ def test_eval_precision_auto_is_bfloat16_only_with_hardware_bfloat16(monkeypatch
 
 
 def test_a_search_bounds_the_onednn_kernel_cache_and_its_training_child_does_not(monkeypatch):
-    from amc.runtime import ONEDNN_CACHE, bound_primitive_cache, primitive_cache_capacity, unbound_primitive_cache
+    from amc.runtime.onednn_cache import (
+        ONEDNN_CACHE,
+        bound_primitive_cache,
+        primitive_cache_capacity,
+        unbound_primitive_cache,
+    )
 
     assert primitive_cache_capacity(28) == 64  # FMNIST-MBV1: 27 convs and a classifier
     assert primitive_cache_capacity(121) == 250  # a DenseNet-121: one forward's kernels still fit twice
@@ -98,7 +103,7 @@ def test_the_search_sizes_the_kernel_cache_from_its_network_without_running_it(t
 
 _RESIDENT_GPU_LIBRARIES = """
 import re, torch
-from amc.runtime import _GPU_LIBRARY, page_out_gpu_libraries
+from amc.runtime.memory import _GPU_LIBRARY, page_out_gpu_libraries
 def resident():
     total, gpu = 0, False
     for line in open("/proc/self/smaps"):
@@ -124,7 +129,7 @@ print(before, after)
 def test_gpu_libraries_leave_the_resident_set_on_a_machine_without_a_gpu():
     import pytest
 
-    from amc.runtime import has_gpu_driver
+    from amc.runtime.hardware import has_gpu_driver
 
     if not Path("/proc/self/smaps").exists():
         pytest.skip("Linux only")

@@ -14,8 +14,8 @@ from amc.hw7.quantization import cpu_latency_ms, int8_ptq, load_quantized, save_
 from amc.hw7.slimming import slim_student
 from amc.io import write_csv_atomic, write_json_atomic
 from amc.models import load_checkpoint, read_checkpoint, save_checkpoint
-from amc.pruning.cost import count_params
-from amc.runtime import seed_everything, set_threads
+from amc.pruning.counting import count_params
+from amc.runtime.process import seed_everything, set_threads
 from amc.settings import PredictConfig, QuantizeConfig, SlimConfig
 from amc.tracking import Tracker
 from amc.training.distributed import setup

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from amc.errors import ConfigError
-from amc.pruning.cost import profile
+from amc.pruning.counting import profile
 from amc.pruning.tracing import RawGroup, TensorUse, trace_groups
 
 

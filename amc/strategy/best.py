@@ -18,7 +18,7 @@ from amc.io import write_json_atomic
 from amc.models import save_checkpoint
 from amc.pruning import linear_solve
 from amc.pruning.reconstruction import unreconstructed
-from amc.runtime import release_freed_memory
+from amc.runtime.memory import release_freed_memory
 from amc.settings import SearchConfig
 from amc.strategy.recorder import SearchRecorder
 from amc.strategy.scoring import StrategyScorer
@@ -29,7 +29,7 @@ from amc.training.evaluation import evaluate, tensor_batches
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from amc.deployment import LatencyTimer
+    from amc.timing import LatencyTimer
 
 
 def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from amc.networks import build_model, builder_name, fit_input_size, load_model_f
 from amc.pruning.cost_check import refuse_unpredictable_costs
 from amc.pruning.slicing import SELECTIONS
 from amc.pruning.structure import analyse
-from amc.runtime import EVAL_PRECISIONS
+from amc.runtime.hardware import EVAL_PRECISIONS
 from amc.settings import SearchConfig
 from amc.strategy.budget import ActionWall, make_constraint
 from amc.strategy.runners import BATCHED_AGENTS, SAMPLERS, runner_class

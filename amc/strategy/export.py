@@ -22,7 +22,7 @@ from amc.pruning.apply import keep_indices, reconstruction_overrides
 from amc.pruning.reconstruction import OpenLoopReconstructor, unreconstructed
 from amc.pruning.slicing import SELECTIONS, check_channels, slice_model
 from amc.pruning.structure import PrunableStructure, analyse
-from amc.runtime import seed_everything, set_threads
+from amc.runtime.process import seed_everything, set_threads
 from amc.settings import ExportConfig
 from amc.training.distributed import pick_device
 from amc.training.evaluation import evaluate, tensor_batches

@@ -29,13 +29,13 @@ import torch.nn as nn
 
 from amc.io import write_json_atomic
 from amc.pruning.structure import LayerCostTerm, PrunableStructure
-from amc.runtime import forward_seconds
 from amc.strategy.budget import allowed_counts
+from amc.timing import forward_seconds
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from amc.deployment import LatencyTimer
+    from amc.timing import LatencyTimer
 
 Anchor = tuple[float, float]  # (layer sum, end-to-end ms)
 MEASURED_SLACK = 0.01  # a probed strategy counts as within budget up to 1 % over (the export is timed again)

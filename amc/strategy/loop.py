@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from amc.envs.episode import EpisodeResult
-from amc.runtime import release_freed_memory, seed_everything, set_threads
+from amc.runtime.memory import release_freed_memory
+from amc.runtime.process import seed_everything, set_threads
 from amc.settings import SearchConfig
 from amc.strategy.best import export_best, promote_finalists
 from amc.strategy.recorder import SearchRecorder

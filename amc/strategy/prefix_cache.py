@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from amc.pruning.staged import StagedForward
+from amc.pruning.staged_forward import StagedForward
 
 
 class PrefixCache:

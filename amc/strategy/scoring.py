@@ -22,7 +22,7 @@ from amc.pruning.bn_recalibration import recalibrate_batchnorms
 from amc.pruning.fusion import batchnorm_pairs, fold_batchnorms
 from amc.pruning.reconstruction import OpenLoopReconstructor, closed_loop_overrides
 from amc.pruning.slicing import slice_model
-from amc.pruning.staged import staged_forward
+from amc.pruning.staged_forward import staged_forward
 from amc.pruning.structure import PrunableStructure
 from amc.strategy.prefix_cache import PrefixCache
 from amc.training.evaluation import topk_correct
@@ -47,7 +47,7 @@ class StrategyScorer:
     :param val_images: / :param val_labels: the search-val split, stacked.
     :param metric: ``top1`` (default) or ``top5``.
     :param prefix_cache_mb: memory for reused early activations (0: evaluate every strategy in full).
-    :param dtype: what the pruned networks are evaluated in (``amc.runtime.eval_dtype``); the least squares
+    :param dtype: what the pruned networks are evaluated in (``amc.runtime.hardware.eval_dtype``); the least squares
         and the export stay float32.
     :param more_calibration: ``count`` → calibration images, for consumers ``calibration_images`` leave
         underdetermined (a classifier: one row per image).

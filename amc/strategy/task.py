@@ -13,7 +13,7 @@ from amc.envs import ChannelPruningEnv
 from amc.errors import ConfigError
 from amc.pruning.cost_check import refuse_unpredictable_costs
 from amc.pruning.structure import PrunableStructure, analyse
-from amc.runtime import eval_dtype
+from amc.runtime.hardware import eval_dtype
 from amc.settings import SearchConfig
 from amc.strategy.budget import ActionWall, Constraint, make_constraint
 from amc.strategy.checks import constraint_of
@@ -22,7 +22,7 @@ from amc.strategy.scoring import StrategyScorer
 from amc.training.base_model import obtain_base_model
 
 if TYPE_CHECKING:
-    from amc.deployment import LatencyTimer
+    from amc.timing import LatencyTimer
 
 
 @dataclass
@@ -74,8 +74,8 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
     kind, budget = constraint_of(cfg)
     latency_fn = probe = timer = None
     if kind == "latency":
-        from amc.deployment import latency_timer
         from amc.strategy.latency import EndToEndProbe, LatencyTable
+        from amc.timing import latency_timer
 
         example = torch.randn(structure.input_size, device=device)
         timer = latency_timer(base, example, torch.get_num_threads())

@@ -14,7 +14,7 @@ import torch
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from amc.envs import ChannelPruningEnv
-from amc.runtime import seed_everything, set_threads
+from amc.runtime.process import seed_everything, set_threads
 from amc.settings import SearchConfig
 
 

@@ -21,13 +21,9 @@ from amc.logs import log_files, log_like_parent
 from amc.models import load_checkpoint
 from amc.models.pretrained import ShippedBase, shipped_base
 from amc.networks import builder_name, load_model_for_data, model_and_data, user_named_builders
-from amc.runtime import (
-    release_freed_memory,
-    seed_everything,
-    set_threads,
-    stop_with_parent,
-    unbound_primitive_cache,
-)
+from amc.runtime.memory import release_freed_memory
+from amc.runtime.onednn_cache import unbound_primitive_cache
+from amc.runtime.process import seed_everything, set_threads, stop_with_parent
 from amc.settings import SearchConfig
 from amc.tracking import Tracker
 from amc.training.distributed import Dist, pick_device

@@ -24,7 +24,7 @@ from amc.networks import (
     model_and_data,
     user_named_builders,
 )
-from amc.runtime import seed_everything, set_threads
+from amc.runtime.process import seed_everything, set_threads
 from amc.settings import FinetuneConfig, TrainRunConfig
 from amc.tracking import Tracker
 from amc.training.distill import Distiller, with_teacher_logits

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from amc import models
-from amc.pruning.cost import profile
+from amc.pruning.counting import profile
 
 # name, kwargs, input size, MACs (None = not pinned), params — figures from the reference's models.md
 REFERENCE = [

@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 
 from amc.pruning.apply import keep_indices
-from amc.pruning.reconstruction import _StagedWalk, closed_loop_overrides, collect_stats, solve
+from amc.pruning.reconstruction import closed_loop_overrides, collect_stats, solve
+from amc.pruning.reconstruction.closed_loop import _StagedWalk
 from amc.pruning.slicing import slice_model
 from amc.pruning.structure import analyse
 from tests.pruning.test_pruning import CASES, random_channels, randomised

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from amc.pruning.fusion import can_fuse, fold_batchnorms
 from amc.pruning.slicing import slice_model
-from amc.pruning.staged import StagedForward
+from amc.pruning.staged_forward import StagedForward
 from amc.pruning.structure import analyse
 from tests.pruning.test_pruning import randomised
 

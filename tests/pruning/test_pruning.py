@@ -9,7 +9,7 @@ import torch.nn as nn
 from amc import models
 from amc.errors import ConfigError
 from amc.pruning.apply import keep_indices, prune_model
-from amc.pruning.cost import profile
+from amc.pruning.counting import profile
 from amc.pruning.reconstruction import OpenLoopReconstructor, collect_stats, sample_rows, solve
 from amc.pruning.slicing import channel_scores, masked_inputs, select_channels
 from amc.pruning.structure import analyse

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from amc import models
-from amc.deployment import InProcessTimer, IsolatedTimer, latency_timer
 from amc.errors import ConfigError
 from amc.pruning.structure import analyse
 from amc.strategy.budget import ActionWall, allowed_counts, make_constraint
 from amc.strategy.latency import LatencyTable
+from amc.timing import InProcessTimer, IsolatedTimer, latency_timer
 from tests.conftest import composed
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from amc import models
-from amc.pruning.cost import profile
+from amc.pruning.counting import profile
 from tests.conftest import ROOT, run_module
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the entry point

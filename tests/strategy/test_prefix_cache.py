@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amc.pruning.staged import StagedForward
+from amc.pruning.staged_forward import StagedForward
 from amc.pruning.structure import analyse
 from amc.strategy.scoring import StrategyScorer
 from tests.pruning.test_pruning import CASES, random_channels, randomised

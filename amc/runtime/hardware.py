@@ -1,0 +1,43 @@
+"""What this machine has (a GPU driver, bfloat16 instructions), and so the dtype a search scores strategies in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+EVAL_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def has_gpu_driver() -> bool:
+    """Whether an NVIDIA or AMD GPU driver is loaded (without initialising CUDA)."""
+    return Path("/proc/driver/nvidia").exists() or Path("/dev/kfd").exists()
+
+
+def has_native_bfloat16(device: torch.device) -> bool:
+    """Whether this device computes bfloat16 in hardware. Elsewhere oneDNN emulates it, slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _cpu_flags() -> set[str]:
+    """The x86 CPU's feature flags (Linux; empty elsewhere): torch has no public query for bf16 instructions."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def eval_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype a search scores strategies in: ``auto`` is bfloat16 where the device has it in hardware (faster
+    there, and it keeps the ranking of a search's strategies: experiments/eval_precision_ranking.py)."""
+    if precision not in EVAL_PRECISIONS:
+        raise ValueError(f"eval_precision must be one of {', '.join(EVAL_PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return torch.bfloat16 if has_native_bfloat16(device) else torch.float32
+    return getattr(torch, precision)

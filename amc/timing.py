@@ -1,0 +1,183 @@
+"""Timing networks end to end (the whole network, batch by batch, not a sum of layers): what the latency budget,
+its table's anchors and the deploy job measure.
+
+PyTorch eager with ``torch.utils.benchmark`` (warm-up, then as many runs as fill ``min_run_s``, median), and
+pairs of networks timed by alternating single calls, fastest of each (the search's latency ratios).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.utils.benchmark as benchmark
+
+
+def forward_seconds(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Wall time of one forward, the GPU's queue drained before and after (latency tables and probes)."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    model(x)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class Latency:
+    engine: str  # pytorch | onnxruntime
+    batch: int
+    median_ms: float
+    iqr_ms: float
+    runs: int
+    threads: int
+
+
+def torch_latency(model: nn.Module, images: torch.Tensor, threads: int, min_run_s: float = 1.0) -> Latency:
+    model = model.eval()
+    timer = benchmark.Timer(
+        stmt="with torch.inference_mode(): model(x)",
+        globals={"model": model, "x": images, "torch": torch},
+        num_threads=threads,
+    )
+    timer.timeit(3)  # warm-up
+    m = timer.blocked_autorange(min_run_time=min_run_s)
+    return Latency("pytorch", len(images), 1000 * m.median, 1000 * m.iqr, len(m.times), threads)
+
+
+def paired_latency(
+    model: nn.Module, base: nn.Module, images: torch.Tensor, threads: int, min_run_s: float = 2.0
+) -> tuple[float, float]:
+    """Fastest ms of ``model`` and of ``base``, called alternately one forward at a time for ``min_run_s``.
+
+    Alternating single calls put both under the same drift of the machine's speed, and the fastest call is the
+    one least disturbed by other load (timed in separate blocks, the ratio scattered far more: lab notebook,
+    "Latency budget").
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for _ in range(5):  # warm-up: allocator, oneDNN primitives
+                forward_seconds(base, images), forward_seconds(model, images)
+            model_s, base_s = math.inf, math.inf
+            calls, start = 0, time.perf_counter()
+            while time.perf_counter() - start < min_run_s or calls < 11:
+                base_s = min(base_s, forward_seconds(base, images))
+                model_s = min(model_s, forward_seconds(model, images))
+                calls += 1
+    finally:
+        torch.set_num_threads(previous)
+    return 1000 * model_s, 1000 * base_s
+
+
+def paired_latency_ratio(
+    model: nn.Module, base: nn.Module, images: torch.Tensor, threads: int, min_run_s: float = 2.0
+) -> float:
+    """``model``'s latency over ``base``'s (:func:`paired_latency`)."""
+    model_ms, base_ms = paired_latency(model.eval(), base.eval(), images, threads, min_run_s)
+    return model_ms / base_ms
+
+
+class LatencyTimer:
+    """Times networks against one base network: :class:`IsolatedTimer` or :class:`InProcessTimer`."""
+
+    def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
+        """Fastest ms of ``model`` and of the base (:func:`paired_latency`)."""
+        raise NotImplementedError
+
+    def ratio(self, model: nn.Module, min_run_s: float = 2.0) -> float:
+        model_ms, base_ms = self.latency(model, min_run_s)
+        return model_ms / base_ms
+
+    def close(self) -> None:
+        pass
+
+
+class IsolatedTimer(LatencyTimer):
+    """Times networks against the base in a separate process that does nothing else (:func:`paired_latency`).
+
+    A search process's own allocator state skews batch-1 timings (after thousands of evaluations each small
+    forward pays for fresh pages); a fresh process measures what a deployed network sees. The search waits while
+    the child times, so the two never share the CPU.
+    """
+
+    def __init__(self, base: nn.Module, example: torch.Tensor, threads: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(
+            target=_time_in_child,
+            args=(child_end, _on_cpu(base), example.detach().cpu(), threads, str(example.device)),
+            name="latency-timer",
+            daemon=True,
+        )
+        self.process.start()
+        child_end.close()
+        self.connection.recv()  # ready: its imports are done, so they never overlap a timing in this process
+
+    def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
+        """Fastest ms of ``model`` and of the base, timed alternately in the child."""
+        self.connection.send((_on_cpu(model), min_run_s))
+        try:
+            return self.connection.recv()
+        except EOFError:
+            raise RuntimeError("the latency timing process died (out of memory?)") from None
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.connection.send(None)
+            self.process.join(timeout=10)
+        self.connection.close()
+
+
+class InProcessTimer(LatencyTimer):
+    """Times in this process: for models that cannot be sent to another."""
+
+    def __init__(self, base: nn.Module, example: torch.Tensor, threads: int) -> None:
+        self.base, self.example, self.threads = base.eval(), example, threads
+
+    def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
+        return paired_latency(model.eval(), self.base, self.example, self.threads, min_run_s)
+
+
+def latency_timer(base: nn.Module, example: torch.Tensor, threads: int) -> LatencyTimer:
+    """An :class:`IsolatedTimer`, or an in-process one where the model cannot be pickled (a class defined in
+    ``__main__``, a lambda in its forward)."""
+    try:
+        return IsolatedTimer(base, example, threads)
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        warnings.warn(
+            f"latency timed inside this process, which skews it: cannot send the model ({error})", stacklevel=2
+        )
+        return InProcessTimer(base, example, threads)
+
+
+def _on_cpu(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).cpu().eval() if next(model.parameters(), torch.empty(0)).device.type != "cpu" else model
+
+
+def _time_in_child(connection, base: nn.Module, example: torch.Tensor, threads: int, device: str) -> None:
+    from amc.runtime.process import stop_with_parent
+
+    stop_with_parent()
+    base, example = base.to(device).eval(), example.to(device)
+    connection.send("ready")
+    while True:
+        try:
+            message = connection.recv()
+        except EOFError:  # the search ended without saying so
+            return
+        if message is None:
+            return
+        model, min_run_s = message
+        connection.send(paired_latency(model.to(device).eval(), base, example, threads, min_run_s))
