@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "runs" / "predictiveness"
 REPORT = ROOT / "experiments" / "predictiveness"
 BASE = ROOT / "runs" / "strong" / "base" / "best.pt"
-EVALUATORS = {"plain": (False, False), "lsq": (True, False), "adabn": (False, True), "lsq+adabn": (True, True)}
+EVALUATORS = ("plain", "lsq", "adabn", "lsq+adabn")  # amc.strategy.scoring.SCORES
 SEARCH_EPISODES = 60
 
 
@@ -79,20 +79,18 @@ def settings(budget: str, threads: int):
 def score_all(scorer, candidates: list[dict], path: Path) -> list[dict]:
     """Every evaluator's search-val top-1 for each candidate, with the seconds it took (resumable per candidate)."""
     done = {r["episode"]: r for r in map(json.loads, path.read_text().splitlines())} if path.exists() else {}
-    recalibration = scorer.recalibration_images
     for row in candidates:
         if row["episode"] in done:
             continue
         result = {"episode": row["episode"], "channels": row["channels"]}
-        for name, (refit, recalibrate) in EVALUATORS.items():
-            scorer.refit, scorer.recalibration_images = refit, recalibration if recalibrate else None
+        for name in EVALUATORS:
+            scorer.use_score(name)
             t0 = time.perf_counter()
             result[name] = scorer.score(row["channels"]).top1
             result[f"{name}_s"] = time.perf_counter() - t0
         with open(path, "a") as f:
             f.write(json.dumps(result) + "\n")
         done[row["episode"]] = result
-    scorer.refit, scorer.recalibration_images = True, recalibration
     return [done[r["episode"]] for r in candidates]
 
 
@@ -144,7 +142,7 @@ def study_budget(budget: str, count: int, epochs: float, threads: int) -> dict:
     ft_cfg = dataclasses.replace(cfg.promote, epochs=epochs)
     calibration = task.scorer.calibration_images
     metadata = {"data": cfg.data.name, "image_size": task.data.image_size, "base_checkpoint": str(BASE)}
-    task.scorer.recalibration_images = None  # fine-tune the network the search would export: lsq refit, closed loop
+    task.scorer.use_score("lsq")  # fine-tune the network the search would export: lsq refit, closed loop
     promotion = promote(
         ft_cfg,
         work,

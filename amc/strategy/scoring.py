@@ -27,7 +27,8 @@ from amc.pruning.structure import PrunableStructure
 from amc.strategy.prefix_cache import PrefixCache
 from amc.training.evaluation import topk_correct
 
-SCORES = ("lsq", "adabn", "lsq+adabn")  # how a candidate is rebuilt before it is evaluated on search-val
+# How a candidate is rebuilt before it is evaluated on search-val; plain: sliced only (EagleEye's "vanilla")
+SCORES = ("lsq", "adabn", "lsq+adabn", "plain")
 
 
 @dataclass
@@ -39,83 +40,113 @@ class Score:
     reused_stages: int = 0  # leading trunk stages taken from the prefix cache instead of computed
 
 
-class StrategyScorer:
-    """Turns a channel list into a search-val accuracy of the pruned, reconstructed network.
+@dataclass(frozen=True)
+class ScoringImages:
+    """What a scorer reads: search-val to evaluate on, and the images it rebuilds candidates with."""
 
-    :param model: the base network (eval mode).
-    :param calibration_images: images for least squares (``None`` or empty: no reconstruction).
-    :param val_images: / :param val_labels: the search-val split, stacked.
-    :param metric: ``top1`` (default) or ``top5``.
-    :param prefix_cache_mb: memory for reused early activations (0: evaluate every strategy in full).
-    :param dtype: what the pruned networks are evaluated in (``amc.runtime.hardware.eval_dtype``); the least squares
-        and the export stay float32.
-    :param more_calibration: ``count`` → calibration images, for consumers ``calibration_images`` leave
-        underdetermined (a classifier: one row per image).
-    :param score: ``lsq`` refits each consumer by least squares (needs ``calibration_images``), ``adabn``
-        recomputes the BN statistics on ``recalibration_images``, ``lsq+adabn`` does both (``SCORES``).
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    calibration: torch.Tensor | None = None  # least squares (``None`` or empty: no reconstruction)
+    recalibration: torch.Tensor | None = None  # AdaBN's BN statistics (``score`` with ``adabn``)
+    # ``count`` → calibration images, for consumers ``calibration`` leaves underdetermined (a classifier: one row
+    # per image)
+    more_calibration: Callable[[int], torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    """How a scorer rebuilds and evaluates a candidate.
+
+    ``score``: ``lsq`` refits each consumer by least squares (needs calibration images), ``adabn`` recomputes the
+    BN statistics on the recalibration images, ``lsq+adabn`` does both, ``plain`` neither (``SCORES``).
+    ``dtype``: what the pruned networks are evaluated in (``amc.runtime.hardware.eval_dtype``); the least squares
+    and the export stay float32.
+    ``prefix_cache_mb``: memory for reused early activations (0: evaluate every strategy in full).
     """
+
+    score: str = "lsq"
+    selection: str = "l1"  # channel ranking (``amc.pruning.apply.selection_scores``)
+    metric: str = "top1"  # or top5
+    points_per_image: int = 10
+    batch_size: int = 1000
+    seed: int = 0
+    channels_last: bool = True
+    prefix_cache_mb: float = 0
+    dtype: torch.dtype = torch.float32
+
+
+class StrategyScorer:
+    """Turns a channel list into a search-val accuracy of the pruned, rebuilt network (``model`` in eval mode)."""
 
     def __init__(
         self,
         model: nn.Module,
         structure: PrunableStructure,
-        val_images: torch.Tensor,
-        val_labels: torch.Tensor,
-        calibration_images: torch.Tensor | None = None,
-        points_per_image: int = 10,
-        selection: str = "l1",
-        metric: str = "top1",
-        batch_size: int = 1000,
-        seed: int = 0,
+        images: ScoringImages,
+        settings: ScorerSettings = ScorerSettings(),
         device: torch.device | str = "cpu",
-        channels_last: bool = True,
-        prefix_cache_mb: float = 0,
-        dtype: torch.dtype = torch.float32,
-        more_calibration: Callable[[int], torch.Tensor] | None = None,
-        score: str = "lsq",
-        recalibration_images: torch.Tensor | None = None,
     ) -> None:
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
-        if "adabn" in score and (recalibration_images is None or not len(recalibration_images)):
-            raise ValueError(f"score={score} needs recalibration_images")
-        self.model, self.structure = model.eval(), structure
-        self.refit, self.recalibration_images = "lsq" in score, recalibration_images if "adabn" in score else None
+        self.model, self.structure, self.settings = model.eval(), structure, settings
         self.device = torch.device(device)
+        self.calibration_images, self.points_per_image, self.seed = (
+            images.calibration,
+            settings.points_per_image,
+            settings.seed,
+        )
+        self._recalibration = images.recalibration
+        self.use_score(settings.score)
         t0 = time.perf_counter()
         self.reconstructor = None
-        self.calibration_images, self.points_per_image, self.seed = calibration_images, points_per_image, seed
-        if calibration_images is not None and len(calibration_images):
+        if images.calibration is not None and len(images.calibration):
             self.reconstructor = OpenLoopReconstructor(
-                model, structure, calibration_images, points_per_image, seed, more_images=more_calibration
+                model,
+                structure,
+                images.calibration,
+                settings.points_per_image,
+                settings.seed,
+                more_images=images.more_calibration,
             )
         stats = self.reconstructor.stats if self.reconstructor else None
         # Channel rankings do not change during a search: the top-c of a fixed order is a prefix.
         self.rankings = [
             torch.argsort(s, descending=True, stable=True)
-            for s in selection_scores(model, structure, selection, seed, stats)
+            for s in selection_scores(model, structure, settings.selection, settings.seed, stats)
         ]
         self.setup_s = time.perf_counter() - t0
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.memory_format, self.dtype = fmt, dtype
-        self.val_images = val_images.to(self.device, dtype).contiguous(memory_format=fmt)
-        self.val_labels = val_labels.to(self.device)
-        self.metric, self.batch_size = metric, batch_size
+        fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
+        self.memory_format, self.dtype = fmt, settings.dtype
+        self.val_images = images.val_images.to(self.device, settings.dtype).contiguous(memory_format=fmt)
+        self.val_labels = images.val_labels.to(self.device)
+        self.metric, self.batch_size = settings.metric, settings.batch_size
         self.batchnorm_pairs = batchnorm_pairs(model)  # traced once; pruned copies keep the module names
         # The forward traced once: stages the prefix cache can start from, and conv + activation fused on CPU.
         self.staged = staged_forward(model, structure)
-        probe = val_images[:2].to(self.device)
+        probe = images.val_images[:2].to(self.device)
         if self.staged is not None and not (
             self.staged.matches_forward(model, probe)
-            and self.staged.matches_forward(self._prepare(copy.deepcopy(model)), probe.to(dtype, memory_format=fmt))
+            and self.staged.matches_forward(
+                self._prepare(copy.deepcopy(model)), probe.to(settings.dtype, memory_format=fmt)
+            )
         ):
             warnings.warn(f"{structure.arch_name}: staged forward != forward(); using forward()", stacklevel=2)
             self.staged = None
-        if prefix_cache_mb > 0 and self.staged is None:
+        cache_mb = settings.prefix_cache_mb
+        if cache_mb > 0 and self.staged is None:
             warnings.warn(f"{structure.arch_name}: no staged forward (torch.fx); no prefix cache", stacklevel=2)
-        self.prefix_cache = (
-            PrefixCache(self.staged, int(prefix_cache_mb * 2**20)) if prefix_cache_mb > 0 and self.staged else None
-        )
+        self.prefix_cache = PrefixCache(self.staged, int(cache_mb * 2**20)) if cache_mb > 0 and self.staged else None
+
+    def use_score(self, score: str) -> None:
+        """Rebuild candidates by ``score`` from now on (``SCORES``). Refused with a prefix cache, whose stored
+        activations were computed by the evaluator it started with."""
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+        if "adabn" in score and (self._recalibration is None or not len(self._recalibration)):
+            raise ValueError(f"score={score} needs recalibration images")
+        if getattr(self, "prefix_cache", None) is not None and score != self.score_name:
+            raise ValueError("a scorer with a prefix cache keeps the evaluator it started with")
+        self.score_name = score
+        self.refit = "lsq" in score
+        self.recalibration_images = self._recalibration if "adabn" in score else None
 
     def keep(self, channels: Sequence[int]) -> list[torch.Tensor]:
         return [r[: int(c)].sort().values for r, c in zip(self.rankings, channels, strict=True)]

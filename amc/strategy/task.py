@@ -18,7 +18,7 @@ from amc.settings import SearchConfig
 from amc.strategy.budget import ActionWall, Constraint, make_constraint
 from amc.strategy.checks import constraint_of
 from amc.strategy.latency import MEASURED_SLACK
-from amc.strategy.scoring import StrategyScorer
+from amc.strategy.scoring import ScorerSettings, ScoringImages, StrategyScorer
 from amc.training.base_model import obtain_base_model
 
 if TYPE_CHECKING:
@@ -85,25 +85,25 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         probe = EndToEndProbe(base, latency_fn, timer)
     constraint = make_constraint(kind, budget, structure, latency_fn)
     wall = ActionWall(structure, constraint, cfg.lower_bound, cfg.channel_round)
-    scorer = StrategyScorer(
-        base,
-        structure,
+    images = ScoringImages(
         val_x,
         val_y,
         calib_x,
-        cfg.points_per_image,
-        cfg.selection,
-        cfg.metric,
-        cfg.eval_batch_size,
-        cfg.seed,
-        device,
-        prefix_cache_mb=cfg.prefix_cache_mb,
-        dtype=eval_dtype(cfg.eval_precision, device),
+        search_calibration(cfg, data, cfg.adabn_images) if "adabn" in cfg.score else None,
         # an underdetermined consumer (the classifier) is fit on the export's images, at least 2 rows per column
         more_calibration=lambda count: search_calibration(cfg, data, max(count, cfg.export_calibration_images or 0)),
-        score=cfg.score,
-        recalibration_images=search_calibration(cfg, data, cfg.adabn_images) if "adabn" in cfg.score else None,
     )
+    settings = ScorerSettings(
+        score=cfg.score,
+        selection=cfg.selection,
+        metric=cfg.metric,
+        points_per_image=cfg.points_per_image,
+        batch_size=cfg.eval_batch_size,
+        seed=cfg.seed,
+        prefix_cache_mb=cfg.prefix_cache_mb,
+        dtype=eval_dtype(cfg.eval_precision, device),
+    )
+    scorer = StrategyScorer(base, structure, images, settings, device)
     env = ChannelPruningEnv(
         scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget, latency_probe=probe, latency_slack=MEASURED_SLACK
     )

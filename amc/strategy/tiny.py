@@ -11,7 +11,7 @@ from amc.envs import ChannelPruningEnv
 from amc.models import create_model
 from amc.pruning.structure import analyse
 from amc.strategy.budget import ActionWall, make_constraint
-from amc.strategy.scoring import StrategyScorer
+from amc.strategy.scoring import ScorerSettings, ScoringImages, StrategyScorer
 
 
 def tiny_task(
@@ -29,7 +29,9 @@ def tiny_task(
     val_x, val_y = stack_dataset(data.search_val)
     calib = stack_dataset(data.train, limit=calibration_images)[0]
     structure = analyse(model, (1, 1, 8, 8))
-    scorer = StrategyScorer(model, structure, val_x, val_y, calib, points_per_image=4, seed=seed)
+    scorer = StrategyScorer(
+        model, structure, ScoringImages(val_x, val_y, calib), ScorerSettings(points_per_image=4, seed=seed)
+    )
     wall = ActionWall(structure, make_constraint("flops", flops_budget, structure), lower_bound, channel_round)
     return scorer, wall
 

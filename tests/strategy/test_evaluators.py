@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from amc.pruning.bn_recalibration import recalibrate_batchnorms
 from amc.pruning.structure import analyse
-from amc.strategy.scoring import SCORES, StrategyScorer
+from amc.strategy.scoring import SCORES, ScorerSettings, ScoringImages, StrategyScorer
 from tests.pruning.test_pruning import CASES, random_channels, randomised
 
 
@@ -48,10 +48,8 @@ def scorer(name: str, score: str, cache_mb: float) -> StrategyScorer:
     val_y = torch.randint(0, 10, (12,), generator=generator)
     calib = torch.randn(6, *size[1:], generator=generator)
     recal = torch.randn(10, *size[1:], generator=generator)
-    return StrategyScorer(
-        model, analyse(model, size), val_x, val_y, calib, points_per_image=3, batch_size=5, seed=0,
-        prefix_cache_mb=cache_mb, score=score, recalibration_images=recal,
-    )  # fmt: skip
+    settings = ScorerSettings(score=score, points_per_image=3, batch_size=5, prefix_cache_mb=cache_mb)
+    return StrategyScorer(model, analyse(model, size), ScoringImages(val_x, val_y, calib, recal), settings)
 
 
 @pytest.mark.parametrize("score", SCORES)
@@ -77,3 +75,27 @@ def test_the_evaluators_differ_where_they_should():
     assert not torch.equal(logits["lsq"], logits["adabn"])
     assert not torch.equal(logits["lsq"], logits["lsq+adabn"])
     assert not torch.equal(logits["adabn"], logits["lsq+adabn"])
+    assert not torch.equal(logits["plain"], logits["lsq"])
+    assert not torch.equal(logits["plain"], logits["adabn"])
+
+
+def test_one_scorer_switched_between_evaluators_scores_as_a_scorer_built_for_each():
+    name = sorted(CASES)[0]
+    switched = scorer(name, "lsq", 0)
+    channels = random_channels(switched.structure, torch.Generator().manual_seed(4))
+    for score in ("plain", "adabn", "lsq+adabn", "lsq"):
+        switched.use_score(score)
+        assert torch.equal(switched.logits(channels), scorer(name, score, 0).logits(channels)), score
+
+
+def test_an_evaluator_switch_that_would_mix_cached_activations_or_lacks_images_is_refused():
+    name = sorted(CASES)[0]
+    with pytest.raises(ValueError, match="prefix cache"):
+        scorer(name, "lsq", 64).use_score("adabn")
+    model, size = randomised(name)
+    images = ScoringImages(torch.randn(4, *size[1:]), torch.zeros(4, dtype=torch.long))
+    plain = StrategyScorer(model, analyse(model, size), images, ScorerSettings(score="plain"))
+    with pytest.raises(ValueError, match="needs recalibration images"):
+        plain.use_score("adabn")
+    with pytest.raises(ValueError, match="score must be one of"):
+        plain.use_score("vanilla")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from amc.pruning.staged_forward import StagedForward
 from amc.pruning.structure import analyse
-from amc.strategy.scoring import StrategyScorer
+from amc.strategy.scoring import ScorerSettings, ScoringImages, StrategyScorer
 from tests.pruning.test_pruning import CASES, random_channels, randomised
 
 
@@ -34,9 +36,10 @@ def scorers(name: str, cache_mb: float, dtype: torch.dtype = torch.float32) -> t
     val_y = torch.randint(0, 10, (12,), generator=generator)
     calib = torch.randn(6, *size[1:], generator=generator)
     structure = analyse(model, size)
-    common = dict(points_per_image=3, batch_size=5, seed=0, dtype=dtype)  # 3 batches, the last one short
-    plain = StrategyScorer(model, structure, val_x, val_y, calib, **common)
-    cached = StrategyScorer(model, structure, val_x, val_y, calib, **common, prefix_cache_mb=cache_mb)
+    images = ScoringImages(val_x, val_y, calib)
+    settings = ScorerSettings(points_per_image=3, batch_size=5, dtype=dtype)  # 3 batches, the last one short
+    plain = StrategyScorer(model, structure, images, settings)
+    cached = StrategyScorer(model, structure, images, dataclasses.replace(settings, prefix_cache_mb=cache_mb))
     return plain, cached
 
 
