@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from amc.deployment.onnx_export import export_onnx, max_difference, onnx_latency
 from amc.models import create_model, save_checkpoint
 from amc.pruning.apply import prune_model
 from amc.pruning.structure import analyse
-from amc.timing import torch_latency
+from amc.timing import paired_latency, paired_latency_ratio, torch_latency
 from tests.conftest import assert_clean_error, run_module, run_ok
 
 
@@ -58,3 +59,24 @@ def test_deploy_cli_compares_pruned_and_base(tmp_path):
 
 def test_deploy_needs_a_checkpoint(tmp_path):
     assert_clean_error(run_module("amc.deploy", f"hydra.run.dir={tmp_path}"), "checkpoint=PATH")
+
+
+class Sleeps(torch.nn.Module):
+    """A network whose forward takes at least ``ms``: a timing below it is wrong, far above it measures overhead."""
+
+    def __init__(self, ms: float) -> None:
+        super().__init__()
+        self.ms, self.conv = ms, torch.nn.Conv2d(1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.ms / 1000)
+        return self.conv(x)
+
+
+def test_the_timers_measure_what_the_network_takes():
+    x = torch.randn(1, 1, 4, 4)
+    median = torch_latency(Sleeps(20), x, threads=1, min_run_s=0.1).median_ms
+    assert 20 <= median < 60
+    model_ms, base_ms = paired_latency(Sleeps(30), Sleeps(10), x, threads=1, min_run_s=0.1)
+    assert 30 <= model_ms < 60 and 10 <= base_ms < 30
+    assert 1.5 < paired_latency_ratio(Sleeps(30), Sleeps(10), x, threads=1, min_run_s=0.1) < 3.5

@@ -4,13 +4,12 @@ Each Conv2d/Linear is timed alone at batch 1 (best of ``repeats``) on its real i
 to each allowed count of the decision point that controls them (the other side at full width);
 a layer's latency for a pair of counts is modelled as ``t_full · f_out(out) · f_in(in)``, monotone
 in both. The sum over layers misses what isolated layers do not show (BN, activations, pooling, the
-framework's per-call overhead), which made predictions far off end to end (0.600 predicted, 0.895
-measured on FMNIST-MBV1). So the sum is mapped onto whole networks timed end to end like ``amc.deploy``
-does: a piecewise-linear, monotone curve through *anchors* (layer sum, measured ms). The table starts
-with two, the base and the smallest network the wall allows (which cut the miss to 0.696 measured for
-0.600 predicted: latency is not linear in the sum in between). During a search, every new best strategy
-is timed end to end too (:class:`EndToEndProbe`) and becomes an anchor, so the curve is exact where the
-search is looking, and a strategy whose measured latency misses the budget is never exported.
+framework's per-call overhead, which dominates a small network at batch 1), so the sum is mapped onto whole
+networks timed end to end like ``amc.deploy`` does: a piecewise-linear, monotone curve through *anchors*
+(layer sum, measured ms). The table starts with ``UNIFORM_ANCHORS`` of them: uniform networks from the smallest the
+wall allows to the base, evenly spaced along the channel grid, so the curve bends where latency does. During a
+search, every new best strategy is timed end to end too (:class:`EndToEndProbe`) and becomes an anchor, so the curve
+is exact where the search is looking, and a strategy whose measured latency misses the budget is never exported.
 """
 
 from __future__ import annotations
@@ -39,6 +38,8 @@ if TYPE_CHECKING:
 
 Anchor = tuple[float, float]  # (layer sum, end-to-end ms)
 MEASURED_SLACK = 0.01  # a probed strategy counts as within budget up to 1 % over (the export is timed again)
+UNIFORM_ANCHORS = 7  # uniform networks timed end to end: the smallest, five between, the base
+CROWDED_FLOOR = 0.75  # warn when the smallest network alone measures this share of the budget or more
 
 
 def _time_ms(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:
@@ -126,19 +127,29 @@ class LatencyTable:
                 else {}
             )
         table = cls(structure, full, outs, ins)
-        table.calibrate(model, timer, [g[0] for g in grids])
+        table.calibrate(model, timer, grids)
         return table
 
-    def calibrate(self, model: nn.Module, timer: LatencyTimer, smallest: Sequence[int]) -> None:
-        """Anchor the curve at the base and the smallest allowed network, timed end to end by ``timer`` (PyTorch
-        eager, batch 1, the fastest of calls alternating with the base, in a process of their own)."""
+    def calibrate(self, model: nn.Module, timer: LatencyTimer, grids: Sequence[Sequence[int]]) -> None:
+        """Anchor the curve at ``UNIFORM_ANCHORS`` uniform networks, from the smallest allowed (every point at the
+        first count of its grid) to the base, timed end to end by ``timer`` (PyTorch eager, batch 1, the fastest
+        of calls alternating with the base, in a process of their own)."""
         from amc.pruning.apply import prune_model
 
+        smallest = [g[0] for g in grids]
         small = prune_model(model, self.structure, smallest, reconstruction="none").eval()
         measured_small, measured_base = timer.latency(small)
         self.anchors = [(self.layer_sum(self.structure.widths), measured_base)]
-        if measured_small < measured_base:  # else noise hid the difference: proportional to the sum
-            self.anchors.insert(0, (self.layer_sum(smallest), measured_small))
+        if measured_small >= measured_base:  # noise hid the difference: proportional to the sum
+            return
+        self.anchors.insert(0, (self.layer_sum(smallest), measured_small))
+        for step in range(1, UNIFORM_ANCHORS - 1):
+            fraction = step / (UNIFORM_ANCHORS - 1)
+            channels = [g[round(fraction * (len(g) - 1))] for g in grids]
+            net = prune_model(model, self.structure, channels, reconstruction="none").eval()
+            network_ms, base_ms = timer.latency(net)
+            # in the table's own ms: the base anchor's, scaled by this pair's ratio (the machine's speed drifts)
+            self.add_anchor(channels, network_ms / base_ms * measured_base)
 
     def add_anchor(self, channels: Sequence[int], measured_ms: float) -> None:
         """A network timed end to end. The smallest and the base anchor stay exact (the wall's floor and the
@@ -180,7 +191,7 @@ class LatencyTable:
         ]
         key = json.dumps(
             [
-                "anchored, fastest alternating calls in a process of their own",
+                f"anchored at {UNIFORM_ANCHORS} uniform networks, fastest alternating calls in a process of their own",
                 shapes,
                 structure.widths,
                 str(device),
@@ -233,3 +244,18 @@ class EndToEndProbe:
         ratio = self.timer.ratio(net, self.min_run_s)
         self.table.add_anchor(channels, ratio * self.table.anchors[-1][1])  # in the table's own ms
         return ratio
+
+
+def floor_note(floor: float, budget: float, lower_bound: float) -> tuple[str, bool]:
+    """One line on what the budget leaves the search once the smallest network (``floor``: its latency over the
+    base's) is paid for, and whether it is crowded: the smallest network alone nearly fills the budget, so most
+    strategies are squeezed near the floor."""
+    crowded = floor >= CROWDED_FLOOR * budget
+    line = (
+        f"latency budget {budget:g} of the base: the smallest network the wall allows (every layer at "
+        f"lower_bound={lower_bound:g}) measures {floor:.3f} of the base on this machine, which leaves "
+        f"{max(0.0, budget - floor):.3f} for the search"
+    )
+    if crowded:
+        line += "; nearly every strategy will sit near that floor: raise the budget or lower lower_bound"
+    return line, crowded

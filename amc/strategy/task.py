@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -17,12 +18,14 @@ from amc.runtime.hardware import eval_dtype
 from amc.settings import SearchConfig
 from amc.strategy.budget import ActionWall, Constraint, make_constraint
 from amc.strategy.checks import constraint_of
-from amc.strategy.latency import MEASURED_SLACK
+from amc.strategy.latency import MEASURED_SLACK, floor_note
 from amc.strategy.scoring import ScorerSettings, ScoringImages, StrategyScorer
 from amc.training.base_model import obtain_base_model
 
 if TYPE_CHECKING:
     from amc.timing import LatencyTimer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,6 +88,9 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         probe = EndToEndProbe(base, latency_fn, timer)
     constraint = make_constraint(kind, budget, structure, latency_fn)
     wall = ActionWall(structure, constraint, cfg.lower_bound, cfg.channel_round)
+    if kind == "latency":
+        line, crowded = floor_note(constraint.cost(wall.minimum) / constraint.base_cost, budget, cfg.lower_bound)
+        (log.warning if crowded else log.info)(line)
     images = ScoringImages(
         val_x,
         val_y,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
 
 from amc import models
 from amc.errors import ConfigError
+from amc.pruning.apply import prune_model
 from amc.pruning.structure import analyse
 from amc.strategy.budget import ActionWall, allowed_counts, make_constraint
 from amc.strategy.latency import LatencyTable
@@ -163,6 +165,51 @@ def test_latency_table_is_calibrated_end_to_end():
     assert 4.0 <= table(half) <= 10.0
 
 
+def test_uniform_anchors_make_the_curve_exact_along_the_uniform_networks():
+    """With a latency the layer sum does not predict (a fixed per-call overhead plus a cost in the parameters), the
+    table is exact at every uniform anchor, and between them closer than a line through the two ends."""
+    from amc.strategy.latency import UNIFORM_ANCHORS
+
+    model = models.create_model(
+        "mobilenet_v1", cfg=[16, (32, 2), 32, (64, 2)], in_planes=8, in_channels=1, num_classes=10, small_input=True
+    ).eval()
+    structure = analyse(model, (1, 1, 16, 16))
+    grids = [allowed_counts(w, 4, 0.2) for w in structure.widths]
+
+    def true_ms(net) -> float:
+        return 3.0 + (sum(p.numel() for p in net.parameters()) / 1000) ** 1.5
+
+    class ModelTimer:
+        def latency(self, net, min_run_s=2.0):
+            return true_ms(net), true_ms(model)
+
+    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, ModelTimer(), repeats=3)
+    assert len(table.anchors) == UNIFORM_ANCHORS
+    for step in range(UNIFORM_ANCHORS):
+        channels = [g[round(step / (UNIFORM_ANCHORS - 1) * (len(g) - 1))] for g in grids]
+        net = prune_model(model, structure, channels, reconstruction="none")
+        assert table(channels) == pytest.approx(true_ms(net))
+    ends = LatencyTable(structure, table.full, table.out_factor, table.in_factor, [table.anchors[0], table.anchors[-1]])
+    generator = torch.Generator().manual_seed(0)
+    misses, end_misses = [], []
+    for _ in range(20):
+        channels = [g[int(torch.randint(len(g), (1,), generator=generator))] for g in grids]
+        truth = true_ms(prune_model(model, structure, channels, reconstruction="none"))
+        misses.append(abs(table(channels) / truth - 1))
+        end_misses.append(abs(ends(channels) / truth - 1))
+    assert sum(misses) < sum(end_misses)
+
+
+@pytest.mark.parametrize(("floor", "crowded"), [(0.48, True), (0.2, False)])
+def test_a_budget_the_smallest_network_nearly_fills_is_said_in_one_line(floor, crowded):
+    from amc.strategy.latency import floor_note
+
+    line, is_crowded = floor_note(floor, 0.6, 0.2)
+    assert is_crowded == crowded and "\n" not in line
+    assert f"measures {floor:.3f} of the base" in line and f"leaves {0.6 - floor:.3f} for the search" in line
+    assert ("raise the budget or lower lower_bound" in line) == crowded
+
+
 def test_a_model_that_cannot_leave_the_process_is_timed_inside_it_with_a_warning():
     class LocalNet(torch.nn.Module):  # defined in a function: pickle cannot name it for the timing process
         def __init__(self) -> None:
@@ -175,8 +222,14 @@ def test_a_model_that_cannot_leave_the_process_is_timed_inside_it_with_a_warning
     with pytest.warns(UserWarning, match="timed inside this process"):
         timer = latency_timer(LocalNet(), torch.randn(1, 1, 8, 8), threads=1)
     assert isinstance(timer, InProcessTimer)
-    model_ms, base_ms = timer.latency(LocalNet(), min_run_s=0.01)
-    assert model_ms > 0 and base_ms > 0
+
+    class SlowerNet(LocalNet):
+        def forward(self, x):
+            time.sleep(0.005)
+            return self.conv(x)
+
+    model_ms, base_ms = timer.latency(SlowerNet(), min_run_s=0.01)
+    assert model_ms >= 5 > base_ms  # timed in this process, each network as it runs
 
 
 def test_timed_networks_become_anchors_and_the_curve_stays_monotone():
