@@ -6,18 +6,10 @@ batch size, and the ratios to the base network the checkpoint was pruned from).
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
-from amc.config import start_run
 from amc.deployment.jobs import deploy_report
-from amc.entry import entry_point
+from amc.entry import job_entry_point
 
-
-@entry_point("deploy")
-def main(cfg: DictConfig) -> None:
-    settings, run_dir = start_run(cfg)
-    deploy_report(settings, run_dir)
-
+main = job_entry_point("deploy", deploy_report)
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@ from amc.logs import to_log_files
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # absolute: found whatever module defines the task
 FAILED_JOBS_FILE = "failed_jobs.txt"  # in a multirun's sweep dir: one line per job stopped by a user error
 
 
@@ -144,7 +145,31 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     its bad input one error line and exit 2. ``main`` returns the metric it optimises (for Hydra's sweepers)."""
 
     def wrap(main: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-        app = hydra.main(config_path="conf", config_name=config_name, version_base="1.3")(user_errors_exit(main))
+        app = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(
+            user_errors_exit(main)
+        )
         return one_line_config_errors(app)
 
     return wrap
+
+
+def job_entry_point(
+    config_name: str, job: Callable[[Any, Path], Any], metric: Callable[[Any], float | None] | None = None
+) -> Callable[[], Any]:
+    """``main = job_entry_point("export", export_strategy)``: the Hydra app of a job that takes its settings and its
+    run dir (``amc.config.start_run``), returning ``metric`` of the job's result for Hydra's sweepers.
+
+    Hydra names the job (its log file, ``hydra.job.name``) after the module that defines the task, so the task is
+    given the calling module's name: ``amc.export`` for ``python -m amc.export`` too."""
+    from amc.config import start_run
+
+    caller = sys._getframe(1).f_globals
+    module = caller["__spec__"].name if caller.get("__spec__") is not None else caller["__name__"]
+
+    def task(cfg: DictConfig) -> float | None:
+        settings, run_dir = start_run(cfg)
+        result = job(settings, run_dir)
+        return metric(result) if metric is not None else None
+
+    task.__module__ = module
+    return entry_point(config_name)(task)

@@ -6,18 +6,10 @@ the base, the pruned network before reconstruction and after it.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
-from amc.config import start_run
-from amc.entry import entry_point
+from amc.entry import job_entry_point
 from amc.strategy.export import export_strategy
 
-
-@entry_point("export")
-def main(cfg: DictConfig) -> None:
-    settings, run_dir = start_run(cfg)
-    export_strategy(settings, run_dir)
-
+main = job_entry_point("export", export_strategy)
 
 if __name__ == "__main__":
     main()

@@ -7,20 +7,10 @@ The teacher defaults to the base checkpoint recorded in the pruned checkpoint (b
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from amc.entry import job_entry_point
+from amc.training.jobs import best_search_val_top1, finetune_network
 
-from amc.config import start_run
-from amc.entry import entry_point
-from amc.training.jobs import finetune_network
-
-
-@entry_point("finetune")
-def main(cfg: DictConfig) -> float | None:
-    """Returns the best search-val top-1 (%): what Hydra's sweepers optimise."""
-    settings, run_dir = start_run(cfg)
-    summary = finetune_network(settings, run_dir)
-    return (summary.get("best") or {}).get("search_val_top1")
-
+main = job_entry_point("finetune", finetune_network, metric=best_search_val_top1)
 
 if __name__ == "__main__":
     main()

@@ -7,18 +7,10 @@ measured CPU latency against float32.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
-from amc.config import start_run
-from amc.entry import entry_point
+from amc.entry import job_entry_point
 from amc.hw7.jobs import quantize_weights
 
-
-@entry_point("quantize")
-def main(cfg: DictConfig) -> None:
-    settings, run_dir = start_run(cfg)
-    quantize_weights(settings, run_dir)
-
+main = job_entry_point("quantize", quantize_weights)
 
 if __name__ == "__main__":
     main()

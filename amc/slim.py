@@ -7,18 +7,10 @@ the original network, so its fine-tuning never touched the new weights).
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
-from amc.config import start_run
-from amc.entry import entry_point
+from amc.entry import job_entry_point
 from amc.hw7.jobs import slim_schedule
 
-
-@entry_point("slim")
-def main(cfg: DictConfig) -> None:
-    settings, run_dir = start_run(cfg)
-    slim_schedule(settings, run_dir)
-
+main = job_entry_point("slim", slim_schedule)
 
 if __name__ == "__main__":
     main()

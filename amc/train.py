@@ -5,20 +5,10 @@ Runs under ``torchrun --nproc_per_node=N -m amc.train ...`` as DistributedDataPa
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from amc.entry import job_entry_point
+from amc.training.jobs import best_search_val_top1, train_network
 
-from amc.config import start_run
-from amc.entry import entry_point
-from amc.training.jobs import train_network
-
-
-@entry_point("train")
-def main(cfg: DictConfig) -> float | None:
-    """Returns the best search-val top-1 (%): what Hydra's sweepers optimise."""
-    settings, run_dir = start_run(cfg)
-    summary = train_network(settings, run_dir)
-    return (summary.get("best") or {}).get("search_val_top1")
-
+main = job_entry_point("train", train_network, metric=best_search_val_top1)
 
 if __name__ == "__main__":
     main()

@@ -98,6 +98,11 @@ def use_teacher_logit_cache(cfg: FinetuneConfig) -> bool:
     return bool(setting) and kind == "kd"
 
 
+def best_search_val_top1(summary: dict) -> float | None:
+    """What a training optimises, returned to Hydra's sweepers: the best search-val top-1 (%)."""
+    return (summary.get("best") or {}).get("search_val_top1")
+
+
 def finetune_network(cfg: FinetuneConfig, run_dir: Path) -> dict:
     set_threads(cfg.threads)
     if not cfg.checkpoint:
