@@ -28,7 +28,6 @@ import torch.nn as nn
 
 from amc.io import write_json_atomic
 from amc.pruning.structure import LayerCostTerm, PrunableStructure
-from amc.strategy.budget import allowed_counts
 from amc.timing import forward_seconds
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     from amc.timing import LatencyTimer
 
 Anchor = tuple[float, float]  # (layer sum, end-to-end ms)
+Grids = Sequence[Sequence[int]]  # each decision point's allowed channel counts (``budget.allowed_counts``)
 MEASURED_SLACK = 0.01  # a probed strategy counts as within budget up to 1 % over (the export is timed again)
 UNIFORM_ANCHORS = 7  # uniform networks timed end to end: the smallest, five between, the base
 CROWDED_FLOOR = 0.75  # warn when the smallest network alone measures this share of the budget or more
@@ -92,17 +92,12 @@ class LatencyTable:
 
     @classmethod
     def measure(
-        cls,
-        model: nn.Module,
-        structure: PrunableStructure,
-        device: torch.device,
-        channel_round: int,
-        lower_bound: float,
-        timer: LatencyTimer,
-        repeats: int = 20,
+        cls, model: nn.Module, structure: PrunableStructure, grids: Grids, timer: LatencyTimer, repeats: int = 20
     ) -> LatencyTable:
+        """Each layer timed alone at every allowed count of its decision points (``grids``: the wall's channel grid
+        of each point), on the model's device, then anchored end to end (``calibrate``)."""
+        device = next(model.parameters()).device
         modules = dict(model.named_modules())
-        grids = [allowed_counts(w, channel_round, lower_bound) for w in structure.widths]
         full, outs, ins = [], [], []
         for term in structure.layer_terms:
             m = modules[term.name]
@@ -130,7 +125,7 @@ class LatencyTable:
         table.calibrate(model, timer, grids)
         return table
 
-    def calibrate(self, model: nn.Module, timer: LatencyTimer, grids: Sequence[Sequence[int]]) -> None:
+    def calibrate(self, model: nn.Module, timer: LatencyTimer, grids: Grids) -> None:
         """Anchor the curve at ``UNIFORM_ANCHORS`` uniform networks, from the smallest allowed (every point at the
         first count of its grid) to the base, timed end to end by ``timer`` (PyTorch eager, batch 1, the fastest
         of calls alternating with the base, in a process of their own)."""
@@ -173,14 +168,7 @@ class LatencyTable:
 
     @classmethod
     def cached(
-        cls,
-        cache_dir: Path,
-        model: nn.Module,
-        structure: PrunableStructure,
-        device: torch.device,
-        channel_round: int,
-        lower_bound: float,
-        timer: LatencyTimer,
+        cls, cache_dir: Path, model: nn.Module, structure: PrunableStructure, grids: Grids, timer: LatencyTimer
     ) -> LatencyTable:
         """``measure``, once per model layout, device, input size, threads and channel grid (≈ 1 min on FMNIST-MBV1).
 
@@ -194,10 +182,9 @@ class LatencyTable:
                 f"anchored at {UNIFORM_ANCHORS} uniform networks, fastest alternating calls in a process of their own",
                 shapes,
                 structure.widths,
-                str(device),
+                str(next(model.parameters()).device),
                 torch.get_num_threads(),
-                channel_round,
-                lower_bound,
+                [list(g) for g in grids],
             ]
         )
         name = f"latency_{structure.arch_name.rsplit('.', 1)[-1]}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
@@ -208,7 +195,7 @@ class LatencyTable:
             ins = [{int(c): f for c, f in d.items()} for d in saved["in_factor"]]
             log.info(f"using the cached latency table {path}")
             return cls(structure, saved["full"], outs, ins, [tuple(a) for a in saved["anchors"]])
-        table = cls.measure(model, structure, device, channel_round, lower_bound, timer)
+        table = cls.measure(model, structure, grids, timer)
         payload = {"full": table.full, "out_factor": table.out_factor, "in_factor": table.in_factor, "key": key}
         payload["anchors"] = table.anchors
         write_json_atomic(path, payload)

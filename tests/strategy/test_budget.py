@@ -114,6 +114,10 @@ def test_infeasible_and_out_of_range_budgets(mbv1):
             make_constraint("flops", bad, mbv1)
 
 
+def grids_of(structure, channel_round: int = 4, lower_bound: float = 0.2) -> list[list[int]]:
+    return [allowed_counts(w, channel_round, lower_bound) for w in structure.widths]
+
+
 def test_latency_table_is_monotone_and_budgets_hold():
     from amc.strategy.latency import LatencyTable
 
@@ -124,7 +128,7 @@ def test_latency_table_is_monotone_and_budgets_hold():
     timer = latency_timer(model, torch.randn(1, 1, 16, 16), threads=1)
     assert isinstance(timer, IsolatedTimer)  # the model pickles: timed in a process of its own
     try:
-        table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, timer, repeats=5)
+        table = LatencyTable.measure(model, structure, grids_of(structure), timer, repeats=5)
     finally:
         timer.close()
     assert not timer.process.is_alive()
@@ -159,7 +163,7 @@ def test_latency_table_is_calibrated_end_to_end():
             big = sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in model.parameters())
             return (10.0 if big else 4.0), 10.0
 
-    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, FakeTimer(), repeats=5)
+    table = LatencyTable.measure(model, structure, grids_of(structure), FakeTimer(), repeats=5)
     assert table(structure.widths) == pytest.approx(10.0) and table(smallest) == pytest.approx(4.0)
     half = [max(4, w // 2 // 4 * 4) for w in structure.widths]
     assert 4.0 <= table(half) <= 10.0
@@ -183,7 +187,7 @@ def test_uniform_anchors_make_the_curve_exact_along_the_uniform_networks():
         def latency(self, net, min_run_s=2.0):
             return true_ms(net), true_ms(model)
 
-    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, ModelTimer(), repeats=3)
+    table = LatencyTable.measure(model, structure, grids_of(structure), ModelTimer(), repeats=3)
     assert len(table.anchors) == UNIFORM_ANCHORS
     for step in range(UNIFORM_ANCHORS):
         channels = [g[round(step / (UNIFORM_ANCHORS - 1) * (len(g) - 1))] for g in grids]
@@ -241,7 +245,7 @@ def test_timed_networks_become_anchors_and_the_curve_stays_monotone():
     grids = [allowed_counts(w, 4, 0.2) for w in structure.widths]
     smallest, half = [g[0] for g in grids], [g[len(g) // 2] for g in grids]
     timer = InProcessTimer(model, torch.randn(1, 1, 16, 16), threads=1)
-    table = LatencyTable.measure(model, structure, torch.device("cpu"), 4, 0.2, timer, repeats=3)
+    table = LatencyTable.measure(model, structure, grids_of(structure), timer, repeats=3)
     table.anchors = [(table.layer_sum(smallest), 4.0), (table.layer_sum(structure.widths), 10.0)]
     before = table(half)
     table.add_anchor(half, 9.0)  # slower than the straight line predicted
