@@ -145,10 +145,10 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     its bad input one error line and exit 2. ``main`` returns the metric it optimises (for Hydra's sweepers)."""
 
     def wrap(main: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-        app = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(
-            user_errors_exit(main)
-        )
-        return one_line_config_errors(app)
+        compose = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
+        app = one_line_config_errors(compose(user_errors_exit(main)))
+        app.config_name = config_name  # type: ignore[attr-defined]  # which conf/*.yaml it composes
+        return app
 
     return wrap
 
