@@ -1,0 +1,54 @@
+"""Every setting ``amc.search`` refuses, refused before any work: composed and checked as the entry point does, in
+this process (the exit path, one subprocess: tests/strategy/test_search.py)."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from amc.entry import config_error_line
+from amc.errors import ConfigError
+from amc.strategy.checks import check_inputs
+from tests.conftest import composed
+
+
+def refusal(tmp_path, *args: str) -> str:
+    """The one line a user would read, or "" when the settings pass."""
+    try:
+        check_inputs(composed("search", "experiment=smoke", f"cache_dir={tmp_path}", *args))
+    except ConfigError as error:
+        return str(error)
+    except (HydraException, OmegaConfBaseException) as error:  # refused while composing
+        return config_error_line(error)
+    return ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["flops_budget=0"], "flops_budget must be in (0, 1]"),
+        (["flops_budget=1.5"], "flops_budget must be in (0, 1]"),
+        (["flops_budget=0.01"], "infeasible flops budget 0.01"),
+        (["flops_budget=0.5", "checkpoint=/nonexistent/base.pt"], "checkpoint not found: /nonexistent/base.pt"),
+        (["agent=nope"], "Could not find 'agent/nope'"),  # Hydra's own message, with the options
+        (["episodes=0"], "episodes must be ≥ 1, got 0"),
+        (["points_per_image=0"], "points_per_image must be ≥ 1, got 0"),
+        (["calibration_images=many"], "Value 'many' of type 'str' could not be converted to Integer"),
+        (["episods=5"], "Key 'episods' not in 'SearchConfig'"),  # a typo fails while composing
+        (["lower_bound=0"], "lower_bound must be in (0, 1]"),
+        (["agent.tau=2", "threads=0"], "agent.tau must be in (0, 1], got 2.0; threads must be ≥ 1, got 0"),
+        (["base_training.epochs=0"], "base_training.epochs must be ≥ 1"),
+        (["latency_budget=0.9", "workers=2"], "latency_budget times networks, which needs the machine to itself"),
+        (["model=torchvision", "model.name=nope"], "unknown torchvision classification model 'nope'"),
+        (["selection=nope"], "unknown channel selection 'nope'"),
+        (["selection=lsq", "reconstruct=false"], "selection=lsq ranks channels by their least-squares refit"),
+    ],
+)
+def test_bad_search_inputs(args, message, tmp_path):
+    line = refusal(tmp_path, *args)
+    assert message in line and "\n" not in line
+
+
+def test_the_smoke_settings_themselves_pass(tmp_path):
+    assert refusal(tmp_path) == ""
