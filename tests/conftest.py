@@ -27,6 +27,29 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 # Runs a test starts without hydra.run.dir go under a temporary folder, never into the checkout's runs/.
 os.environ["AMC_RUNS"] = tempfile.mkdtemp(prefix="amc-test-runs-")
 torch.set_num_threads(min(2, torch.get_num_threads()))  # 1 under xdist
+_RUNS_BEFORE = pytest.StashKey[set]()
+
+
+def _default_run_dirs() -> set[Path]:
+    """Run dirs the entry points make in the checkout when no hydra.run.dir is given (runs/<job>/<time>)."""
+    from amc.__main__ import COMMANDS
+
+    return {p for job in COMMANDS for p in (ROOT / "runs").glob(f"{job}*/*")}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_RUNS_BEFORE] = _default_run_dirs()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test writes into the checkout: a run dir the suite left under runs/ fails the session (checked once, by
+    the process that collected the tests)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or _RUNS_BEFORE not in session.config.stash:
+        return
+    left = sorted(_default_run_dirs() - session.config.stash[_RUNS_BEFORE])
+    if left:
+        print(f"\nerror: the tests wrote into the checkout: {', '.join(map(str, left))}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
