@@ -160,9 +160,8 @@ class SearchConfig:
     # run saved before this option existed was scored in, so that resuming it goes on as it began.
     eval_precision: str = "float32"
     export_candidates: int = 1  # the best N strategies rebuilt as exported, the best of them kept (1: as before)
-    score: str = (
-        "lsq"  # lsq | adabn | lsq+adabn | plain (``amc.strategy.scoring.SCORES``); lsq for runs saved before it
-    )
+    # lsq | adabn | lsq+adabn | plain (``amc.strategy.scoring.SCORES``); lsq for runs saved before it
+    score: str = "lsq"
     adabn_images: int = 1000  # training images the BN statistics are recomputed on (score=adabn, lsq+adabn)
     promote: Optional[PromoteConfig] = None  # conf/search.yaml sets it; runs saved before it have none
     pretrained: bool = False  # no checkpoint=: search the base amc ships for model and data (conf: true)
