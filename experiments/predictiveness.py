@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 OUT = ROOT / "runs" / "predictiveness"
 REPORT = ROOT / "experiments" / "predictiveness"
-BASE = ROOT / "runs" / "strong" / "base" / "best.pt"
+BASE = ROOT / "models" / "weights" / "fmnist_mobilenet_v1.pt"  # the shipped strong base
 EVALUATORS = ("plain", "lsq", "adabn", "lsq+adabn")  # amc.strategy.scoring.SCORES
 SEARCH_EPISODES = 60
 
@@ -189,7 +189,7 @@ def main(argv: list[str]) -> None:
     count, epochs = int(options.get("strategies", 40)), float(options.get("epochs", 0.5))
     threads = int(options.get("threads", 1))
     if not BASE.is_file():
-        sys.exit(f"the strong base is missing: python experiments/search_study.py trains it ({BASE})")
+        sys.exit(f"error: the strong base is missing: python experiments/search_study.py trains it ({BASE})")
     results = [study_budget(b, count, epochs, threads) for b in budgets]
     REPORT.mkdir(parents=True, exist_ok=True)
     (REPORT / "predictiveness.json").write_text(json.dumps(results, indent=2))

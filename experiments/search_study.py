@@ -1,6 +1,7 @@
 """The search study: which search method finds the best allocation, judged after fine-tuning, with seeds and CIs.
 
-FMNIST-MBV1 from the strong base (>= 93.5 % test; rebuilt with one `amc.train` command when missing), flops
+FMNIST-MBV1 from the strong base amc ships (models/weights/, 93.63 % test; retrained with its one `amc.train`
+command when the file is missing), flops
 budgets 0.1 and 0.25 (3 seeds) and 0.5 (2 seeds), methods ddpg, td3, sensitivity, optuna (TPE), random and
 uniform, each with the same evaluations (conf/experiment/fmnist_study.yaml). Each (budget, seed) is one Hydra
 multirun (joblib here, submitit on a cluster) over the methods still missing, in OUT/budget_B/METHOD/seed_S;
@@ -11,7 +12,6 @@ which is committed: the study resumes from there on a fresh checkout, and the le
     python experiments/search_study.py                         # everything, 2 jobs at a time, 1 thread each
     python experiments/search_study.py launcher=submitit_slurm # one SLURM job per search (set its partition etc.)
     python experiments/search_study.py only=leaderboard        # just the table and plot of what has finished
-    python experiments/search_study.py only=save_base          # keep a base still training in the repository
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "study"
-BASE = ROOT / "runs" / "strong" / "base" / "best.pt"
+BASE = ROOT / "models" / "weights" / "fmnist_mobilenet_v1.pt"  # amc.models.pretrained
+BASE_RUN = ROOT / "runs" / "strong" / "base"  # where it is retrained when missing
 BOARD = ROOT / "experiments" / "search_study"
 ARCHIVE = BOARD / "runs"
-BASE_PROGRESS = BOARD / "base_in_progress"  # a base still training, as a session left it
-BASE_STATE = ("config.yaml", "train_state.pt", "best.pt", "metrics.jsonl")  # last.pt is rewritten each epoch
 KEPT = ("strategy.json", "config.yaml", "episodes.jsonl", "probes.jsonl", "promotion.jsonl", "search.log")
 METHODS = ("uniform", "sensitivity", "random", "optuna", "ddpg", "td3")
 # (budget, seed) in the order they run: the goal is decided at 0.25 and 0.1, so they come first and get a third seed
@@ -47,29 +46,15 @@ def run(args: list[str]) -> int:
     return subprocess.call([sys.executable, *args], cwd=ROOT)
 
 
-def save_base_progress() -> None:
-    """Keep a base still training in the repository (its resume state), so a fresh checkout continues it."""
-    source = BASE.parent
-    if (source / "summary.json").is_file() or not (source / "train_state.pt").is_file():
-        return
-    BASE_PROGRESS.mkdir(parents=True, exist_ok=True)
-    for name in BASE_STATE:
-        shutil.copyfile(source / name, BASE_PROGRESS / name)
-
-
 def ensure_base() -> None:
-    """The strong base: trained once (about 80 min on 2 cores), resumed if a run was killed, also from the state
-    a session left in the repository (``save_base_progress``)."""
-    if BASE.is_file() and (BASE.parent / "summary.json").is_file():
+    """The shipped strong base, retrained with its schedule when the file is missing (about 80 min on 2 cores;
+    a killed training resumes)."""
+    if BASE.is_file():
         return
-    run_dir = BASE.parent
-    if not (run_dir / "train_state.pt").is_file() and (BASE_PROGRESS / "train_state.pt").is_file():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for name in BASE_STATE:
-            shutil.copyfile(BASE_PROGRESS / name, run_dir / name)
-    resume = [f"resume={run_dir}"] if (run_dir / "config.yaml").is_file() else []
-    if run([*BASE_COMMAND, f"hydra.run.dir={run_dir}", *resume]) != 0:
-        sys.exit("the base model did not train; see its log in " + str(run_dir))
+    resume = [f"resume={BASE_RUN}"] if (BASE_RUN / "config.yaml").is_file() else []
+    if run([*BASE_COMMAND, f"hydra.run.dir={BASE_RUN}", *resume]) != 0:
+        sys.exit("the base model did not train; see its log in " + str(BASE_RUN))
+    shutil.copyfile(BASE_RUN / "best.pt", BASE)
 
 
 def run_dir(budget: str, method: str, seed: int, root: Path = OUT) -> Path:
@@ -112,9 +97,6 @@ def leaderboard() -> None:
 
 def main(argv: list[str]) -> None:
     options = dict(arg.split("=", 1) for arg in argv)
-    if options.get("only") == "save_base":
-        save_base_progress()
-        return
     if options.get("only", "all") in ("all", "study"):
         ensure_base()
         archive()
