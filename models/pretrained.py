@@ -6,8 +6,10 @@ rebuilds it; nothing is downloaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,7 @@ class ShippedBase:
     file: str  # under weights/
     test_top1: float  # percent, the data's official test split
     command: str  # what trained it (then copy its best.pt here)
+    kwargs: Mapping[str, Any] = field(default_factory=dict)  # the builder's arguments it was trained with
 
     @property
     def path(self) -> Path:
@@ -33,10 +36,20 @@ SHIPPED = (
             "python -m amc.train model=mobilenet_v1 data=fashion_mnist train.epochs=24 train.lr=0.1 "
             "train.warmup_epochs=0.5 train.weight_decay=5e-5 logger=none seed=0"
         ),
+        kwargs={"profile": "normal"},  # conf/model/mobilenet_v1.yaml's
     ),
 )
 
 
-def shipped_base(model: str, data: str) -> ShippedBase | None:
-    """The shipped base for ``model`` (default arguments) on ``data``, if amc has one and its file is present."""
-    return next((b for b in SHIPPED if (b.model, b.data) == (model, data) and b.path.is_file()), None)
+def shipped_base(model: str, data: str, kwargs: Mapping[str, Any] | None = None) -> ShippedBase | None:
+    """The shipped base for ``model`` built with ``kwargs`` (none: its defaults) on ``data``, if amc has one and its
+    file is present."""
+    wanted = dict(kwargs or {})
+    return next(
+        (
+            b
+            for b in SHIPPED
+            if (b.model, b.data) == (model, data) and wanted in ({}, dict(b.kwargs)) and b.path.is_file()
+        ),
+        None,
+    )

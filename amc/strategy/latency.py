@@ -142,9 +142,10 @@ class LatencyTable:
             fraction = step / (UNIFORM_ANCHORS - 1)
             channels = [g[round(fraction * (len(g) - 1))] for g in grids]
             net = prune_model(model, self.structure, channels, reconstruction="none").eval()
-            network_ms, base_ms = timer.latency(net)
-            # in the table's own ms: the base anchor's, scaled by this pair's ratio (the machine's speed drifts)
-            self.add_anchor(channels, network_ms / base_ms * measured_base)
+            # the faster of two timings (load only slows one), in the table's own ms: the base anchor's, scaled by
+            # the pair's ratio (the machine's speed drifts between pairs)
+            ratio = min(network_ms / base_ms for network_ms, base_ms in (timer.latency(net) for _ in range(2)))
+            self.add_anchor(channels, ratio * measured_base)
 
     def add_anchor(self, channels: Sequence[int], measured_ms: float) -> None:
         """A network timed end to end. The smallest and the base anchor stay exact (the wall's floor and the
@@ -157,11 +158,13 @@ class LatencyTable:
         self.anchors = [smallest, *sorted([*inner, point]), base]
 
     def end_to_end(self, layer_sum: float) -> float:
-        """The curve through the anchors: piecewise linear, made monotone, extended by its end segments."""
+        """The curve through the anchors: piecewise linear, monotone, extended by its end segments."""
         if len(self.anchors) < 2:
             return layer_sum * (self.anchors[0][1] / self.anchors[0][0] if self.anchors else 1.0)
         sums = [s for s, _ in self.anchors]
-        ms = list(itertools.accumulate((m for _, m in self.anchors), max))  # noise must not make more look faster
+        # Load on the machine only ever slows a timing, so the curve is the anchors' lower monotone envelope: an
+        # anchor timed slower than a larger network is lowered to it (a running max would raise every larger one).
+        ms = list(itertools.accumulate((m for _, m in reversed(self.anchors)), min))[::-1]
         i = bisect.bisect_left(sums, layer_sum, 1, len(sums) - 1)
         s0, m0, s1, m1 = sums[i - 1], ms[i - 1], sums[i], ms[i]
         return m0 + (m1 - m0) * (layer_sum - s0) / (s1 - s0) if s1 > s0 else m1
@@ -179,7 +182,7 @@ class LatencyTable:
         ]
         key = json.dumps(
             [
-                f"anchored at {UNIFORM_ANCHORS} uniform networks, fastest alternating calls in a process of their own",
+                f"{UNIFORM_ANCHORS} uniform anchors, faster of two timings, lower envelope, in a process of its own",
                 shapes,
                 structure.widths,
                 str(next(model.parameters()).device),

@@ -43,8 +43,9 @@ def cached_base_path(cfg: SearchConfig) -> Path:
 
 def shipped_base_for(cfg: SearchConfig) -> ShippedBase | None:
     """The pretrained base amc ships for this run's model and data (``pretrained=true``, no ``checkpoint=``)."""
-    plain = not cfg.model._target_ and not cfg.model.kwargs and cfg.data.crop is None
-    return shipped_base(cfg.model.name, cfg.data.name) if cfg.pretrained and plain and not cfg.checkpoint else None
+    if not cfg.pretrained or cfg.checkpoint or cfg.model._target_ or cfg.data.crop is not None:
+        return None
+    return shipped_base(cfg.model.name, cfg.data.name, cfg.model.kwargs)
 
 
 def obtain_base_model(cfg: SearchConfig) -> tuple[nn.Module, str]:

@@ -204,6 +204,20 @@ def test_uniform_anchors_make_the_curve_exact_along_the_uniform_networks():
     assert sum(misses) < sum(end_misses)
 
 
+def test_an_anchor_timed_under_load_does_not_raise_the_networks_above_it():
+    """Load only slows a timing: an anchor slower than a larger network is lowered to it, and nothing else moves."""
+    model = models.create_model(
+        "mobilenet_v1", cfg=[16, (32, 2), 32], in_planes=8, in_channels=1, num_classes=10, small_input=True
+    ).eval()
+    structure = analyse(model, (1, 1, 16, 16))
+    table = LatencyTable(structure, [1.0], [{}], [{}], [(1.0, 4.0), (2.0, 9.0), (3.0, 6.0), (4.0, 10.0)])
+    assert table.end_to_end(2.0) == pytest.approx(6.0)  # the slow outlier, lowered to the larger network's time
+    assert table.end_to_end(3.0) == pytest.approx(6.0) and table.end_to_end(3.5) == pytest.approx(8.0)
+    assert table.end_to_end(1.5) == pytest.approx(5.0)
+    points = [table.end_to_end(x / 10) for x in range(10, 41)]
+    assert points == sorted(points)
+
+
 @pytest.mark.parametrize(("floor", "crowded"), [(0.48, True), (0.2, False)])
 def test_a_budget_the_smallest_network_nearly_fills_is_said_in_one_line(floor, crowded):
     from amc.strategy.latency import floor_note
