@@ -10,10 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from amc import models
-from tests.conftest import ROOT, assert_clean_error, run_module
+from amc.entry import config_error_line
+from amc.errors import ConfigError
+from tests.conftest import ROOT, assert_clean_error, composed, run_module
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the entry points
 
@@ -165,10 +169,23 @@ def test_bad_inputs_get_one_clear_line(module, args, fragment, trained, tmp_path
         ("amc.train", ["train.epochs=two"], "Value 'two' of type 'str' could not be converted to Integer"),
     ],
 )
-def test_every_entry_point_checks_numeric_ranges_first(module, args, message, tmp_path):
-    proc = run_module(module, *args, f"hydra.run.dir={tmp_path / 'run'}")
-    assert_clean_error(proc, message)
-    assert not (tmp_path / "run" / "config.yaml").exists()  # refused before the run started
+def test_every_entry_point_checks_numeric_ranges_first(module, args, message):
+    """The settings refuse them as they are made, before a run dir holds anything (the exit path: below)."""
+    try:
+        composed(module.removeprefix("amc."), *args)
+        line = ""
+    except ConfigError as error:
+        line = str(error)
+    except (HydraException, OmegaConfBaseException) as error:  # refused while composing
+        line = config_error_line(error)
+    assert message in line and "\n" not in line
+
+
+def test_a_refused_setting_exits_with_one_line_before_the_run_starts(tmp_path):
+    proc = run_module("amc.deploy", "batch_sizes=[1,0]", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_clean_error(proc, "batch_sizes must be ≥ 1, got [1, 0]")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "config.yaml").exists()
 
 
 @pytest.mark.parametrize(
