@@ -97,6 +97,26 @@ def composed(entry: str, *overrides: str) -> Any:
         return settings_of(compose(entry, overrides=list(overrides)))
 
 
+def refusal(entry: str, *overrides: str, check: Any = None) -> str:
+    """The one line a user would read when ``conf/<entry>.yaml`` with ``overrides`` is refused while composing, while
+    the settings are made, or by ``check(settings)``; "" when it passes."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from amc.entry import config_error_line
+    from amc.errors import ConfigError
+
+    try:
+        settings = composed(entry, *overrides)
+        if check is not None:
+            check(settings)
+    except ConfigError as error:
+        return str(error)
+    except (HydraException, OmegaConfBaseException) as error:
+        return config_error_line(error)
+    return ""
+
+
 def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     text = proc.stderr + proc.stdout
     assert proc.returncode != 0, text

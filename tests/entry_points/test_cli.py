@@ -10,14 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.errors import HydraException
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from amc import models
-from amc.entry import config_error_line
-from amc.errors import ConfigError
-from tests.conftest import ROOT, assert_clean_error, composed, run_module
+from tests.conftest import ROOT, assert_clean_error, refusal, run_module
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the entry points
 
@@ -171,13 +167,7 @@ def test_bad_inputs_get_one_clear_line(module, args, fragment, trained, tmp_path
 )
 def test_every_entry_point_checks_numeric_ranges_first(module, args, message):
     """The settings refuse them as they are made, before a run dir holds anything (the exit path: below)."""
-    try:
-        composed(module.removeprefix("amc."), *args)
-        line = ""
-    except ConfigError as error:
-        line = str(error)
-    except (HydraException, OmegaConfBaseException) as error:  # refused while composing
-        line = config_error_line(error)
+    line = refusal(module.removeprefix("amc."), *args)
     assert message in line and "\n" not in line
 
 

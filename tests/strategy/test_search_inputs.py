@@ -4,24 +4,13 @@ this process (the exit path, one subprocess: tests/strategy/test_search.py)."""
 from __future__ import annotations
 
 import pytest
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
 
-from amc.entry import config_error_line
-from amc.errors import ConfigError
 from amc.strategy.checks import check_inputs
-from tests.conftest import composed
+from tests.conftest import refusal
 
 
-def refusal(tmp_path, *args: str) -> str:
-    """The one line a user would read, or "" when the settings pass."""
-    try:
-        check_inputs(composed("search", "experiment=smoke", f"cache_dir={tmp_path}", *args))
-    except ConfigError as error:
-        return str(error)
-    except (HydraException, OmegaConfBaseException) as error:  # refused while composing
-        return config_error_line(error)
-    return ""
+def search_refusal(tmp_path, *args: str) -> str:
+    return refusal("search", "experiment=smoke", f"cache_dir={tmp_path}", *args, check=check_inputs)
 
 
 @pytest.mark.parametrize(
@@ -46,9 +35,9 @@ def refusal(tmp_path, *args: str) -> str:
     ],
 )
 def test_bad_search_inputs(args, message, tmp_path):
-    line = refusal(tmp_path, *args)
+    line = search_refusal(tmp_path, *args)
     assert message in line and "\n" not in line
 
 
 def test_the_smoke_settings_themselves_pass(tmp_path):
-    assert refusal(tmp_path) == ""
+    assert search_refusal(tmp_path) == ""
