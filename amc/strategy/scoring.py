@@ -94,6 +94,7 @@ class StrategyScorer:
             settings.seed,
         )
         self._recalibration = images.recalibration
+        self.prefix_cache: PrefixCache | None = None  # set below, once the evaluator is chosen
         self.use_score(settings.score)
         t0 = time.perf_counter()
         self.reconstructor = None
@@ -142,7 +143,7 @@ class StrategyScorer:
             raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
         if "adabn" in score and (self._recalibration is None or not len(self._recalibration)):
             raise ValueError(f"score={score} needs recalibration images")
-        if getattr(self, "prefix_cache", None) is not None and score != self.score_name:
+        if self.prefix_cache is not None and score != self.score_name:
             raise ValueError("a scorer with a prefix cache keeps the evaluator it started with")
         self.score_name = score
         self.refit = "lsq" in score
