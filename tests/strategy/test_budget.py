@@ -169,10 +169,18 @@ def test_latency_table_is_calibrated_end_to_end():
     assert 4.0 <= table(half) <= 10.0
 
 
-def test_uniform_anchors_make_the_curve_exact_along_the_uniform_networks():
+def test_uniform_anchors_make_the_curve_exact_along_the_uniform_networks(monkeypatch):
     """With a latency the layer sum does not predict (a fixed per-call overhead plus a cost in the parameters), the
     table is exact at every uniform anchor, and between them closer than a line through the two ends."""
+    from amc.strategy import latency
     from amc.strategy.latency import UNIFORM_ANCHORS
+
+    # each layer "takes" its multiply-adds: the layer sum is then the same on every machine and under any load
+    # (timed for real, it made this comparison flaky on a loaded CI machine)
+    def layer_macs(layer, x, repeats):
+        return sum(p.numel() for p in layer.parameters()) * x[0, 0].numel() / 1e3
+
+    monkeypatch.setattr(latency, "_time_ms", layer_macs)
 
     model = models.create_model(
         "mobilenet_v1", cfg=[16, (32, 2), 32, (64, 2)], in_planes=8, in_channels=1, num_classes=10, small_input=True
