@@ -91,6 +91,7 @@ def command_line_keys() -> list[str]:
     return list(command_line_overrides())
 
 
+_ABSENT = object()
 PER_INVOCATION = ("stop_after",)  # settings of one invocation, never carried into its resumption
 
 # What a resumed run's command line may change: how it runs, never what it computes. A search resumed with
@@ -135,7 +136,11 @@ def resumed_config(cfg: DictConfig, schema: type, run_dir: Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"{run_dir} has no config.yaml: not a run dir of this command")
     allowed = RESUME_MAY_CHANGE + RESUME_EXTENDS.get(schema.__name__, DEFAULT_EXTENDS)
-    given = command_line_overrides()
+    # a group that merges into the top level (``experiment=...``) is no setting of its own: the keys it set are
+    # the run's settings, and those the run began with are kept (a sweep launched again repeats it)
+    given = {
+        k: o for k, o in command_line_overrides().items() if OmegaConf.select(cfg, k, default=_ABSENT) is not _ABSENT
+    }
     try:
         saved = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path))
         changed = [

@@ -30,10 +30,11 @@ BOARD = ROOT / "experiments" / "search_study"
 ARCHIVE = BOARD / "runs"
 KEPT = ("strategy.json", "config.yaml", "episodes.jsonl", "probes.jsonl", "promotion.jsonl", "search.log")
 METHODS = ("uniform", "sensitivity", "random", "optuna", "ddpg", "td3")
-# (budget, seed) in the order they run: the goal is decided at 0.25 and 0.1, so they come first and get a third seed
+# (budget, seed) in the order they run: the goal is decided at 0.25 and 0.1, so they come first and get a third
+# seed; 0.25 gets its three first, so one budget has a confidence interval as early as possible
 PLAN = [
-    ("0.25", 2018), ("0.1", 2018), ("0.25", 2019), ("0.1", 2019), ("0.5", 2018), ("0.5", 2019),
-    ("0.25", 2020), ("0.1", 2020),
+    ("0.25", 2018), ("0.1", 2018), ("0.25", 2019), ("0.25", 2020), ("0.1", 2019), ("0.1", 2020),
+    ("0.5", 2018), ("0.5", 2019),
 ]  # fmt: skip
 BASE_COMMAND = [
     "-m", "amc.train", "model=mobilenet_v1", "data=fashion_mnist", "train.epochs=24", "train.lr=0.1",

@@ -102,8 +102,9 @@ def test_killed_search_resumes_to_the_same_result(first_run, cache, tmp_path):
     log = "search.log"  # the refusals' error lines are appended to the run's log; nothing else changes
     assert after[log].startswith(before[log]) and b"error: " in after[log][len(before[log]) :]
     assert {k: v for k, v in after.items() if k != log} == {k: v for k, v in before.items() if k != log}
-    resumed = run_module("amc.search", f"resume={run_dir}", "threads=1")  # how it runs may change
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # continued as a sweep launched again does it: its own command line (an experiment group included) and
+    # on_existing=continue; how it runs may change
+    smoke(run_dir, cache, "threads=1", "on_existing=continue")
     full = [json.loads(line) for line in (first_run / "episodes.jsonl").read_text().splitlines()]
     again = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
     assert [r["channels"] for r in full] == [r["channels"] for r in again]
