@@ -13,6 +13,7 @@ import logging
 
 from omegaconf import DictConfig
 
+from amc.choices import OnExisting
 from amc.config import resumed_config, run_dir_of, save_resolved_config, settings_of
 from amc.entry import entry_point
 from amc.errors import ConfigError
@@ -25,7 +26,7 @@ from amc.strategy.loop import FINISHED_FILES, RESULT_FILES, search
 
 log = logging.getLogger(__name__)
 
-ON_EXISTING = ("refuse", "continue")
+ON_EXISTING = tuple(OnExisting)
 
 
 @entry_point("search")

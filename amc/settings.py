@@ -11,6 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
+from amc.choices import (
+    Algorithm,
+    Distill,
+    EvalPrecision,
+    Evaluator,
+    Metric,
+    OnExisting,
+    Optimizer,
+    Reconstruction,
+    Reward,
+    Sampler,
+    Selection,
+    Tracking,
+)
+
 # OmegaConf reads these annotations at runtime: they stay ``Optional[...]``, not ``X | None`` strings.
 # ruff: noqa: UP045
 
@@ -48,8 +63,8 @@ class AgentConfig:
     name: str
     warmup_episodes: int
     runner: Optional[str] = None  # e.g. amc.strategy.methods.sensitivity.Sensitivity
-    algorithm: Optional[str] = None  # RL agents: ddpg | td3 | sac (default: name)
-    sampler: Optional[str] = None  # optuna: tpe | cmaes
+    algorithm: Optional[Algorithm] = None  # RL agents (default: name)
+    sampler: Optional[Sampler] = None  # optuna
     grid: Optional[list[float]] = None  # sensitivity: keep ratios each layer is probed at
     candidates: Optional[int] = None  # sensitivity: strategies scored from the best thresholds
     rounds: Optional[int] = None  # greedy: shrinking rounds (default: as many as the evaluations allow)
@@ -70,7 +85,7 @@ class AgentConfig:
 class LoggerConfig:
     """Run tracking: ``kind`` none or wandb; ``mode`` null picks offline unless a key is configured."""
 
-    kind: str
+    kind: Tracking
     project: str
     mode: Optional[str]
 
@@ -79,7 +94,7 @@ class LoggerConfig:
 class DistillConfig:
     """The fine-tuning loss: ``ce``, ``kd`` (Hinton) or ``hint`` (KD plus FitNets feature hints)."""
 
-    kind: str
+    kind: Distill
     temperature: float
     alpha: float
     hint_weight: Optional[float] = None
@@ -93,7 +108,7 @@ class TrainConfig:
     epochs: int
     batch_size: int
     eval_batch_size: int
-    optimizer: str
+    optimizer: Optimizer
     lr: float
     momentum: float
     nesterov: bool
@@ -135,12 +150,12 @@ class SearchConfig:
     prune_residual: bool
     channel_round: int
     fill_budget: bool
-    reward: str
-    metric: str
-    selection: str
+    reward: Reward
+    metric: Metric
+    selection: Selection
     reconstruct: bool
     calibration_images: int
-    export_reconstruction: str
+    export_reconstruction: Reconstruction
     export_calibration_images: Optional[int]
     calibration_augment: bool
     points_per_image: int
@@ -156,16 +171,15 @@ class SearchConfig:
     workers: int
     devices: Optional[list[str]]
     base_training: TrainConfig
-    # auto | float32 | bfloat16 (``amc.runtime.hardware.eval_dtype``); conf/search.yaml sets auto. The default is what a
-    # run saved before this option existed was scored in, so that resuming it goes on as it began.
-    eval_precision: str = "float32"
+    # conf/search.yaml sets auto; the default is what a run saved before this option existed was scored in, so that
+    # resuming it goes on as it began
+    eval_precision: EvalPrecision = EvalPrecision["float32"]
     export_candidates: int = 1  # the best N strategies rebuilt as exported, the best of them kept (1: as before)
-    # lsq | adabn | lsq+adabn | plain (``amc.strategy.scoring.SCORES``); lsq for runs saved before it
-    score: str = "lsq"
+    score: Evaluator = Evaluator["lsq"]  # lsq for runs saved before it
     adabn_images: int = 1000  # training images the BN statistics are recomputed on (score=adabn, lsq+adabn)
     promote: Optional[PromoteConfig] = None  # conf/search.yaml sets it; runs saved before it have none
     pretrained: bool = False  # no checkpoint=: search the base amc ships for model and data (conf: true)
-    on_existing: str = "refuse"  # a run dir that holds a search: refuse | continue (resume it; a finished one is kept)
+    on_existing: OnExisting = OnExisting["refuse"]  # continue: resume it (a finished one is kept)
 
 
 @dataclass
@@ -213,10 +227,10 @@ class ExportConfig:
     checkpoint: Optional[str]
     channels: Optional[list[int]]
     strategy: Optional[str]
-    selection: Optional[str]
+    selection: Optional[Selection]
     prune_residual: Optional[bool]
     reconstruct: bool
-    reconstruction: str
+    reconstruction: Reconstruction
     calibration_images: int
     calibration_augment: bool
     points_per_image: int

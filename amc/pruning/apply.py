@@ -7,13 +7,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from amc.choices import Reconstruction
 from amc.errors import ConfigError
 from amc.pruning.lsq_ranking import lsq_channel_scores
 from amc.pruning.reconstruction import ConsumerStats, OpenLoopReconstructor, closed_loop_overrides
 from amc.pruning.slicing import channel_scores, check_channels, select_channels, slice_model
 from amc.pruning.structure import PrunableStructure
 
-RECONSTRUCTIONS = ("none", "open", "closed")
+RECONSTRUCTIONS = tuple(Reconstruction)
 
 
 def selection_scores(

@@ -15,11 +15,12 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from amc.choices import Selection
 from amc.errors import ConfigError
 from amc.pruning.structure import DecisionPoint, PrunableStructure
 from amc.pruning.tracing import is_depthwise
 
-SELECTIONS = ("l1", "l2", "bn_gamma", "random", "lsq")  # lsq: amc.pruning.lsq_ranking, from data
+SELECTIONS = tuple(Selection)  # lsq: amc.pruning.lsq_ranking, from data
 
 
 def channel_scores(

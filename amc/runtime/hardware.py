@@ -6,7 +6,9 @@ from pathlib import Path
 
 import torch
 
-EVAL_PRECISIONS = ("auto", "float32", "bfloat16")
+from amc.choices import EvalPrecision
+
+EVAL_PRECISIONS = tuple(EvalPrecision)
 
 
 def has_gpu_driver() -> bool:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import truncnorm
 from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise, VectorizedActionNoise
@@ -56,6 +55,8 @@ class TruncatedNormalNoise(ActionNoise):
         return self.sigma0 * self.decay ** max(0, self.episode - self.warmup_episodes)
 
     def sample_around(self, mean: np.ndarray) -> np.ndarray:
+        from scipy.stats import truncnorm  # ≈ 1 s to import: paid by the RL searches only, not by every command
+
         sigma = max(self.sigma, 1e-6)
         a, b = (self.low - mean) / sigma, (self.high - mean) / sigma
         mean = np.asarray(mean, dtype=np.float64)

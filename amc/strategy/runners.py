@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from stable_baselines3.common.vec_env import VecEnv
 
+from amc.choices import Algorithm, Sampler
 from amc.envs import ChannelPruningEnv
 from amc.envs.episode import EpisodeResult
 from amc.errors import ConfigError
@@ -22,8 +23,8 @@ from amc.strategy.state import SavedSearch
 __all__ = ["AGENTS", "BATCHED_AGENTS", "SAMPLERS", "Runner", "Session", "WorkerDied", "make_runner", "runner_class"]
 
 AGENTS = ("ddpg", "td3", "sac", "sensitivity", "greedy", "optuna", "random", "uniform")  # conf/agent/*.yaml
-SAMPLERS = ("tpe", "cmaes")  # agent=optuna agent.sampler=...
-BATCHED_AGENTS = ("ddpg", "td3", "sac")  # learn from batches of episodes, so workers=N can score them at once
+SAMPLERS = tuple(Sampler)  # agent=optuna agent.sampler=...
+BATCHED_AGENTS = tuple(Algorithm)  # learn from batches of episodes, so workers=N can score them at once
 
 
 class Session(Protocol):

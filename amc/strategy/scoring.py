@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from amc.choices import Evaluator
 from amc.pruning.apply import selection_scores
 from amc.pruning.bn_recalibration import recalibrate_batchnorms
 from amc.pruning.fusion import batchnorm_pairs, fold_batchnorms
@@ -28,7 +29,7 @@ from amc.strategy.prefix_cache import PrefixCache
 from amc.training.evaluation import topk_correct
 
 # How a candidate is rebuilt before it is evaluated on search-val; plain: sliced only (EagleEye's "vanilla")
-SCORES = ("lsq", "adabn", "lsq+adabn", "plain")
+SCORES = tuple(Evaluator)
 
 
 @dataclass

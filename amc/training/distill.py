@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from amc.choices import Distill
 from amc.data import make_loader
 from amc.errors import ConfigError
 
-KINDS = ("kd", "hint", "ce")
+KINDS = tuple(Distill)
 
 
 def kd_loss(

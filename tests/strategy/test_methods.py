@@ -49,10 +49,25 @@ def search(run_dir: Path, cache: Path, method: str, *extra: str) -> subprocess.C
     return proc
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, cache):
+    """Each method's uninterrupted search, run once: checked for the budget, and the reference a killed one
+    must resume to."""
+    runs: dict[str, Path] = {}
+
+    def run_of(method: str) -> Path:
+        if method not in runs:
+            runs[method] = tmp_path_factory.mktemp(method) / "run"
+            search(runs[method], cache, method)
+        return runs[method]
+
+    return run_of
+
+
 @pytest.mark.parametrize("method", list(METHODS))
-def test_every_episode_meets_the_budget_and_every_evaluation_counts(tmp_path, cache, method):
-    search(tmp_path / "run", cache, method)
-    episodes, probes = rows(tmp_path / "run" / "episodes.jsonl"), rows(tmp_path / "run" / "probes.jsonl")
+def test_every_episode_meets_the_budget_and_every_evaluation_counts(finished, method):
+    run = finished(method)
+    episodes, probes = rows(run / "episodes.jsonl"), rows(run / "probes.jsonl")
     assert episodes and all(r["cost_ratio"] <= 0.4 + 1e-9 for r in episodes)
     assert len(episodes) + len(probes) <= EPISODES
     assert sorted(r["evaluation"] for r in episodes + probes) == list(range(1, len(episodes) + len(probes) + 1))
@@ -60,8 +75,8 @@ def test_every_episode_meets_the_budget_and_every_evaluation_counts(tmp_path, ca
         assert probes and any(r["cost_ratio"] > 0.4 for r in probes)  # they probe networks off the budget
     if method not in ("uniform", "sensitivity", "greedy"):  # these stop when their procedure ends
         assert len(episodes) + len(probes) == EPISODES  # the others use every evaluation they are given
-    strategy = json.loads((tmp_path / "run" / "strategy.json").read_text())
-    pruned = models.load_checkpoint(tmp_path / "run" / "pruned.pt")
+    strategy = json.loads((run / "strategy.json").read_text())
+    pruned = models.load_checkpoint(run / "pruned.pt")
     assert profile(pruned, input_size=(1, 1, 8, 8)).macs == strategy["macs"] <= 0.4 * strategy["base_macs"]
     assert strategy["agent"] == method.split("-")[0]
 
@@ -79,8 +94,8 @@ def kill_when(proc: subprocess.Popen, run_dir: Path, evaluations: int, timeout: 
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "uniform"])  # uniform scores one strategy
-def test_a_search_killed_mid_way_resumes_to_the_same_episodes(tmp_path, cache, method):
-    search(tmp_path / "reference", cache, method)
+def test_a_search_killed_mid_way_resumes_to_the_same_episodes(tmp_path, cache, finished, method):
+    reference = finished(method)
     killed = tmp_path / "killed"
     args = [*COMMON, *METHODS[method], f"cache_dir={cache}", f"hydra.run.dir={killed}"]
     proc = subprocess.Popen(
@@ -92,9 +107,9 @@ def test_a_search_killed_mid_way_resumes_to_the_same_episodes(tmp_path, cache, m
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     keys = ("channels", "accuracy", "reward", "evaluation")
     for name in ("episodes.jsonl", "probes.jsonl"):
-        want = [[r[k] for k in keys] for r in rows(tmp_path / "reference" / name)]
+        want = [[r[k] for k in keys] for r in rows(reference / name)]
         assert [[r[k] for k in keys] for r in rows(killed / name)] == want, name
-    expected = json.loads((tmp_path / "reference" / "strategy.json").read_text())
+    expected = json.loads((reference / "strategy.json").read_text())
     got = json.loads((killed / "strategy.json").read_text())
     assert (got["channels"], got["test_top1"]) == (expected["channels"], expected["test_top1"])
 

@@ -30,7 +30,14 @@ def search_refusal(tmp_path, *args: str) -> str:
         (["base_training.epochs=0"], "base_training.epochs must be ≥ 1"),
         (["latency_budget=0.9", "workers=2"], "latency_budget times networks, which needs the machine to itself"),
         (["model=torchvision", "model.name=nope"], "unknown torchvision classification model 'nope'"),
-        (["selection=nope"], "unknown channel selection 'nope'"),
+        # a string choice outside its Enum (amc.choices) fails while composing, naming the choices
+        (["selection=nope"], "selection=nope (Invalid value 'nope', expected one of [l1, l2, bn_gamma, random, lsq])"),
+        (["metric=top3"], "expected one of [top1, top5]"),  # was scored as top1 without a word
+        (["score=lsq+bn"], "expected one of [lsq, adabn, lsq+adabn, plain]"),
+        (["reward=acc_latency"], "expected one of [acc, acc_flops, acc_params]"),
+        (["on_existing=overwrite"], "expected one of [refuse, continue]"),
+        (["logger.kind=wandbb"], "expected one of [none, wandb]"),  # a typo turned tracking on
+        (["agent=optuna", "agent.sampler=grid"], "expected one of [tpe, cmaes]"),
         (["selection=lsq", "reconstruct=false"], "selection=lsq ranks channels by their least-squares refit"),
     ],
 )
