@@ -53,11 +53,23 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _plain_strings(value: Any) -> Any:
+    """``value`` with every str subclass (a setting's ``amc.choices`` member) made a plain str: weights_only
+    loading refuses any class it does not know, so a saved config would make its file unloadable."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if type(value) is dict:  # not a state_dict's OrderedDict, whose _metadata must survive (it holds tensors only)
+        return {key: _plain_strings(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_plain_strings(item) for item in value)
+    return value
+
+
 def save_torch_atomic(obj: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    torch.save(_plain_strings(obj), tmp)
     _replace(tmp, path)
     return path
 

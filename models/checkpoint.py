@@ -34,7 +34,10 @@ class CheckpointError(AmcError):
 
 
 def _plain(value: Any) -> Any:
-    """Turn config containers (OmegaConf, tuples, numpy scalars) into types weights_only can load."""
+    """Turn config containers (OmegaConf, tuples, numpy scalars) and setting choices (``amc.choices``, str
+    subclasses) into types weights_only can load."""
+    if isinstance(value, str):
+        return str.__str__(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple) or type(value).__name__ == "ListConfig":

@@ -120,11 +120,6 @@ def test_export_prunes_and_reconstructs_a_trained_model(trained, tmp_path):
         # a data.root without the files is an error, never a silent fall-back to Debian's copy
         ("amc.train", ["data.root=/nonexistent/fmnist"], "Fashion-MNIST not found"),
         ("amc.export", ["checkpoint=/nonexistent/base.pt"], "not found"),
-        ("amc.search", ["eval_precision=float16"], "eval_precision must be one of auto, float32, bfloat16"),
-        # both given used to run a params-budget search with the flops one silently ignored
-        ("amc.search", ["flops_budget=0.5", "params_budget=0.4"], "flops_budget=0.5 and params_budget=0.4 are both"),
-        # a "DDPG" search whose every episode is random warm-up
-        ("amc.search", ["episodes=10", "agent.warmup_episodes=20"], "warmup_episodes=20 is not below episodes=10"),
         ("amc.export", ["checkpoint=BEST", "data=digits", "channels=[4,8]"], "decision points"),
         ("amc.export", ["checkpoint=BEST", "data=digits", "channels=[4,8,16,99]"], "cannot keep"),
         ("amc.export", ["checkpoint=MISMATCH", "data=digits", "channels=[4,8,16,16]"], "does not match"),

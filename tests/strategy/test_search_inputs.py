@@ -38,6 +38,11 @@ def search_refusal(tmp_path, *args: str) -> str:
         (["on_existing=overwrite"], "expected one of [refuse, continue]"),
         (["logger.kind=wandbb"], "expected one of [none, wandb]"),  # a typo turned tracking on
         (["agent=optuna", "agent.sampler=grid"], "expected one of [tpe, cmaes]"),
+        (["eval_precision=float16"], "expected one of [auto, float32, bfloat16]"),
+        # both given used to run a params-budget search with the flops one silently ignored
+        (["flops_budget=0.5", "params_budget=0.4"], "flops_budget=0.5 and params_budget=0.4 are both"),
+        # a "DDPG" search whose every episode is random warm-up
+        (["episodes=10", "agent.warmup_episodes=20"], "warmup_episodes=20 is not below episodes=10"),
         (["selection=lsq", "reconstruct=false"], "selection=lsq ranks channels by their least-squares refit"),
     ],
 )
