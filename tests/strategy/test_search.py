@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,34 @@ def test_the_run_dir_log_holds_what_the_run_printed(first_run):
         "wall time",
     ):
         assert line in text, line
+
+
+def test_promotion_fine_tunes_the_best_distinct_strategies_exports_the_winner_and_resumes(first_run, cache, tmp_path):
+    """promote.top_k=2, half an epoch each: the two best distinct strategies by score are fine-tuned with KD, the
+    one best on search-val afterwards is exported, the summary says what it cost; killed after the first
+    candidate, a resume fine-tunes only the second and ends with the same result."""
+    checkpoint = json.loads((first_run / "strategy.json").read_text())["base_checkpoint"]
+    run = tmp_path / "promoted"
+    proc = smoke(run, cache, f"checkpoint={checkpoint}", "promote.top_k=2", "promote.epochs=0.5")
+    ranked = sorted(episodes_of(run), key=lambda r: (-r["reward"], r["episode"]))
+    expected = [ranked[0], next(r for r in ranked if r["channels"] != ranked[0]["channels"])]
+    promoted = [json.loads(line) for line in (run / "promotion.jsonl").read_text().splitlines()]
+    assert [r["episode"] for r in promoted] == [r["episode"] for r in expected]
+    winner = max(promoted, key=lambda r: (r["finetuned_search_val_top1"], -r["episode"]))
+    strategy = json.loads((run / "strategy.json").read_text())
+    assert strategy["promotion"]["winner_episode"] == winner["episode"] and strategy["channels"] == winner["channels"]
+    assert strategy["finetuned_test_top1"] == winner["finetuned_test_top1"]
+    assert strategy["promotion"]["cost_s"] == pytest.approx(sum(r["finetune_s"] for r in promoted))
+    assert re.search(r"promotion: 2 strategies fine-tuned 0.5 epochs each with KD \(\d+ s in all\)", proc.stdout)
+    assert models.load_checkpoint(run / "finetuned.pt").checkpoint_metadata["promoted_episode"] == winner["episode"]
+    # the state a kill after the first candidate leaves: its row on disk, the second's and the export's not
+    (run / "promotion.jsonl").write_text(json.dumps(promoted[0]) + "\n")
+    for name in ("strategy.json", "pruned.pt", "finetuned.pt"):
+        (run / name).unlink()
+    shutil.rmtree(run / "promotion" / f"episode_{promoted[1]['episode']}")
+    resumed = run_module("amc.search", f"resume={run}", f"cache_dir={cache}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"promote episode {promoted[0]['episode']}" not in resumed.stdout + resumed.stderr
+    assert f"promote episode {promoted[1]['episode']}" in resumed.stdout + resumed.stderr
+    again = json.loads((run / "strategy.json").read_text())
+    assert (again["channels"], again["finetuned_test_top1"]) == (strategy["channels"], strategy["finetuned_test_top1"])
