@@ -19,12 +19,13 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from amc.choices import Reward
 from amc.envs.episode import EpisodeResult
 from amc.envs.interfaces import Scorer, Wall
 from amc.envs.observation import FEATURES, LayerEmbedding
 from amc.errors import ConfigError
 
-REWARDS = ("acc", "acc_flops", "acc_params")
+REWARDS = tuple(Reward)
 
 
 def reward_of(kind: str, accuracy: float, macs: int, params: int) -> float:
