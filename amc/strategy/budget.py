@@ -40,6 +40,11 @@ def allowed_counts(width: int, multiple: int, lower_bound: float) -> list[int]:
     return counts
 
 
+def channel_grids(structure: PrunableStructure, channel_round: int, lower_bound: float) -> list[list[int]]:
+    """Every decision point's allowed counts (``allowed_counts``): the wall's grid, and the latency table's."""
+    return [allowed_counts(w, channel_round, lower_bound) for w in structure.widths]
+
+
 @dataclass
 class Constraint:
     kind: str  # flops | params | latency
@@ -82,7 +87,7 @@ class ActionWall:
         if not 0 < lower_bound <= 1:
             raise ConfigError(f"lower_bound must be in (0, 1], got {lower_bound}")
         self.structure, self.constraint = structure, constraint
-        self.allowed = [allowed_counts(w, channel_round, lower_bound) for w in structure.widths]
+        self.allowed = channel_grids(structure, channel_round, lower_bound)
         self.minimum = [a[0] for a in self.allowed]
         floor = constraint.cost(self.minimum)
         if floor > constraint.limit + TOLERANCE:

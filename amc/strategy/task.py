@@ -16,7 +16,7 @@ from amc.pruning.cost_check import refuse_unpredictable_costs
 from amc.pruning.structure import PrunableStructure, analyse
 from amc.runtime.hardware import eval_dtype
 from amc.settings import SearchConfig
-from amc.strategy.budget import ActionWall, Constraint, allowed_counts, make_constraint
+from amc.strategy.budget import ActionWall, Constraint, channel_grids, make_constraint
 from amc.strategy.checks import constraint_of
 from amc.strategy.latency import MEASURED_SLACK, floor_note
 from amc.strategy.scoring import ScorerSettings, ScoringImages, StrategyScorer
@@ -82,7 +82,7 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
 
         example = torch.randn(structure.input_size, device=device)
         timer = latency_timer(base, example, torch.get_num_threads())
-        grids = [allowed_counts(w, cfg.channel_round, cfg.lower_bound) for w in structure.widths]
+        grids = channel_grids(structure, cfg.channel_round, cfg.lower_bound)
         latency_fn = LatencyTable.cached(cfg.cache_dir, base, structure, grids, timer)
         probe = EndToEndProbe(base, latency_fn, timer)
     constraint = make_constraint(kind, budget, structure, latency_fn)

@@ -12,7 +12,7 @@ from amc import models
 from amc.errors import ConfigError
 from amc.pruning.apply import prune_model
 from amc.pruning.structure import analyse
-from amc.strategy.budget import ActionWall, allowed_counts, make_constraint
+from amc.strategy.budget import ActionWall, allowed_counts, channel_grids, make_constraint
 from amc.strategy.latency import LatencyTable
 from amc.timing import InProcessTimer, IsolatedTimer, latency_timer
 from tests.conftest import composed
@@ -115,7 +115,7 @@ def test_infeasible_and_out_of_range_budgets(mbv1):
 
 
 def grids_of(structure, channel_round: int = 4, lower_bound: float = 0.2) -> list[list[int]]:
-    return [allowed_counts(w, channel_round, lower_bound) for w in structure.widths]
+    return channel_grids(structure, channel_round, lower_bound)
 
 
 def test_latency_table_is_monotone_and_budgets_hold():
