@@ -8,6 +8,7 @@ pairs of networks timed by alternating single calls, fastest of each (the search
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import time
 import warnings
@@ -121,7 +122,9 @@ class IsolatedTimer(LatencyTimer):
         )
         self.process.start()
         child_end.close()
-        self.connection.recv()  # ready: its imports are done, so they never overlap a timing in this process
+        # ready: its imports are done, so they never overlap a timing in this process; it says the oneDNN kernel
+        # cache it times with (None: oneDNN's default)
+        self.kernel_cache_capacity: str | None = self.connection.recv()["onednn_kernel_cache"]
 
     def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
         """Fastest ms of ``model`` and of the base, timed alternately in the child."""
@@ -167,11 +170,15 @@ def _on_cpu(model: nn.Module) -> nn.Module:
 
 
 def _time_in_child(connection, base: nn.Module, example: torch.Tensor, threads: int, device: str) -> None:
+    from amc.runtime.onednn_cache import ONEDNN_CACHE, unbound_primitive_cache
     from amc.runtime.process import stop_with_parent
 
     stop_with_parent()
+    # a search bounds oneDNN's kernel cache to about one network's kernels; this process alternates two networks,
+    # which then evict each other's kernels on every call (both timed 1.5-2x slow: RESULTS, session 17)
+    unbound_primitive_cache()
     base, example = base.to(device).eval(), example.to(device)
-    connection.send("ready")
+    connection.send({"onednn_kernel_cache": os.environ.get(ONEDNN_CACHE)})
     while True:
         try:
             message = connection.recv()

@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -182,7 +183,8 @@ class LatencyTable:
         ]
         key = json.dumps(
             [
-                f"{UNIFORM_ANCHORS} uniform anchors, faster of two timings, lower envelope, in a process of its own",
+                f"{UNIFORM_ANCHORS} uniform anchors, faster of two timings, lower envelope, in a process of its own "
+                "with oneDNN's default kernel cache",
                 shapes,
                 structure.widths,
                 str(next(model.parameters()).device),
@@ -231,13 +233,17 @@ class EndToEndProbe:
         from amc.pruning.apply import prune_model
 
         net = prune_model(self.model, self.table.structure, list(channels), reconstruction="none")
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
         network_ms, base_ms = self.timer.latency(net, self.min_run_s)
+        cpu_s, wall_s = time.process_time() - cpu_before, time.perf_counter() - wall_before
         ratio = network_ms / base_ms
         predicted = self.table(channels) / self.table.anchors[-1][1]
-        # both sides of the ratio, to tell a slower network from a faster base when probes disagree with the table
+        # both sides of the ratio, and the CPU this process used while it waited: in a search, the same networks
+        # timed 1.5-2x slower than in a quiet process (RESULTS, session 17), and this tells whose load it was
         log.info(
             f"timed a new best end to end: {network_ms:.3f} ms vs the base's {base_ms:.3f} ms (ratio {ratio:.3f}; "
-            f"the table predicted {predicted:.3f}, its base anchor is {self.table.anchors[-1][1]:.3f} ms)"
+            f"the table predicted {predicted:.3f}, its base anchor is {self.table.anchors[-1][1]:.3f} ms); the "
+            f"search process used {cpu_s:.2f} s of CPU in the {wall_s:.2f} s it waited"
         )
         self.table.add_anchor(channels, ratio * self.table.anchors[-1][1])  # in the table's own ms
         return ratio

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -256,6 +257,31 @@ def test_a_model_that_cannot_leave_the_process_is_timed_inside_it_with_a_warning
 
     model_ms, base_ms = timer.latency(SlowerNet(), min_run_s=0.01)
     assert model_ms >= 5 > base_ms  # timed in this process, each network as it runs
+
+
+def test_the_timing_process_keeps_onednns_default_kernel_cache(monkeypatch):
+    """A search bounds oneDNN's kernel cache to about one network's kernels. The timing process alternates two
+    networks, which then evicted each other's kernels on every call: both timed 1.5-2x slow and the latency
+    budget collapsed (RESULTS, session 17). It runs with oneDNN's default, unless the user chose a capacity."""
+    from amc.runtime.onednn_cache import ONEDNN_CACHE, bound_primitive_cache
+
+    model = models.create_model("mobilenet_v1", cfg=[16], in_planes=8, in_channels=1, num_classes=10).eval()
+    for name in (ONEDNN_CACHE, "AMC_BOUNDED_ONEDNN_CACHE"):  # restored after the test
+        monkeypatch.delenv(name, raising=False)
+    bound_primitive_cache(28)  # as a search of FMNIST-MBV1 does
+    assert os.environ[ONEDNN_CACHE] == "64"
+    timer = IsolatedTimer(model, torch.randn(1, 1, 16, 16), threads=1)
+    try:
+        assert timer.kernel_cache_capacity is None
+    finally:
+        timer.close()
+    monkeypatch.setenv(ONEDNN_CACHE, "500")  # the user's own choice holds everywhere
+    monkeypatch.delenv("AMC_BOUNDED_ONEDNN_CACHE", raising=False)
+    timer = IsolatedTimer(model, torch.randn(1, 1, 16, 16), threads=1)
+    try:
+        assert timer.kernel_cache_capacity == "500"
+    finally:
+        timer.close()
 
 
 def test_timed_networks_become_anchors_and_the_curve_stays_monotone():

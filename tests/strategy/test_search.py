@@ -217,7 +217,11 @@ def test_a_latency_budget_search_times_its_export_end_to_end(first_run, cache, t
     log = (tmp_path / "a" / "search.log").read_text()
     assert "the smallest network the wall allows" in log
     # each probe logs both sides of its ratio, so a drifting base can be told from a slow network
-    assert re.search(r"timed a new best end to end: [\d.]+ ms vs the base's [\d.]+ ms \(ratio [\d.]+;", log)
+    assert re.search(
+        r"timed a new best end to end: [\d.]+ ms vs the base's [\d.]+ ms \(ratio [\d.]+;.*; the search process used "
+        r"[\d.]+ s of CPU in the [\d.]+ s it waited",
+        log,
+    )
     again = smoke(tmp_path / "b", cache, *args)
     assert "using the cached latency table" in again.stdout
 
