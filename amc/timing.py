@@ -109,23 +109,14 @@ class IsolatedTimer(LatencyTimer):
     the child times, so the two never share the CPU.
     """
 
-    # networks one timing process times before a fresh one replaces it: with oneDNN's cache full (its default
-    # 1,024 kernels, about 40 networks of FMNIST-MBV1) the base timed 1.4x slow again (RESULTS, session 17)
-    NETWORKS_PER_PROCESS = 25
-
     def __init__(self, base: nn.Module, example: torch.Tensor, threads: int) -> None:
-        self.base, self.example, self.threads = _on_cpu(base), example, threads
-        self.started = 0  # timing processes started so far
-        self._start()
-
-    def _start(self) -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
         self.connection, child_end = context.Pipe()
         self.process = context.Process(
             target=_time_in_child,
-            args=(child_end, self.base, self.example.detach().cpu(), self.threads, str(self.example.device)),
+            args=(child_end, _on_cpu(base), example.detach().cpu(), threads, str(example.device)),
             name="latency-timer",
             daemon=True,
         )
@@ -134,14 +125,9 @@ class IsolatedTimer(LatencyTimer):
         # ready: its imports are done, so they never overlap a timing in this process; it says the oneDNN kernel
         # cache it times with (None: oneDNN's default)
         self.kernel_cache_capacity: str | None = self.connection.recv()["onednn_kernel_cache"]
-        self.timed, self.started = 0, self.started + 1
 
     def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
         """Fastest ms of ``model`` and of the base, timed alternately in the child."""
-        if self.timed >= self.NETWORKS_PER_PROCESS:
-            self.close()
-            self._start()
-        self.timed += 1
         self.connection.send((_on_cpu(model), min_run_s))
         try:
             return self.connection.recv()

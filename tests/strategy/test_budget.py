@@ -284,22 +284,6 @@ def test_the_timing_process_keeps_onednns_default_kernel_cache(monkeypatch):
         timer.close()
 
 
-def test_a_fresh_timing_process_replaces_one_that_has_timed_its_share(monkeypatch):
-    """oneDNN's cache fills after about 40 networks and the timings slow again: each process times a fixed number."""
-    model = models.create_model("mobilenet_v1", cfg=[16], in_planes=8, in_channels=1, num_classes=10).eval()
-    monkeypatch.setattr(IsolatedTimer, "NETWORKS_PER_PROCESS", 2)
-    timer = IsolatedTimer(model, torch.randn(1, 1, 16, 16), threads=1)
-    try:
-        first = timer.process
-        for _ in range(3):
-            model_ms, base_ms = timer.latency(model, min_run_s=0.01)
-            assert model_ms > 0 and base_ms > 0
-        assert timer.started == 2 and timer.process is not first and not first.is_alive()
-    finally:
-        timer.close()
-    assert not timer.process.is_alive()
-
-
 def test_timed_networks_become_anchors_and_the_curve_stays_monotone():
     """A network timed end to end is exact afterwards; the ends never move; noise cannot invert the order."""
     model = models.create_model(
