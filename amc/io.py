@@ -7,7 +7,8 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,22 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _plain_strings(value: Any) -> Any:
-    """``value`` with every str subclass (a setting's ``amc.choices`` member) made a plain str: weights_only
-    loading refuses any class it does not know, so a saved config would make its file unloadable."""
+def loadable(value: Any) -> Any:
+    """``value`` in types ``torch.load(weights_only=True)`` accepts: str subclasses (a setting's
+    ``amc.choices`` member) made plain str, config containers (OmegaConf) plain dicts and lists, numpy scalars
+    Python numbers. weights_only refuses any class it does not know, so one would make the whole file unloadable."""
     if isinstance(value, str):
         return str.__str__(value)
-    if type(value) is dict:  # not a state_dict's OrderedDict, whose _metadata must survive (it holds tensors only)
-        return {key: _plain_strings(item) for key, item in value.items()}
-    if type(value) in (list, tuple):
-        return type(value)(_plain_strings(item) for item in value)
+    if isinstance(value, OrderedDict | torch.Tensor):  # a state_dict: its _metadata must survive (tensors only)
+        return value
+    if isinstance(value, Mapping):
+        return {loadable(key): loadable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(loadable(item) for item in value)
+    if type(value).__name__ == "ListConfig":
+        return [loadable(item) for item in value]
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return value.item()
     return value
 
 
@@ -69,7 +77,7 @@ def save_torch_atomic(obj: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(_plain_strings(obj), tmp)
+    torch.save(loadable(obj), tmp)
     _replace(tmp, path)
     return path
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from amc.io import loadable, save_torch_atomic
 from amc.models.errors import AmcError
 from amc.models.registry import check_builder_trusted, create_model
 
@@ -33,20 +34,6 @@ class CheckpointError(AmcError):
     """A checkpoint that is missing, unreadable, or does not fit the architecture."""
 
 
-def _plain(value: Any) -> Any:
-    """Turn config containers (OmegaConf, tuples, numpy scalars) and setting choices (``amc.choices``, str
-    subclasses) into types weights_only can load."""
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple) or type(value).__name__ == "ListConfig":
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, torch.Tensor):
-        return value.item()
-    return value
-
-
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> Path:
     """Write ``model`` with its architecture and ``metadata``; the write is atomic."""
     arch = getattr(model, "arch", None)
@@ -55,16 +42,11 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **metadata: Any) 
     module = model.module if hasattr(model, "module") else model  # unwrap DataParallel/DDP
     payload = {
         "format": FORMAT,
-        "arch": _plain(arch),
+        "arch": loadable(arch),
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-        "metadata": _plain(metadata),
+        "metadata": loadable(metadata),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_torch_atomic(payload, path)
 
 
 def model_from_arch(
