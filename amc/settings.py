@@ -9,10 +9,11 @@ Library code receives these objects (``amc.config.settings_of``), never the raw 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Optional
+from typing import Any, Optional, get_args, get_type_hints
 
 from amc.choices import (
     Algorithm,
+    Choice,
     Distill,
     EvalPrecision,
     Evaluator,
@@ -412,3 +413,23 @@ def range_errors(settings: Any, prefix: str = "") -> list[str]:
                 errors.append(f"{key} must be {valid}, got {value!r}")
                 break
     return errors
+
+
+def choice_errors(settings: Any, prefix: str = "") -> list[str]:
+    """Every setting outside its ``amc.choices`` Enum, as ``key must be one of …, got …``. Hydra refuses these
+    while composing; this holds the same for settings a library caller builds with plain strings."""
+    errors = []
+    hints = get_type_hints(type(settings))
+    for f in fields(settings):
+        value, key = getattr(settings, f.name), prefix + f.name
+        if is_dataclass(value):
+            errors += choice_errors(value, key + ".")
+            continue
+        choice = next((t for t in (hints[f.name], *get_args(hints[f.name])) if _is_choice(t)), None)
+        if choice is not None and value is not None and value not in {m.value for m in choice}:
+            errors.append(f"{key} must be one of {', '.join(m.value for m in choice)}, got {value!r}")
+    return errors
+
+
+def _is_choice(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Choice)

@@ -9,13 +9,10 @@ from amc.data import dataset_info, require_data
 from amc.errors import ConfigError
 from amc.networks import build_model, builder_name, fit_input_size, load_model_for_data
 from amc.pruning.cost_check import refuse_unpredictable_costs
-from amc.pruning.slicing import SELECTIONS
 from amc.pruning.structure import analyse
-from amc.runtime.hardware import EVAL_PRECISIONS
-from amc.settings import SearchConfig
+from amc.settings import SearchConfig, choice_errors
 from amc.strategy.budget import ActionWall, make_constraint
-from amc.strategy.runners import BATCHED_AGENTS, SAMPLERS, runner_class
-from amc.strategy.scoring import SCORES
+from amc.strategy.runners import BATCHED_AGENTS, runner_class
 
 DEFAULT_FLOPS_BUDGET = 0.5  # the budget of a search that names none
 
@@ -36,8 +33,11 @@ def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
 
 def check_inputs(cfg: SearchConfig) -> None:
     """Model, agent, checkpoint and (without a checkpoint) the budget's feasibility; numeric ranges are
-    checked when the settings are made (``amc.settings.range_errors``)."""
+    checked when the settings are made (``amc.settings.range_errors``), and string choices here too."""
     constraint_of(cfg)  # one budget, in range
+    errors = choice_errors(cfg)  # for library callers: Hydra refuses these while composing
+    if errors:
+        raise ConfigError(errors[0])
     if not cfg.checkpoint:
         builder_name(cfg.model)  # an unknown model fails before a base model is trained for it
     check_method(cfg)
@@ -45,16 +45,10 @@ def check_inputs(cfg: SearchConfig) -> None:
         raise ConfigError(f"checkpoint not found: {cfg.checkpoint}")
     if cfg.export_reconstruction not in ("open", "closed"):
         raise ConfigError("export_reconstruction must be open or closed")
-    if cfg.selection not in SELECTIONS:
-        raise ConfigError(f"unknown channel selection {cfg.selection!r}; use one of {', '.join(SELECTIONS)}")
     if cfg.selection == "lsq" and not cfg.reconstruct:
         raise ConfigError(
             "selection=lsq ranks channels by their least-squares refit: it needs reconstruct=true (or selection=l1)"
         )
-    if cfg.score not in SCORES:
-        raise ConfigError(f"unknown score {cfg.score!r}; use one of {', '.join(SCORES)}")
-    if cfg.eval_precision not in EVAL_PRECISIONS:
-        raise ConfigError(f"eval_precision must be one of {', '.join(EVAL_PRECISIONS)}, got {cfg.eval_precision!r}")
     if cfg.latency_budget is not None and cfg.workers > 1:
         raise ConfigError("latency_budget times networks, which needs the machine to itself: use workers=1")
     require_data(cfg.data.name, cfg.data.root, cfg.data.download)  # before a base model trains on it
@@ -75,10 +69,6 @@ def check_method(cfg: SearchConfig) -> None:
             f"would be random warm-up and the {learner.upper()} agent would never choose "
             "(agent=random searches at random)"
         )
-    if agent.algorithm is not None and agent.algorithm not in BATCHED_AGENTS:
-        raise ConfigError(f"agent.algorithm must be one of {', '.join(BATCHED_AGENTS)}, got {agent.algorithm!r}")
-    if agent.sampler is not None and agent.sampler not in SAMPLERS:
-        raise ConfigError(f"unknown agent.sampler {agent.sampler!r}; use one of {', '.join(SAMPLERS)}")
     if agent.grid is not None and not (agent.grid and all(0 < r < 1 for r in agent.grid)):
         raise ConfigError(f"agent.grid lists keep ratios in (0, 1), e.g. [0.25,0.5,0.75]; got {list(agent.grid)}")
     if cfg.workers > 1 and learner not in BATCHED_AGENTS:

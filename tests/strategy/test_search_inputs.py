@@ -53,3 +53,28 @@ def test_bad_search_inputs(args, message, tmp_path):
 
 def test_the_smoke_settings_themselves_pass(tmp_path):
     assert search_refusal(tmp_path) == ""
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("selection", "nope", "selection must be one of l1, l2, bn_gamma, random, lsq, got 'nope'"),
+        ("score", "lsq+bn", "score must be one of lsq, adabn, lsq+adabn, plain, got 'lsq+bn'"),
+        ("agent.sampler", "grid", "agent.sampler must be one of tpe, cmaes, got 'grid'"),
+    ],
+)
+def test_a_library_caller_s_plain_string_outside_its_choices_is_refused(field, value, message, tmp_path):
+    """Settings built in code, not composed by Hydra, meet the same choices."""
+    import dataclasses
+
+    from amc.errors import ConfigError
+    from tests.conftest import composed
+
+    settings = composed("search", "experiment=smoke", f"cache_dir={tmp_path}")
+    if field.startswith("agent."):
+        settings = dataclasses.replace(settings, agent=dataclasses.replace(settings.agent, sampler=value))
+    else:
+        settings = dataclasses.replace(settings, **{field: value})
+    with pytest.raises(ConfigError) as refused:
+        check_inputs(settings)
+    assert str(refused.value) == message
