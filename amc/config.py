@@ -91,7 +91,6 @@ def command_line_keys() -> list[str]:
     return list(command_line_overrides())
 
 
-_ABSENT = object()
 PER_INVOCATION = ("stop_after",)  # settings of one invocation, never carried into its resumption
 
 # What a resumed run's command line may change: how it runs, never what it computes. A search resumed with
@@ -123,6 +122,9 @@ def _plain(value: Any) -> Any:
 def _short(value: Any) -> Any:
     """A saved setting as a user names it: a config group (``model``, ``data``) by its name."""
     return value.get("name", value) if isinstance(value, dict) else value
+
+
+_ABSENT = object()  # OmegaConf.select's default: tells a key set to null from a key the config lacks
 
 
 def resumed_config(cfg: DictConfig, schema: type, run_dir: Path) -> DictConfig:
