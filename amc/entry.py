@@ -159,17 +159,14 @@ def job_entry_point(
     """``main = job_entry_point("export", export_strategy)``: the Hydra app of a job that takes its settings and its
     run dir (``amc.config.start_run``), returning ``metric`` of the job's result for Hydra's sweepers.
 
-    Hydra names the job (its log file, ``hydra.job.name``) after the module that defines the task, so the task is
-    given the calling module's name: ``amc.export`` for ``python -m amc.export`` too."""
+    Hydra names the job (its log file, ``hydra.job.name``) after the module that defines the task, so the task
+    takes the entry point's module name, ``amc.<config_name>``: ``amc.export`` for ``python -m amc.export`` too."""
     from amc.config import start_run
-
-    caller = sys._getframe(1).f_globals
-    module = caller["__spec__"].name if caller.get("__spec__") is not None else caller["__name__"]
 
     def task(cfg: DictConfig) -> float | None:
         settings, run_dir = start_run(cfg)
         result = job(settings, run_dir)
         return metric(result) if metric is not None else None
 
-    task.__module__ = module
+    task.__module__ = f"amc.{config_name}"
     return entry_point(config_name)(task)

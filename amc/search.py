@@ -13,7 +13,6 @@ import logging
 
 from omegaconf import DictConfig
 
-from amc.choices import OnExisting
 from amc.config import resumed_config, run_dir_of, save_resolved_config, settings_of
 from amc.entry import entry_point
 from amc.errors import ConfigError
@@ -25,9 +24,6 @@ from amc.strategy.checks import check_inputs
 from amc.strategy.loop import FINISHED_FILES, RESULT_FILES, search
 
 log = logging.getLogger(__name__)
-
-ON_EXISTING = tuple(OnExisting)
-
 
 @entry_point("search")
 def main(cfg: DictConfig) -> float | None:
@@ -47,8 +43,6 @@ def main(cfg: DictConfig) -> float | None:
             )
         cfg = resumed_config(cfg, SearchConfig, run_dir)
         settings = settings_of(cfg)
-    elif settings.on_existing not in ON_EXISTING:
-        raise ConfigError(f"on_existing must be one of {', '.join(ON_EXISTING)}, got {settings.on_existing!r}")
     # before any network runs in this process (the input checks run some)
     bound_primitive_cache(count_weighted_layers(settings.model, settings.data, settings.checkpoint))
     check_inputs(settings)
@@ -63,10 +57,12 @@ def main(cfg: DictConfig) -> float | None:
 
 def metric_of(strategy: dict) -> float | None:
     """What a search optimises, returned to Hydra (its Optuna sweeper maximises it): the exported network's
-    top-1 after the promotion's fine-tuning when there was one, else its search-val score."""
+    search-val top-1 after the promotion's fine-tuning when there was one, else its search-val score. Never the
+    test split: a sweep tuned on it would report a test score it had selected for."""
     if not strategy:
         return None
-    return float(strategy.get("finetuned_test_top1", strategy.get("accuracy")))
+    promotion = strategy.get("promotion") or {}
+    return float(promotion.get("finetuned_search_val_top1", strategy.get("accuracy")))
 
 
 def finished_metric(run_dir) -> float | None:

@@ -21,3 +21,12 @@ def test_finalists_are_the_best_distinct_strategies_within_budget():
     assert [r["episode"] for r in finalists(rows, 3)] == [2, 5, 1]
     assert [r["episode"] for r in finalists(rows, 1)] == [2]
     assert len(finalists(rows, 10)) == 4
+
+
+def test_the_metric_a_sweep_maximises_is_a_search_val_score_never_the_test_split():
+    from amc.search import metric_of
+
+    promoted = {"accuracy": 91.0, "finetuned_test_top1": 93.5, "promotion": {"finetuned_search_val_top1": 92.5}}
+    assert metric_of(promoted) == 92.5
+    assert metric_of({"accuracy": 91.0, "test_top1": 92.0}) == 91.0
+    assert metric_of({}) is None
