@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "study"
 BASE = ROOT / "models" / "weights" / "fmnist_mobilenet_v1.pt"  # amc.models.pretrained
@@ -72,11 +74,56 @@ def archive() -> None:
     for budget, seed in PLAN:
         for method in METHODS:
             source, kept = run_dir(budget, method, seed), run_dir(budget, method, seed, ARCHIVE)
-            if finished(source) and not finished(kept):
+            if finished(source) and not stale(source) and not finished(kept):
                 kept.mkdir(parents=True, exist_ok=True)
                 for name in KEPT:
                     if (source / name).is_file():
                         shutil.copyfile(source / name, kept / name)
+
+
+def set_aside_stale_archive() -> None:
+    """Archived runs fine-tuned with a schedule the study no longer uses move out of the leaderboard's reach, to
+    ``experiments/search_study/superseded_lr<LR>/`` (kept, committed); their runs are fine-tuned again."""
+    for config_path in sorted(ARCHIVE.glob("budget_*/*/seed_*/config.yaml")):
+        kept = config_path.parent
+        if stale(kept):
+            lr = OmegaConf.load(config_path).promote.train.lr
+            aside = BOARD / f"superseded_lr{lr:g}" / kept.relative_to(ARCHIVE)
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(kept, aside)
+
+
+def stale(folder: Path) -> bool:
+    """The run in ``folder`` was fine-tuned with another schedule than the study's now."""
+    config = OmegaConf.load(folder / "config.yaml")
+    return any(OmegaConf.select(config, f"promote.train.{k}") != v for k, v in study_schedule().items())
+
+
+def study_schedule() -> dict:
+    """The promotion's KD schedule the study uses now (conf/experiment/fmnist_study.yaml)."""
+    return OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "experiment" / "fmnist_study.yaml").promote.train)
+
+
+def set_aside_stale_finetuning(root: Path = OUT) -> None:
+    """A run whose config names another KD schedule than the study's now takes the study's: any fine-tuning it
+    already ran (strategy.json, promotion results, the exported networks) is moved whole into
+    ``superseded_lr<LR>/`` beside its config, and the next sweep resumes it, running only what the new schedule
+    changes (its episodes are kept)."""
+    schedule = study_schedule()
+    for config_path in sorted(root.glob("budget_*/*/seed_*/config.yaml")):
+        folder, config = config_path.parent, OmegaConf.load(config_path)
+        changed = {k: v for k, v in schedule.items() if OmegaConf.select(config, f"promote.train.{k}") != v}
+        if not changed:
+            continue
+        aside = folder / f"superseded_lr{config.promote.train.lr:g}"
+        aside.mkdir(exist_ok=False)  # never over an earlier set-aside
+        for name in ("strategy.json", "promotion.jsonl", "promotion", "finetuned.pt", "pruned.pt", "config.yaml"):
+            if (folder / name).exists():
+                (shutil.copy2 if name == "config.yaml" else shutil.move)(folder / name, aside / name)
+        for key, value in changed.items():
+            OmegaConf.update(config, f"promote.train.{key}", value)
+        OmegaConf.save(config, config_path)
+        print(f"{folder}: now fine-tuned with {changed}; what ran before is kept in {aside.name}/", flush=True)
 
 
 def sweep(budget: str, seed: int, methods: list[str], launcher: str, jobs: int) -> None:
@@ -100,6 +147,8 @@ def main(argv: list[str]) -> None:
     options = dict(arg.split("=", 1) for arg in argv)
     if options.get("only", "all") in ("all", "study"):
         ensure_base()
+        set_aside_stale_finetuning()
+        set_aside_stale_archive()
         archive()
         for budget, seed in PLAN:
             pending = [m for m in METHODS if not finished(run_dir(budget, m, seed, ARCHIVE))]
