@@ -104,13 +104,13 @@ def refusal(entry: str, *overrides: str, check: Any = None) -> str:
     from omegaconf.errors import OmegaConfBaseException
 
     from amc.entry import config_error_line
-    from amc.errors import ConfigError
+    from amc.errors import AmcError
 
     try:
         settings = composed(entry, *overrides)
         if check is not None:
             check(settings)
-    except ConfigError as error:
+    except AmcError as error:  # what an entry point prints as its one error line (amc.entry.user_errors_exit)
         return str(error)
     except (HydraException, OmegaConfBaseException) as error:
         return config_error_line(error)
