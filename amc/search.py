@@ -25,6 +25,7 @@ from amc.strategy.loop import FINISHED_FILES, RESULT_FILES, search
 
 log = logging.getLogger(__name__)
 
+
 @entry_point("search")
 def main(cfg: DictConfig) -> float | None:
     settings: SearchConfig = settings_of(cfg)

@@ -73,6 +73,13 @@ class SearchRecorder:
         self.bar.refresh()
         self.last_time = time.perf_counter()
 
+    def mark_over_budget(self, row: dict[str, Any]) -> None:
+        """``row`` was measured over the budget after it was recorded: it loses to every strategy within it."""
+        row["over_budget"] = True
+        self.best = None
+        for r in self.rows:
+            self._update_best(r)
+
     @staticmethod
     def _rank(row: dict[str, Any]) -> tuple[bool, float]:
         return not row.get("over_budget", False), row["reward"]  # a strategy timed over budget loses to any other

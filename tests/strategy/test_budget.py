@@ -346,6 +346,47 @@ def test_a_strategy_timed_over_the_latency_budget_is_never_the_best(tmp_path):
     assert rows[0]["over_budget"] is True and rows[1]["over_budget"] is False
 
 
+def test_the_export_times_finalists_until_one_is_within_the_latency_budget(tmp_path):
+    """A best strategy the search priced within a latency budget but that measures over it is not exported: the
+    finalists are timed end to end, best reward first, until one measures within it, and only those are timed."""
+    from types import SimpleNamespace
+
+    import torch.nn as nn
+
+    from amc.envs import ChannelPruningEnv
+    from amc.strategy.best import check_finalists_latency
+    from amc.strategy.recorder import SearchRecorder
+    from amc.strategy.tiny import tiny_task
+
+    scorer, wall = tiny_task()
+    widths, small = list(scorer.structure.widths), list(wall.minimum)
+    middle = [max(lo, w // 2) for lo, w in zip(small, widths, strict=True)]
+
+    def conv_channels(net: nn.Module) -> int:
+        return sum(m.out_channels for m in net.modules() if isinstance(m, nn.Conv2d))
+
+    class ChannelsAsLatency:  # a network "takes" its conv channels: no clock, the same on any machine
+        def ratio(self, net: nn.Module, min_run_s: float) -> float:
+            return conv_channels(net) / conv_channels(scorer.model)
+
+    env = ChannelPruningEnv(scorer, wall, fill_budget=False)
+    cfg = composed("search", "episodes=3", "logger=none")
+    no_tracking = SimpleNamespace(log=lambda *a, **k: None)
+    recorder = SearchRecorder(tmp_path, scorer.structure, wall.constraint, cfg, no_tracking, 0.0)
+    for channels, reward in ((widths, 3.0), (middle, 2.0), (small, 1.0)):  # best reward = the widest
+        recorder.record(type(r := env.evaluate(channels))(**{**r.__dict__, "reward": reward}))
+    recorder.close()
+    budget = conv_channels(prune_model(scorer.model, scorer.structure, middle, reconstruction="none")) / conv_channels(
+        scorer.model
+    )
+    timer = ChannelsAsLatency()
+    checks = check_finalists_latency(SimpleNamespace(scorer=scorer, latency_timer=timer), recorder, budget, needed=1)
+    assert [c["episode"] for c in checks] == [1, 2]  # the widest measured over, the middle one within: stop
+    assert checks[0]["measured"] == 1.0 and checks[1]["measured"] == pytest.approx(budget)
+    assert recorder.best["episode"] == 2 and recorder.rows[0]["over_budget"] is True
+    assert recorder.best["export_latency_ratio"] == pytest.approx(budget)  # what the export reports, not retimed
+
+
 def test_one_budget_is_enforced_for_library_callers_too():
     """Outside Hydra there is no command line to look at: two budgets in the settings are refused all the same."""
     import dataclasses

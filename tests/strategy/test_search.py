@@ -213,6 +213,8 @@ def test_a_latency_budget_search_times_its_export_end_to_end(first_run, cache, t
     assert strategy["constraint"] == "latency" and strategy["budget"] == 1.0
     assert 0 < strategy["predicted_latency_ratio"] <= 1.0
     assert strategy["measured_latency_ratio"] > 0 and strategy["search_timed_latency_ratio"] > 0
+    checks = strategy["export_latency_checks"]  # the finalists timed for the export, best reward first
+    assert checks and checks[0]["episode"] in range(1, 5) and all(c["measured"] > 0 for c in checks)
     assert "measured again end to end" in proc.stdout and "Traceback" not in proc.stderr  # the timer exits cleanly
     log = (tmp_path / "a" / "search.log").read_text()
     assert "the smallest network the wall allows" in log
