@@ -64,7 +64,7 @@ def check_finalists_latency(
     log.info(
         f"latency budget {budget:g}: timed {len(checks)} finalist(s) end to end for the export, {within} within it "
         f"(measured {measured} of the base)"
-        + ("" if within else f"; none of these is within it, nor is any strategy the search scored higher")
+        + ("" if within else "; none of these is within it, nor is any strategy the search scored higher")
     )
     return checks
 
