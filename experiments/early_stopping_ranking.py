@@ -36,7 +36,7 @@ def per_image_correct(run_dir: Path) -> tuple[torch.Tensor, int]:
     scorer = build_task(dataclasses.replace(cfg, prefix_cache_mb=0, resume=None), pick_device(cfg.device)).scorer
     rows = read_jsonl(run_dir / "episodes.jsonl")
     correct = [scorer.logits(r["channels"]).argmax(1) == scorer.val_labels for r in rows]
-    return torch.stack(correct).cpu(), scorer.batch_size
+    return torch.stack(correct).cpu(), scorer.settings.batch_size
 
 
 def replay(correct: torch.Tensor, batch: int, z: float, first: int) -> tuple[list[float], float]:

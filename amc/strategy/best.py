@@ -204,7 +204,7 @@ def export_best(
         test_top1=test["top1"],
         test_top5=test["top5"],
         base_test_top1=base_test["top1"],
-        scored_in=str(scorer.dtype).removeprefix("torch."),
+        scored_in=str(scorer.settings.dtype).removeprefix("torch."),
         kept_channels=[k.tolist() for k in scorer.keep(best["channels"])],  # amc.export takes these as scored
         export_reconstruction=cfg.export_reconstruction,
         export_calibration_images=0 if calibration is None else len(calibration),
@@ -226,7 +226,8 @@ def export_best(
     )
     recorder.finish(cfg.agent.warmup_episodes)
     tracker.summary({"best_" + k: v for k, v in strategy.items() if isinstance(v, int | float)})
-    dtypes = dict.fromkeys([torch.float32, scorer.dtype])  # float32: as a user evaluates; then as episodes are scored
+    # float32: as a user evaluates; then as the episodes were scored
+    dtypes = dict.fromkeys([torch.float32, scorer.settings.dtype])
     base_eval_s = {str(d).removeprefix("torch."): scorer.time_base_evaluation(d) for d in dtypes}
     log.info(recorder.summary_line(strategy, base_eval_s, len(scorer.val_labels)))
     if linear_solve.FALLBACKS:

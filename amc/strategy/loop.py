@@ -108,7 +108,7 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
         f"searching {cfg.agent.name} over {len(task.structure.points)} decision points of {task.structure.arch_name}: "
         f"{c.kind} budget {c.budget:g} of {c.base_cost:,.0f} {c.unit}, channels ranked by {cfg.selection}, "
         f"scored by search-val {cfg.metric} on {len(task.scorer.val_labels)} images "
-        f"in {str(task.scorer.dtype).removeprefix('torch.')} (eval_precision={cfg.eval_precision})"
+        f"in {str(task.scorer.settings.dtype).removeprefix('torch.')} (eval_precision={cfg.eval_precision})"
     )
     session = SearchSession(recorder, files, runner, cfg.episodes, cfg.stop_after)
     if recorder.evaluations < cfg.episodes:

@@ -89,11 +89,7 @@ class StrategyScorer:
     ) -> None:
         self.model, self.structure, self.settings = model.eval(), structure, settings
         self.device = torch.device(device)
-        self.calibration_images, self.points_per_image, self.seed = (
-            images.calibration,
-            settings.points_per_image,
-            settings.seed,
-        )
+        self.calibration_images = images.calibration
         self._recalibration = images.recalibration
         self.prefix_cache: PrefixCache | None = None  # set below, once the evaluator is chosen
         self.use_score(settings.score)
@@ -116,10 +112,9 @@ class StrategyScorer:
         ]
         self.setup_s = time.perf_counter() - t0
         fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
-        self.memory_format, self.dtype = fmt, settings.dtype
+        self.memory_format = fmt
         self.val_images = images.val_images.to(self.device, settings.dtype).contiguous(memory_format=fmt)
         self.val_labels = images.val_labels.to(self.device)
-        self.metric, self.batch_size = settings.metric, settings.batch_size
         self.batchnorm_pairs = batchnorm_pairs(model)  # traced once; pruned copies keep the module names
         # The forward traced once: stages the prefix cache can start from, and conv + activation fused on CPU.
         self.staged = staged_forward(model, structure)
@@ -174,7 +169,7 @@ class StrategyScorer:
             return net
         net.to(self.device, memory_format=self.memory_format)
         batches = images.to(self.device).contiguous(memory_format=self.memory_format)
-        return recalibrate_batchnorms(net, batches, self.batch_size)
+        return recalibrate_batchnorms(net, batches, self.settings.batch_size)
 
     def build_closed_loop(self, channels: Sequence[int], images: torch.Tensor | None = None) -> nn.Module:
         """The final export: each consumer refit on the features of the network pruned so far (slower, better).
@@ -185,7 +180,9 @@ class StrategyScorer:
         images = self.calibration_images if images is None else images
         if images is None or not len(images) or not self.refit:
             return self.recalibrate(slice_model(self.model, self.structure, keep))
-        overrides = closed_loop_overrides(self.model, self.structure, keep, images, self.points_per_image, self.seed)
+        overrides = closed_loop_overrides(
+            self.model, self.structure, keep, images, self.settings.points_per_image, self.settings.seed
+        )
         return self.recalibrate(slice_model(self.model, self.structure, keep, overrides))
 
     @torch.inference_mode()
@@ -198,7 +195,7 @@ class StrategyScorer:
         n = len(self.val_labels)
         timings["evaluate_s"] = time.perf_counter() - t0
         top1, top5 = 100 * c1 / n, 100 * c5 / n
-        return Score(top5 if self.metric == "top5" else top1, top1, top5, timings, reused)
+        return Score(top5 if self.settings.metric == "top5" else top1, top1, top5, timings, reused)
 
     @torch.inference_mode()
     def logits(self, channels: Sequence[int]) -> torch.Tensor:
@@ -213,10 +210,10 @@ class StrategyScorer:
         runs; the scorer's own dtype: what the episode would cost with neither pruning nor cache)."""
         net = self._prepare(copy.deepcopy(self.model), dtype)  # folding and casting work in place
         images = self.val_images.to(dtype)
-        net(images[: self.batch_size])  # warm-up: kernels, allocator
+        net(images[: self.settings.batch_size])  # warm-up: kernels, allocator
         t0 = time.perf_counter()
-        for i in range(0, len(self.val_labels), self.batch_size):
-            net(images[i : i + self.batch_size])
+        for i in range(0, len(self.val_labels), self.settings.batch_size):
+            net(images[i : i + self.settings.batch_size])
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
@@ -225,15 +222,17 @@ class StrategyScorer:
         """``net`` (a pruned copy, changed in place) with BN folded into the convs, on the scoring device, layout and
         dtype; tensors it shares with the base are copied on the cast, not changed."""
         net = fold_batchnorms(net, self.batchnorm_pairs)
-        return net.to(self.device, dtype or self.dtype, memory_format=self.memory_format)
+        return net.to(self.device, dtype or self.settings.dtype, memory_format=self.memory_format)
 
     def _logits(self, net: nn.Module, channels: Sequence[int]) -> tuple[torch.Tensor, int]:
         """All search-val logits, and how many leading trunk stages came from the prefix cache."""
         if self.prefix_cache is not None:
-            return self.prefix_cache.logits(net, channels, self.val_images, self.batch_size)
-        batches = range(0, len(self.val_labels), self.batch_size)
+            return self.prefix_cache.logits(net, channels, self.val_images, self.settings.batch_size)
+        batches = range(0, len(self.val_labels), self.settings.batch_size)
         if self.staged is None:
-            return torch.cat([net(self.val_images[i : i + self.batch_size]) for i in batches]), 0
+            return torch.cat([net(self.val_images[i : i + self.settings.batch_size]) for i in batches]), 0
         bound = self.staged.bind(net)
         images = self.val_images
-        return torch.cat([self.staged.run(net, images[i : i + self.batch_size], 0, None, bound) for i in batches]), 0
+        return torch.cat(
+            [self.staged.run(net, images[i : i + self.settings.batch_size], 0, None, bound) for i in batches]
+        ), 0
