@@ -212,9 +212,13 @@ def test_a_latency_budget_search_times_its_export_end_to_end(first_run, cache, t
     strategy = json.loads((tmp_path / "a" / "strategy.json").read_text())
     assert strategy["constraint"] == "latency" and strategy["budget"] == 1.0
     assert 0 < strategy["predicted_latency_ratio"] <= 1.0
-    assert strategy["measured_latency_ratio"] > 0 and strategy["search_timed_latency_ratio"] > 0
-    checks = strategy["export_latency_checks"]  # the finalists timed for the export, best reward first
-    assert checks and checks[0]["episode"] in range(1, 5) and all(c["measured"] > 0 for c in checks)
+    # the finalists timed for the export, best reward first, until one measured within the budget: that one is exported
+    checks = strategy["export_latency_checks"]
+    assert checks[-1]["episode"] == strategy["episode"] and checks[-1]["measured"] <= 1.0
+    assert all(c["measured"] > 1.0 for c in checks[:-1])
+    assert strategy["measured_latency_ratio"] == checks[-1]["measured"] > 0
+    timed = strategy["search_timed_latency_ratio"]  # None when the search never timed the exported one (not a best)
+    assert timed is None or timed > 0
     assert "measured again end to end" in proc.stdout and "Traceback" not in proc.stderr  # the timer exits cleanly
     log = (tmp_path / "a" / "search.log").read_text()
     assert "the smallest network the wall allows" in log
