@@ -56,7 +56,8 @@ def test_every_documented_amc_command_composes(doc, command, job):
     assert (ROOT / "conf" / f"{entry}.yaml").is_file(), f"{doc}: no such command {module}"
     overrides = [a for a in args if "=" in a]
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        # a sweep's comma lists compose one value at a time: the first of each
+        # a sweep's comma lists and sweeper ranges (interval(a,b), choice(a,b)) compose one value: the first
+        overrides = [re.sub(r"=(?:interval|range|choice)\(([^,)]+)[^)]*\)$", r"=\1", o) for o in overrides]
         cfg = compose(entry, overrides=[re.sub(r"=([^,\[\]]+),[^\[\]]*$", r"=\1", o) for o in overrides],
                       return_hydra_config=any(o.startswith("hydra") for o in overrides))  # fmt: skip
     if "hydra" in cfg:

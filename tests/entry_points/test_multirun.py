@@ -52,3 +52,29 @@ def test_submitit_launcher_runs_each_job_as_a_submitit_job(tmp_path):
     assert "job 0 (experiment=smoke flops_budget=0.01" in text, text
     assert (tmp_path / "sweep" / "budget_0.5_1" / "strategy.json").is_file()
     assert (tmp_path / "sweep" / ".submitit").is_dir()  # the jobs really went through submitit
+
+
+@pytest.mark.slow
+def test_hydras_optuna_sweeper_maximises_what_a_search_returns(tmp_path):
+    """``main`` returns the metric a search optimises (search-val top-1 of its export), and Hydra's Optuna sweeper
+    drives a search by it: its best trial is the one whose strategy.json scored highest."""
+    import json
+
+    import yaml
+
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="./run installs it (--no-deps: see ./run)")
+    sweep = tmp_path / "sweep"
+    optuna = "hydra/sweeper=optuna hydra.sweeper.n_trials=2 hydra.sweeper.direction=maximize"
+    optuna += " hydra.sweeper.sampler.seed=0"
+    proc = run_module(
+        *shlex.split(f"amc.search -m experiment=smoke {optuna} threads=1 cache_dir={tmp_path / 'cache'}"),
+        "flops_budget=interval(0.3,0.6)",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/strategy.json"))]
+    assert len(trials) == 2 and trials[0]["budget"] != trials[1]["budget"]
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    best = max(trials, key=lambda t: t["accuracy"])
+    assert result["best_value"] == pytest.approx(best["accuracy"])
+    assert result["best_params"]["flops_budget"] == pytest.approx(best["budget"])
