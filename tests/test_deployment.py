@@ -13,7 +13,7 @@ from amc.models import create_model, save_checkpoint
 from amc.pruning.apply import prune_model
 from amc.pruning.structure import analyse
 from amc.timing import paired_latency, paired_latency_ratio, torch_latency
-from tests.conftest import assert_clean_error, run_module, run_ok
+from tests.conftest import refusal, run_ok
 
 
 @pytest.mark.parametrize("name", ["torchvision.models.resnet18", "torchvision.models.mobilenet_v3_small"])
@@ -58,7 +58,10 @@ def test_deploy_cli_compares_pruned_and_base(tmp_path):
 
 
 def test_deploy_needs_a_checkpoint(tmp_path):
-    assert_clean_error(run_module("amc.deploy", f"hydra.run.dir={tmp_path}"), "checkpoint=PATH")
+    """Refused before any work, called as the entry point calls the job (the exit path: tests/entry_points)."""
+    from amc.deployment.jobs import deploy_report
+
+    assert "checkpoint=PATH" in refusal("deploy", check=lambda settings: deploy_report(settings, tmp_path / "run"))
 
 
 class Sleeps(torch.nn.Module):
