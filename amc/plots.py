@@ -1,7 +1,6 @@
 """Plots a search writes into its run dir (matplotlib, no display needed).
 
-matplotlib is imported on the first plot, not with the search: it holds 24 MiB that the search's
-memory budget (1.5 GiB on the first run) does not need until the end.
+matplotlib is imported on the first plot, not with the search, whose memory does not need it until the end.
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ def fold_batchnorms(model: nn.Module, pairs: list[tuple[str, str]] | None = None
 
 # Conv + activation in one oneDNN kernel, for the scorer's CPU evaluation of pruned networks. In eager PyTorch
 # the activation is a second pass over the conv's output; fused, it is applied while the output is still in
-# registers. Measured on FMNIST-MBV1 (2-core AVX512-BF16 CPU, bf16, batch 125): the activations were 12 % of an
-# episode's evaluation; the fused kernel's output is bit-identical to conv then activation (tests/pruning).
+# registers (the time it saves: lab notebook, "Where an episode's time goes"); the fused kernel's output is
+# bit-identical to conv then activation (tests/pruning).
 _POST_OPS: dict[type[nn.Module] | object, tuple[str, list[float | None]]] = {
     nn.ReLU: ("relu", [None]),
     nn.ReLU6: ("hardtanh", [0.0, 6.0]),

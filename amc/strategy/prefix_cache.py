@@ -86,7 +86,7 @@ class PrefixCache:
 
         One block per entry, not one tensor per batch: a block this large is mmapped by glibc and returned to the
         system when evicted, where per-batch tensors were interleaved with each episode's transient activations on
-        the heap and kept it fragmented (+≈ 290 MiB of free heap RSS after 40 strategies on FMNIST-MBV1).
+        the heap and kept it fragmented (lab notebook, "Memory, again").
         """
         size = batch[:1].numel() * batch.element_size() * count
         keep_size = _nbytes(self.entries[keep]) if keep in self.entries else 0

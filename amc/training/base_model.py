@@ -74,9 +74,7 @@ def obtain_base_model(cfg: SearchConfig) -> tuple[nn.Module, str]:
 
 def _train_base_in_child(cfg: SearchConfig, path: Path) -> None:
     """Train in a child process, so that everything training held (optimizer state, saved activations, a heap
-    that training fragmented) goes back to the OS before the search starts. Measured on the first run: the
-    largest process peaks at 1.80 GiB instead of 2.01 GiB in one process; while the child trains, parent and
-    child together hold more (2.3 GiB RSS, much of it shared library pages)."""
+    that training fragmented) goes back to the OS before the search starts (its peak memory: lab notebook)."""
     if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "forkserver", "spawn"):
         # inside a launcher's worker (joblib's loky): a child could not restore that start method; train here
         _train_base(cfg, path)
