@@ -12,7 +12,7 @@ import yaml
 from scipy import stats
 
 from amc.leaderboard import main
-from amc.reporting.leaderboard import difference_ci, find_runs, mean_ci, table_rows
+from amc.reporting.leaderboard import difference_ci, find_runs, mean_ci, paired_difference_ci, table_rows
 
 
 def fake_run(folder: Path, agent: str, seed: int, after: float, budget: float = 0.25, probes: int = 0) -> None:
@@ -45,6 +45,18 @@ def test_difference_interval_is_welchs():
     assert math.isclose(diff, (low + high) / 2) and math.isclose(half, (high - low) / 2, rel_tol=1e-9)
 
 
+def test_the_same_seeds_interval_is_a_paired_t_interval_over_the_shared_seeds():
+    a, b = {1: 91.0, 2: 91.4, 3: 90.8, 4: 92.0}, {1: 90.7, 2: 91.2, 3: 90.4, 5: 89.0}  # seeds 4 and 5 unpaired
+    diff, half, pairs = paired_difference_ci(a, b)
+    paired = stats.ttest_rel([91.0, 91.4, 90.8], [90.7, 91.2, 90.4])
+    low, high = paired.confidence_interval(0.95)
+    assert pairs == 3 and math.isclose(diff, (low + high) / 2) and math.isclose(half, (high - low) / 2)
+    # a shift shared by both sides within each seed moves neither the paired mean nor its interval
+    shifted = paired_difference_ci({k: v + k for k, v in a.items()}, {k: v + k for k, v in b.items()})
+    assert math.isclose(shifted[0], diff) and math.isclose(shifted[1], half)
+    assert math.isnan(paired_difference_ci({1: 91.0}, {1: 90.0})[1])  # one pair: no interval
+
+
 def test_runs_in_any_layout_are_grouped_by_budget_and_method(tmp_path):
     for seed, after in zip((1, 2, 3), (91.0, 91.4, 90.8), strict=True):
         fake_run(tmp_path / "sweep" / f"job{seed}", "ddpg", seed, after, probes=0)
@@ -57,6 +69,8 @@ def test_runs_in_any_layout_are_grouped_by_budget_and_method(tmp_path):
     assert set(rows) == {"ddpg", "uniform"} and rows["ddpg"]["seeds"] == [1, 2, 3]
     diff, half = difference_ci([91.0, 91.4, 90.8], [90.2] * 3)
     assert rows["ddpg"]["delta_uniform"].startswith(f"{diff:+.2f} ± {half:.2f}")
+    diff, half, _ = paired_difference_ci({1: 91.0, 2: 91.4, 3: 90.8}, {1: 90.2, 2: 90.2, 3: 90.2})
+    assert rows["ddpg"]["paired_delta_uniform"].startswith(f"{diff:+.2f} ± {half:.2f}")
 
 
 def test_probes_count_as_evaluations_and_the_curve_starts_at_the_first_episode(tmp_path):

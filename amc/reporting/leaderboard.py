@@ -135,6 +135,17 @@ def difference_ci(a: list[float], b: list[float]) -> tuple[float, float]:
     return diff, t_quantile(df) * math.sqrt(va + vb)
 
 
+def paired_difference_ci(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
+    """Mean over the seeds both sides ran of ``a[seed] − b[seed]``, the half-width of its 95 % interval (paired t;
+    NaN below two shared seeds) and how many seeds it pairs. Runs of one seed share its calibration sample and
+    fine-tuning order, so pairing removes what the seed moves in both."""
+    diffs = [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
+    if not diffs:
+        return math.nan, math.nan, 0
+    mean, half = mean_ci(diffs)
+    return mean, half, len(diffs)
+
+
 def _cell(values: list[float], digits: int = 2) -> str:
     if not values:
         return "—"
@@ -152,6 +163,11 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
         after = [r.test_after for r in members if r.test_after is not None]
         baseline = [r.test_after for r in groups.get((constraint, budget, BASELINE), []) if r.test_after is not None]
         delta = difference_ci(after, baseline) if after and baseline and method != BASELINE else None
+        by_seed = {r.seed: r.test_after for r in members if r.test_after is not None}
+        baseline_by_seed = {
+            r.seed: r.test_after for r in groups.get((constraint, budget, BASELINE), []) if r.test_after is not None
+        }
+        paired = paired_difference_ci(by_seed, baseline_by_seed) if method != BASELINE else None
         rows.append(
             {
                 "constraint": constraint,
@@ -163,6 +179,7 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
                 "test_after": _cell(after) if after else "—",
                 "after_mean": statistics.fmean(after) if after else -math.inf,
                 "delta_uniform": "—" if delta is None else _delta(*delta),
+                "paired_delta_uniform": "—" if paired is None or not paired[2] else _delta(*paired[:2]),
                 "macs_ratio": _cell([r.macs_ratio for r in members], 4),
                 "evaluations": _cell([float(r.evaluations) for r in members], 0),
                 "wall_s": _cell([r.wall_s for r in members], 0),
@@ -181,20 +198,21 @@ def _delta(diff: float, half: float) -> str:
 def markdown(runs: list[Run]) -> str:
     header = (
         "| budget | method | seeds | search-val top-1 (%) | test top-1 before FT (%) | test top-1 after FT (%) "
-        "| after FT − uniform | MACs ratio | evaluations | wall (s) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
+        "| after FT − uniform | same seeds: after FT − uniform | MACs ratio | evaluations | wall (s) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| {r['constraint']} {r['budget']:g} | {r['method']} | {len(r['seeds'])} ({', '.join(map(str, r['seeds']))}) "
-        f"| {r['search_val']} | {r['test_before']} | {r['test_after']} | {r['delta_uniform']} | {r['macs_ratio']} "
-        f"| {r['evaluations']} | {r['wall_s']} |\n"
+        f"| {r['search_val']} | {r['test_before']} | {r['test_after']} | {r['delta_uniform']} "
+        f"| {r['paired_delta_uniform']} | {r['macs_ratio']} | {r['evaluations']} | {r['wall_s']} |\n"
         for r in table_rows(runs)
     ]
     notes = (
         "\nMean ± half-width of the 95 % confidence interval over seeds (Student's t); one seed shows the value "
         "alone. Top-1 is on the test split unless it says search-val (the held-out part of the training set the "
         "search scores on). FT: the run's fixed KD fine-tuning. *after FT − uniform*: Welch's 95 % interval of the "
-        "difference of means; `*` marks an interval that excludes zero. MACs ratio: the exported network's MACs over "
+        "difference of means; *same seeds*: the mean of the per-seed differences over the seeds both ran, with its "
+        "paired 95 % interval; `*` marks an interval that excludes zero. MACs ratio: the exported network's MACs over "
         "the base's (FLOPs = 2 × MACs, so the FLOPs ratio is the same). Evaluations: strategies scored, probes "
         "included. Wall: the search's seconds plus any promotion's fine-tuning.\n"
     )
