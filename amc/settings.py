@@ -68,6 +68,7 @@ class AgentConfig:
     sampler: Optional[Sampler] = None  # optuna
     grid: Optional[list[float]] = None  # sensitivity: keep ratios each layer is probed at
     candidates: Optional[int] = None  # sensitivity: strategies scored from the best thresholds
+    probes_from: Optional[str] = None  # sensitivity: an earlier run's dir whose probes are reused (another budget)
     rounds: Optional[int] = None  # greedy: shrinking rounds (default: as many as the evaluations allow)
     options: dict[str, Any] = field(default_factory=dict)  # a plug-in method's own settings
     hidden_sizes: Optional[list[int]] = None

@@ -12,6 +12,7 @@ from amc.pruning.cost_check import refuse_unpredictable_costs
 from amc.pruning.structure import analyse
 from amc.settings import SearchConfig, choice_errors
 from amc.strategy.budget import ActionWall, make_constraint
+from amc.strategy.probe_reuse import check_probes_from
 from amc.strategy.runners import BATCHED_AGENTS, runner_class
 
 DEFAULT_FLOPS_BUDGET = 0.5  # the budget of a search that names none
@@ -71,6 +72,8 @@ def check_method(cfg: SearchConfig) -> None:
         )
     if agent.grid is not None and not (agent.grid and all(0 < r < 1 for r in agent.grid)):
         raise ConfigError(f"agent.grid lists keep ratios in (0, 1), e.g. [0.25,0.5,0.75]; got {list(agent.grid)}")
+    if agent.probes_from:
+        check_probes_from(cfg, agent.probes_from)
     if cfg.workers > 1 and learner not in BATCHED_AGENTS:
         raise ConfigError(
             f"workers={cfg.workers} scores an RL agent's episodes in parallel ({', '.join(BATCHED_AGENTS)}); "

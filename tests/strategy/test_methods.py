@@ -140,3 +140,23 @@ def test_a_method_plugs_in_through_config_alone(tmp_path, cache):
     episodes = rows(tmp_path / "run" / "episodes.jsonl")
     assert len(episodes) == 1 and episodes[0]["cost_ratio"] <= 0.4 + 1e-9
     assert json.loads((tmp_path / "run" / "strategy.json").read_text())["agent"] == "half"
+
+
+def test_sensitivity_at_another_budget_reuses_an_earlier_runs_probes(tmp_path, cache, finished):
+    """A probe prunes one layer alone, which no budget enters: a search at 0.3 that reuses the 0.4 run's probes
+    ends where a fresh search at 0.3 ends, spending evaluations only on its thresholds' strategies."""
+    from amc.errors import ConfigError
+    from amc.strategy.probe_reuse import check_probes_from
+    from tests.conftest import composed
+
+    earlier = finished("sensitivity")
+    search(tmp_path / "fresh", cache, "sensitivity", "flops_budget=0.3")
+    search(tmp_path / "reused", cache, "sensitivity", "flops_budget=0.3", f"agent.probes_from={earlier}")
+    fresh, reused = (json.loads((tmp_path / d / "strategy.json").read_text()) for d in ("fresh", "reused"))
+    assert reused["channels"] == fresh["channels"] and reused["accuracy"] == fresh["accuracy"]
+    assert rows(tmp_path / "fresh" / "probes.jsonl") and not rows(tmp_path / "reused" / "probes.jsonl")
+    assert len(rows(tmp_path / "reused" / "episodes.jsonl")) == len(rows(tmp_path / "fresh" / "episodes.jsonl"))
+    # probes scored with another seed (another calibration sample) are not this search's
+    other_seed = composed("search", *COMMON[:-2], "seed=6", *METHODS["sensitivity"], f"agent.probes_from={earlier}")
+    with pytest.raises(ConfigError, match=r"scored its probes with other settings: seed=6 \(it ran with 5\)"):
+        check_probes_from(other_seed, earlier)

@@ -3,7 +3,9 @@
 Each decision point is scored alone at each keep ratio of a coarse grid, every other layer at full width (probes).
 A threshold on those scores then gives every layer the fewest channels whose score stays at or above it; a binary
 search finds the highest threshold whose strategy meets the budget, which is filled to the budget and scored.
-``agent.candidates`` > 1 also scores the strategies of the next lower thresholds.
+``agent.candidates`` > 1 also scores the strategies of the next lower thresholds. ``agent.probes_from=RUN`` reuses
+the probes of an earlier sensitivity run over the same base and evaluator (``amc.strategy.probe_reuse``), so another
+budget costs only its thresholds' strategies, as ModelOpt re-runs a search from cached sensitivities.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from amc.envs import ChannelPruningEnv
 from amc.settings import AgentConfig
 from amc.strategy.methods.base import Evaluator, ReplayedMethod
+from amc.strategy.probe_reuse import reusable_probes
 
 DEFAULT_GRID = (0.25, 0.5, 0.75)
 
@@ -22,6 +25,7 @@ class Sensitivity(ReplayedMethod):
         super().__init__(env)
         self.grid = sorted(agent.grid or DEFAULT_GRID)
         self.candidates = max(1, agent.candidates or 1)
+        self.reused = reusable_probes(agent.probes_from) if agent.probes_from else {}
 
     def probe_counts(self, index: int) -> list[int]:
         """The counts layer ``index`` is probed at: the grid's ratios on its allowed counts, less its full width."""
@@ -35,7 +39,9 @@ class Sensitivity(ReplayedMethod):
         for i in range(len(widths)):
             curve = {}
             for count in self.probe_counts(i):
-                curve[count] = evaluator.probe([*widths[:i], count, *widths[i + 1 :]]).reward
+                channels = [*widths[:i], count, *widths[i + 1 :]]
+                reused = self.reused.get(tuple(channels))
+                curve[count] = reused if reused is not None else evaluator.probe(channels).reward
             curves.append(curve)
         thresholds = sorted({score for curve in curves for score in curve.values()}, reverse=True)
         fits = self.env.wall.constraint.fits
