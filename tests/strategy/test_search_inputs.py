@@ -44,6 +44,7 @@ def search_refusal(tmp_path, *args: str) -> str:
         # a "DDPG" search whose every episode is random warm-up
         (["episodes=10", "agent.warmup_episodes=20"], "warmup_episodes=20 is not below episodes=10"),
         (["selection=lsq", "reconstruct=false"], "selection=lsq ranks channels by their least-squares refit"),
+        (["agent=sensitivity", "agent.probes_from=/nonexistent/run"], "holds no probes.jsonl and config.yaml"),
     ],
 )
 def test_bad_search_inputs(args, message, tmp_path):
