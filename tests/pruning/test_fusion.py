@@ -116,7 +116,7 @@ def test_a_scorer_scores_with_fused_kernels_exactly_as_eager_pytorch(dtype):
     net = plain._prepare(plain.build(channels)[0])
     assert plain.staged.bind(net).fused  # the scorer's path does fuse
     with torch.inference_mode():
-        batches = plain.val_images.split(plain.batch_size)
+        batches = plain.val_images.split(plain.settings.batch_size)
         assert torch.equal(plain.logits(channels), torch.cat([net(b) for b in batches]))
 
 
