@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -97,11 +99,17 @@ def score_all(scorer, candidates: list[dict], path: Path) -> list[dict]:
 def bootstrap_ci(x: np.ndarray, y: np.ndarray, statistic, resamples: int = 2000) -> tuple[float, float, float]:
     """(estimate, 2.5 %, 97.5 %) of a rank correlation, resampling the strategies with replacement."""
     rng = np.random.default_rng(0)
-    estimate = float(statistic(x, y)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant score (plain evaluation at 0.25: chance for every strategy)
+        estimate = float(statistic(x, y)[0])
+    if math.isnan(estimate):  # ranks nothing: no correlation, and no interval to draw
+        return math.nan, math.nan, math.nan
     draws = []
     for _ in range(resamples):
         idx = rng.integers(0, len(x), len(x))
-        value = statistic(x[idx], y[idx])[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a resample can hold one distinct score
+            value = statistic(x[idx], y[idx])[0]
         if not np.isnan(value):
             draws.append(value)
     low, high = np.percentile(draws, [2.5, 97.5])
@@ -164,6 +172,13 @@ def study_budget(budget: str, count: int, epochs: float, threads: int) -> dict:
     }
 
 
+def _interval(value: tuple[float, float, float]) -> str:
+    estimate, low, high = value
+    if math.isnan(estimate):
+        return "undefined (every strategy scored alike)"
+    return f"{estimate:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def report(results: list[dict]) -> str:
     lines = [
         "| budget | evaluator | strategies | Spearman ρ [95 % CI] | Kendall τ [95 % CI] | seconds per evaluation |",
@@ -171,11 +186,8 @@ def report(results: list[dict]) -> str:
     ]
     for res in results:
         for name, c in res["correlations"].items():
-            rho, tau = c["spearman"], c["kendall"]
-            lines.append(
-                f"| {res['budget']:g} | {name} | {res['strategies']} | {rho[0]:.2f} [{rho[1]:.2f}, {rho[2]:.2f}] "
-                f"| {tau[0]:.2f} [{tau[1]:.2f}, {tau[2]:.2f}] | {c['seconds']:.2f} |"
-            )
+            rho, tau = _interval(c["spearman"]), _interval(c["kendall"])
+            lines.append(f"| {res['budget']:g} | {name} | {res['strategies']} | {rho} | {tau} | {c['seconds']:.2f} |")
     return "\n".join(lines) + (
         "\n\nScores are search-val top-1 (%) of the pruned network as each evaluator rebuilds it; the truth is test "
         "top-1 after the fixed KD fine-tuning. CIs: 2,000 bootstrap resamples of the strategies. Seconds: the median "
