@@ -1,0 +1,29 @@
+"""The statistics of experiments/predictiveness.py: rank correlations with bootstrap intervals."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "experiments"))
+import predictiveness
+
+
+def test_a_correlation_comes_with_an_interval_around_it():
+    x, y = np.array([1, 2, 3, 4, 5, 6, 7, 9.0]), np.array([1, 3, 2, 4, 5, 7, 6, 8.0])
+    estimate, low, high = predictiveness.bootstrap_ci(x, y, spearmanr)
+    assert estimate == spearmanr(x, y)[0] and low <= estimate <= high <= 1.0 and low < high
+
+
+def test_a_score_that_is_the_same_for_every_strategy_ranks_nothing():
+    """Plain evaluation at flops 0.25 scores chance for every network: undefined, not a crash at the run's end."""
+    constant = predictiveness.bootstrap_ci(np.full(8, 10.48), np.arange(8.0), kendalltau)
+    assert all(math.isnan(v) for v in constant)
+    plain = {"spearman": (math.nan,) * 3, "kendall": (math.nan,) * 3, "seconds": 1.0}
+    table = predictiveness.report([{"budget": 0.25, "strategies": 8, "correlations": {"plain": plain}}])
+    assert "| 0.25 | plain | 8 | undefined (every strategy scored alike) |" in table
