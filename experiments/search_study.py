@@ -7,7 +7,9 @@ uniform, each with the same evaluations (conf/experiment/fmnist_study.yaml). Eac
 multirun (joblib here, submitit on a cluster) over the methods still missing, in OUT/budget_B/METHOD/seed_S;
 launched again, a job continues its own run dir (on_existing=continue). Each finished run's small files
 (strategy.json, config.yaml, episodes, probes, promotion, log) are archived under experiments/search_study/runs/,
-which is committed: the study resumes from there on a fresh checkout, and the leaderboard is written from it.
+which is committed: the study resumes from there on a fresh checkout, and the leaderboard is written from it. A run
+fine-tuned with another schedule than conf/experiment/fmnist_study.yaml's keeps its search and is fine-tuned again;
+what it ran before is set aside whole (superseded_lr<LR>/), never overwritten.
 
     python experiments/search_study.py                         # everything, 2 jobs at a time, 1 thread each
     python experiments/search_study.py launcher=submitit_slurm # one SLURM job per search (set its partition etc.)
