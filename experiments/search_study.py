@@ -98,7 +98,12 @@ def set_aside_stale_archive() -> None:
 def stale(folder: Path) -> bool:
     """The run in ``folder`` was fine-tuned with another schedule than the study's now."""
     config = OmegaConf.load(folder / "config.yaml")
-    return any(OmegaConf.select(config, f"promote.train.{k}") != v for k, v in study_schedule().items())
+    return bool(schedule_changes(config))
+
+
+def schedule_changes(config) -> dict:
+    """The study's KD settings that a run's ``config`` does not have, with the study's values."""
+    return {k: v for k, v in study_schedule().items() if OmegaConf.select(config, f"promote.train.{k}") != v}
 
 
 def study_schedule() -> dict:
@@ -111,10 +116,9 @@ def set_aside_stale_finetuning(root: Path = OUT) -> None:
     already ran (strategy.json, promotion results, the exported networks) is moved whole into
     ``superseded_lr<LR>/`` beside its config, and the next sweep resumes it, running only what the new schedule
     changes (its episodes are kept)."""
-    schedule = study_schedule()
     for config_path in sorted(root.glob("budget_*/*/seed_*/config.yaml")):
         folder, config = config_path.parent, OmegaConf.load(config_path)
-        changed = {k: v for k, v in schedule.items() if OmegaConf.select(config, f"promote.train.{k}") != v}
+        changed = schedule_changes(config)
         if not changed:
             continue
         aside = folder / f"superseded_lr{config.promote.train.lr:g}"
