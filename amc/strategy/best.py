@@ -20,7 +20,7 @@ from amc.pruning import linear_solve
 from amc.pruning.reconstruction import unreconstructed
 from amc.runtime.memory import release_freed_memory
 from amc.settings import SearchConfig
-from amc.strategy.recorder import SearchRecorder
+from amc.strategy.recorder import SearchRecorder, strategy_rank
 from amc.strategy.scoring import StrategyScorer
 from amc.strategy.task import SearchTask, export_calibration
 from amc.tracking import Tracker
@@ -61,17 +61,19 @@ def check_finalists_latency(
         if within >= needed:
             break
     measured = ", ".join(f"{c['measured']:.3f}" for c in checks)
-    log.info(
+    log.log(
+        logging.INFO if within else logging.WARNING,
         f"latency budget {budget:g}: timed {len(checks)} finalist(s) end to end for the export, {within} within it "
         f"(measured {measured} of the base)"
-        + ("" if within else "; none of these is within it, nor is any strategy the search scored higher")
+        + ("" if within else "; none of these is within it, nor is any strategy the search scored higher"),
     )
     return checks
 
 
-def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any]) -> dict[str, Any]:
+def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any], budget: float) -> dict[str, Any]:
     """The exported network's end-to-end latency against the base (PyTorch eager, batch 1), as the export's check
-    timed it (timed now when it was not), beside the table's prediction and the search's own timing of it."""
+    timed it (timed now when it was not), beside the table's prediction and the search's own timing of it; a
+    network that measured over ``budget`` (when no finalist fit) is exported, but never as meeting it."""
     ratio = best.get("export_latency_ratio")
     if ratio is None:
         ratio = timer.ratio(pruned, min_run_s=EXPORT_TIMING_S)
@@ -82,7 +84,13 @@ def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any
         + f"; measured again end to end {ratio:.3f} (PyTorch eager, batch 1, {torch.get_num_threads()} threads, "
         f"fastest of {EXPORT_TIMING_S:g} s of calls alternating with the base, in a process that does nothing else)"
     )
+    if ratio > budget:
+        log.warning(
+            f"the latency budget {budget:g} is NOT met: the exported network measures {ratio:.3f} of the base "
+            "(strategy.json: latency_budget_met false); raise the budget, or lower lower_bound"
+        )
     return {
+        "latency_budget_met": ratio <= budget,
         "predicted_latency_ratio": best["cost_ratio"],
         "search_timed_latency_ratio": timed,
         "measured_latency_ratio": ratio,
@@ -90,12 +98,13 @@ def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any
 
 
 def finalists(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """The ``count`` best episodes by reward with distinct channels, none timed over a latency budget."""
-    first: dict[tuple[int, ...], dict[str, Any]] = {}  # the earliest episode of equal channels
-    for r in rows:
-        if not r.get("over_budget", False):
-            first.setdefault(tuple(r["channels"]), r)
-    return sorted(first.values(), key=lambda r: (-r["reward"], r["episode"]))[:count]
+    """The ``count`` best episodes by :func:`strategy_rank` with distinct channels, none timed over a budget."""
+    over = {tuple(r["channels"]) for r in rows if r.get("over_budget", False)}
+    best_of: dict[tuple[int, ...], dict[str, Any]] = {}  # insertion order is rank order: the first of equal channels
+    for r in sorted(rows, key=strategy_rank, reverse=True):
+        if tuple(r["channels"]) not in over:
+            best_of.setdefault(tuple(r["channels"]), r)
+    return list(best_of.values())[:count]
 
 
 def export_finalists(
@@ -197,7 +206,11 @@ def export_best(
     test_x, test_y = stack_dataset(task.data.test, limit=cfg.test_images)
     test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
-    latency = measured_latency(task.latency_timer, pruned, best) if task.latency_timer is not None else {}
+    latency = (
+        measured_latency(task.latency_timer, pruned, best, task.constraint.budget)
+        if task.latency_timer is not None
+        else {}
+    )
     strategy = recorder.strategy(
         best,
         base_checkpoint=task.base_path,

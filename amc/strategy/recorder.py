@@ -21,6 +21,12 @@ from amc.tracking import Tracker
 TIMING_KEYS = ("prune_s", "reconstruct_s", "recalibrate_s", "evaluate_s", "agent_s")
 
 
+def strategy_rank(row: dict[str, Any]) -> tuple[bool, float, int]:
+    """The one order of the search's best and its finalists: within the budget first (a strategy timed over it
+    loses to any other), then reward, then the earliest episode (workers may record out of order)."""
+    return not row.get("over_budget", False), row["reward"], -row["episode"]
+
+
 class SearchRecorder:
     def __init__(
         self,
@@ -74,18 +80,17 @@ class SearchRecorder:
         self.last_time = time.perf_counter()
 
     def mark_over_budget(self, row: dict[str, Any]) -> None:
-        """``row`` was measured over the budget after it was recorded: it loses to every strategy within it."""
-        row["over_budget"] = True
+        """``row`` was measured over the budget after it was recorded: it, and every episode of the same channels
+        (latency depends on the channels alone), loses to every strategy within it."""
+        for r in self.rows:
+            if r["channels"] == row["channels"]:
+                r["over_budget"] = True
         self.best = None
         for r in self.rows:
             self._update_best(r)
 
-    @staticmethod
-    def _rank(row: dict[str, Any]) -> tuple[bool, float]:
-        return not row.get("over_budget", False), row["reward"]  # a strategy timed over budget loses to any other
-
     def _update_best(self, row: dict[str, Any]) -> bool:
-        if self.best is None or self._rank(row) > self._rank(self.best):
+        if self.best is None or strategy_rank(row) > strategy_rank(self.best):
             self.best = row
             return True
         return False

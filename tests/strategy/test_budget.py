@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -354,7 +355,7 @@ def test_the_export_times_finalists_until_one_is_within_the_latency_budget(tmp_p
     import torch.nn as nn
 
     from amc.envs import ChannelPruningEnv
-    from amc.strategy.best import check_finalists_latency
+    from amc.strategy.best import check_finalists_latency, measured_latency
     from amc.strategy.recorder import SearchRecorder
     from amc.strategy.tiny import tiny_task
 
@@ -372,19 +373,36 @@ def test_the_export_times_finalists_until_one_is_within_the_latency_budget(tmp_p
     env = ChannelPruningEnv(scorer, wall, fill_budget=False)
     cfg = composed("search", "episodes=3", "logger=none")
     no_tracking = SimpleNamespace(log=lambda *a, **k: None)
-    recorder = SearchRecorder(tmp_path, scorer.structure, wall.constraint, cfg, no_tracking, 0.0)
-    for channels, reward in ((widths, 3.0), (middle, 2.0), (small, 1.0)):  # best reward = the widest
-        recorder.record(type(r := env.evaluate(channels))(**{**r.__dict__, "reward": reward}))
-    recorder.close()
-    budget = conv_channels(prune_model(scorer.model, scorer.structure, middle, reconstruction="none")) / conv_channels(
-        scorer.model
-    )
-    timer = ChannelsAsLatency()
-    checks = check_finalists_latency(SimpleNamespace(scorer=scorer, latency_timer=timer), recorder, budget, needed=1)
+
+    def recorded(run_dir: Path) -> SearchRecorder:
+        run_dir.mkdir()
+        recorder = SearchRecorder(run_dir, scorer.structure, wall.constraint, cfg, no_tracking, 0.0)
+        for channels, reward in ((widths, 3.0), (middle, 2.0), (small, 1.0)):  # best reward = the widest
+            recorder.record(type(r := env.evaluate(channels))(**{**r.__dict__, "reward": reward}))
+        recorder.close()
+        return recorder
+
+    def ratio(channels: list[int]) -> float:
+        pruned = prune_model(scorer.model, scorer.structure, channels, reconstruction="none")
+        return conv_channels(pruned) / conv_channels(scorer.model)
+
+    budget, task = ratio(middle), SimpleNamespace(scorer=scorer, latency_timer=ChannelsAsLatency())
+    recorder = recorded(tmp_path / "fits")
+    checks = check_finalists_latency(task, recorder, budget, needed=1)
     assert [c["episode"] for c in checks] == [1, 2]  # the widest measured over, the middle one within: stop
     assert checks[0]["measured"] == 1.0 and checks[1]["measured"] == pytest.approx(budget)
     assert recorder.best["episode"] == 2 and recorder.rows[0]["over_budget"] is True
     assert recorder.best["export_latency_ratio"] == pytest.approx(budget)  # what the export reports, not retimed
+    report = measured_latency(task.latency_timer, nn.Identity(), recorder.best, budget)
+    assert report["latency_budget_met"] is True and report["measured_latency_ratio"] == pytest.approx(budget)
+
+    # a budget nothing meets: every finalist is timed and marked; the best is exported, never reported as fitting
+    recorder = recorded(tmp_path / "none_fit")
+    checks = check_finalists_latency(task, recorder, ratio(small) / 2, needed=1)
+    assert [c["episode"] for c in checks] == [1, 2, 3] and all(r["over_budget"] for r in recorder.rows)
+    assert recorder.best["episode"] == 1
+    report = measured_latency(task.latency_timer, nn.Identity(), recorder.best, ratio(small) / 2)
+    assert report["latency_budget_met"] is False and report["measured_latency_ratio"] == 1.0
 
 
 def test_one_budget_is_enforced_for_library_callers_too():

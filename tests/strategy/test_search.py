@@ -212,11 +212,19 @@ def test_a_latency_budget_search_times_its_export_end_to_end(first_run, cache, t
     strategy = json.loads((tmp_path / "a" / "strategy.json").read_text())
     assert strategy["constraint"] == "latency" and strategy["budget"] == 1.0
     assert 0 < strategy["predicted_latency_ratio"] <= 1.0
-    # the finalists timed for the export, best reward first, until one measured within the budget: that one is exported
+    # the finalists timed for the export, best reward first, until one measured within the budget: that one is
+    # exported. The tiny network's floor measures about 0.93 of the base, so at 1.0 clock noise decides whether any
+    # fits (the check itself, on a clock-free timer: tests/strategy/test_budget.py)
     checks = strategy["export_latency_checks"]
-    assert checks[-1]["episode"] == strategy["episode"] and checks[-1]["measured"] <= 1.0
     assert all(c["measured"] > 1.0 for c in checks[:-1])
-    assert strategy["measured_latency_ratio"] == checks[-1]["measured"] > 0
+    measured = {c["episode"]: c["measured"] for c in checks}
+    assert strategy["measured_latency_ratio"] == measured[strategy["episode"]] > 0  # not timed again
+    assert strategy["latency_budget_met"] == (checks[-1]["measured"] <= 1.0)
+    if strategy["latency_budget_met"]:
+        assert checks[-1]["episode"] == strategy["episode"]
+    else:  # none fit: the search's best is exported, flagged, and the user is told
+        assert checks[0]["episode"] == strategy["episode"]
+        assert "the latency budget 1 is NOT met" in proc.stderr + proc.stdout
     timed = strategy["search_timed_latency_ratio"]  # None when the search never timed the exported one (not a best)
     assert timed is None or timed > 0
     assert "measured again end to end" in proc.stdout and "Traceback" not in proc.stderr  # the timer exits cleanly
