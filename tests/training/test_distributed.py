@@ -1,4 +1,5 @@
-"""Data-parallel training: 2 CPU processes (gloo) under torchrun give what 1 process gives, within noise."""
+"""`amc.train` under torchrun: 2 CPU processes (gloo) train one network, and only rank 0 writes. That they take the
+steps one process takes is tested exactly, in process: tests/training/test_data_parallel_exact.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, run_module
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the entry points
 
@@ -17,17 +18,14 @@ ARGS = [
     "logger=none",
     "train.epochs=4",
     "train.lr=0.05",
-    "train.batch_size=32",
+    "train.batch_size=16",  # per rank
     "seed=3",
     "+model.kwargs.cfg=[16,[32,2],32]",
     "+model.kwargs.in_planes=8",
 ]
 
 
-def test_two_processes_match_one(tmp_path):
-    one = run_module("amc.train", *ARGS, f"hydra.run.dir={tmp_path / 'one'}")
-    assert one.returncode == 0, one.stderr[-2000:]
-    # each rank sees half the batches per epoch with the same per-rank batch: the same number of samples per step x2
+def test_amc_train_runs_under_torchrun_and_only_rank_0_writes(tmp_path):
     two = subprocess.run(
         [
             sys.executable,
@@ -38,8 +36,7 @@ def test_two_processes_match_one(tmp_path):
             "-m",
             "amc.train",
             *ARGS,
-            "train.batch_size=16",
-            f"hydra.run.dir={tmp_path / 'two'}",
+            f"hydra.run.dir={tmp_path}",
         ],
         capture_output=True,
         text=True,
@@ -47,7 +44,7 @@ def test_two_processes_match_one(tmp_path):
         cwd=ROOT,
     )
     assert two.returncode == 0, two.stderr[-3000:]
-    rows_one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
-    rows_two = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows_two) == 4  # only rank 0 writes
-    assert rows_two[-1]["test_top1"] > 50 and abs(rows_two[-1]["test_top1"] - rows_one[-1]["test_top1"]) < 15
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]  # one row an epoch: rank 1 wrote none
+    assert rows[-1]["test_top1"] > 70  # it learned: 10 digits, 4 epochs; one process reaches about 84 %
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
