@@ -8,6 +8,7 @@ Library code receives these objects (``amc.config.settings_of``), never the raw 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional, get_args, get_type_hints
 
@@ -398,15 +399,22 @@ VALID_RANGES: dict[str, Range] = {
 }  # fmt: skip
 
 
-def range_errors(settings: Any, prefix: str = "") -> list[str]:
-    """Every numeric setting outside its valid range, as ``key must be …, got …`` (empty when all hold)."""
-    errors = []
+def _leaf_settings(settings: Any, prefix: str = "") -> Iterator[tuple[str, str, Any, Any]]:
+    """Every setting below ``settings`` that is not a group: (dotted key, field name, value, type hint)."""
+    hints = get_type_hints(type(settings))
     for f in fields(settings):
         value, key = getattr(settings, f.name), prefix + f.name
         if is_dataclass(value):
-            errors += range_errors(value, key + ".")
-            continue
-        valid = VALID_RANGES.get(key, VALID_RANGES.get(f.name))
+            yield from _leaf_settings(value, key + ".")
+        else:
+            yield key, f.name, value, hints[f.name]
+
+
+def range_errors(settings: Any) -> list[str]:
+    """Every numeric setting outside its valid range, as ``key must be …, got …`` (empty when all hold)."""
+    errors = []
+    for key, name, value, _ in _leaf_settings(settings):
+        valid = VALID_RANGES.get(key, VALID_RANGES.get(name))
         if valid is None or value is None:
             continue
         for item in value if isinstance(value, list) else [value]:
@@ -416,17 +424,12 @@ def range_errors(settings: Any, prefix: str = "") -> list[str]:
     return errors
 
 
-def choice_errors(settings: Any, prefix: str = "") -> list[str]:
+def choice_errors(settings: Any) -> list[str]:
     """Every setting outside its ``amc.choices`` Enum, as ``key must be one of …, got …``. Hydra refuses these
     while composing; this holds the same for settings a library caller builds with plain strings."""
     errors = []
-    hints = get_type_hints(type(settings))
-    for f in fields(settings):
-        value, key = getattr(settings, f.name), prefix + f.name
-        if is_dataclass(value):
-            errors += choice_errors(value, key + ".")
-            continue
-        choice = next((t for t in (hints[f.name], *get_args(hints[f.name])) if _is_choice(t)), None)
+    for key, _, value, hint in _leaf_settings(settings):
+        choice = next((t for t in (hint, *get_args(hint)) if _is_choice(t)), None)
         if choice is not None and value is not None and value not in {m.value for m in choice}:
             errors.append(f"{key} must be one of {', '.join(m.value for m in choice)}, got {value!r}")
     return errors
