@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from amc.errors import ConfigError
 from amc.io import write_text_atomic
-from amc.settings import SCHEMAS, range_errors
+from amc.settings import SCHEMAS, range_errors, within
 
 T = TypeVar("T")
 
@@ -111,10 +111,6 @@ RESUME_EXTENDS = {"SearchConfig": ("episodes",)}
 DEFAULT_EXTENDS = ("train.epochs", "train.num_workers")
 
 
-def _may_change(key: str, allowed: tuple[str, ...]) -> bool:
-    return any(key == a or key.startswith(a + ".") for a in allowed)
-
-
 def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
@@ -148,7 +144,7 @@ def resumed_config(cfg: DictConfig, schema: type, run_dir: Path) -> DictConfig:
         changed = [
             f"{typed} (it began with {_short(old)})"
             for key, typed in given.items()
-            if not _may_change(key, allowed)
+            if not within(key, allowed)
             and _plain(OmegaConf.select(cfg, key)) != (old := _plain(OmegaConf.select(saved, key)))
         ]
         if changed:

@@ -8,7 +8,7 @@ Library code receives these objects (``amc.config.settings_of``), never the raw 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional, get_args, get_type_hints
 
@@ -397,6 +397,11 @@ VALID_RANGES: dict[str, Range] = {
     ),
     **dict.fromkeys(("actor_lr", "critic_lr", "temperature", "min_run_s", "grad_clip_norm"), POSITIVE),
 }  # fmt: skip
+
+
+def within(key: str, settings: Iterable[str]) -> bool:
+    """``key`` (dotted) is one of ``settings`` or lies inside one of them (``train.lr`` is within ``train``)."""
+    return any(key == name or key.startswith(name + ".") for name in settings)
 
 
 def _leaf_settings(settings: Any, prefix: str = "") -> Iterator[tuple[str, str, Any, Any]]:

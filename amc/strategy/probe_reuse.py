@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from amc.errors import ConfigError
 from amc.io import read_jsonl
+from amc.settings import within
 
 # what may differ from the run whose probes are reused: the budget, how long and where a run goes, its export
 MAY_DIFFER = (
@@ -35,9 +36,7 @@ def check_probes_from(settings: Any, run_dir: str | Path) -> None:
     theirs = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=False))
     ours = _flat(OmegaConf.to_container(OmegaConf.structured(settings), resolve=False))
     differ = sorted(
-        key
-        for key in theirs.keys() | ours.keys()
-        if not any(key == k or key.startswith(k + ".") for k in MAY_DIFFER) and theirs.get(key) != ours.get(key)
+        key for key in theirs.keys() | ours.keys() if not within(key, MAY_DIFFER) and theirs.get(key) != ours.get(key)
     )
     if differ:
         shown = "; ".join(f"{k}={ours.get(k)} (it ran with {theirs.get(k)})" for k in differ[:4])
