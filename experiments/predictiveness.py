@@ -167,6 +167,7 @@ def study_budget(budget: str, count: int, epochs: float, threads: int) -> dict:
         "budget": float(budget),
         "strategies": len(candidates),
         "epochs": epochs,
+        "lr": ft_cfg.train.lr,
         "finetuned_test_top1": [finetuned[r["episode"]] for r in scores],
         "correlations": correlations(scores, finetuned),
     }
@@ -188,9 +189,11 @@ def report(results: list[dict]) -> str:
         for name, c in res["correlations"].items():
             rho, tau = _interval(c["spearman"]), _interval(c["kendall"])
             lines.append(f"| {res['budget']:g} | {name} | {res['strategies']} | {rho} | {tau} | {c['seconds']:.2f} |")
+    schedules = sorted({f"{r['epochs']:g} epoch at lr {r['lr']:g}" for r in results})
     return "\n".join(lines) + (
         "\n\nScores are search-val top-1 (%) of the pruned network as each evaluator rebuilds it; the truth is test "
-        "top-1 after the fixed KD fine-tuning. CIs: 2,000 bootstrap resamples of the strategies. Seconds: the median "
+        f"top-1 after the fixed KD fine-tuning ({', '.join(schedules)}, the base as teacher). CIs: 2,000 bootstrap "
+        "resamples of the strategies. Seconds: the median "
         "per strategy in this process (one thread), excluding the search's prefix cache.\n"
     )
 

@@ -25,5 +25,8 @@ def test_a_score_that_is_the_same_for_every_strategy_ranks_nothing():
     constant = predictiveness.bootstrap_ci(np.full(8, 10.48), np.arange(8.0), kendalltau)
     assert all(math.isnan(v) for v in constant)
     plain = {"spearman": (math.nan,) * 3, "kendall": (math.nan,) * 3, "seconds": 1.0}
-    table = predictiveness.report([{"budget": 0.25, "strategies": 8, "correlations": {"plain": plain}}])
+    table = predictiveness.report(
+        [{"budget": 0.25, "strategies": 8, "epochs": 0.5, "lr": 0.005, "correlations": {"plain": plain}}]
+    )
     assert "| 0.25 | plain | 8 | undefined (every strategy scored alike) |" in table
+    assert "(0.5 epoch at lr 0.005, the base as teacher)" in table
