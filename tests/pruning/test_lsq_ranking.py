@@ -82,7 +82,7 @@ def explained(stats: ConsumerStats, channels: list[int]) -> float:
 
 
 def test_lsq_keeps_channels_whose_refit_reproduces_a_network_better_than_l1():
-    model, size = randomised("mobilenet_v1")
+    model, size = randomised("mobilenet_v1", width_mult=0.5)
     structure = analyse(model, size)
     images = torch.randn(256, *size[1:])
     stats = OpenLoopReconstructor(model, structure, images, points_per_image=40, seed=0).stats
@@ -112,8 +112,8 @@ def test_lsq_without_statistics_is_a_clear_error():
 
 
 def test_an_underdetermined_consumer_is_refit_on_more_images():
-    """The classifier gets one row per image: 64 images cannot fit its 1,024 inputs, so it asks for enough."""
-    model, size = randomised("mobilenet_v1")
+    """The classifier gets one row per image: 64 images cannot fit its 512 inputs, so it asks for enough."""
+    model, size = randomised("mobilenet_v1", width_mult=0.5)
     structure = analyse(model, size)
     asked: list[int] = []
 

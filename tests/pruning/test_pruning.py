@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn as nn
@@ -22,11 +24,11 @@ CASES = {
 }
 
 
-def randomised(name: str) -> tuple[nn.Module, tuple[int, ...]]:
+def randomised(name: str, **overrides: Any) -> tuple[nn.Module, tuple[int, ...]]:
     """A model with non-trivial BN statistics, so a wrong channel mapping shows in the outputs."""
     kwargs, size = CASES[name]
     torch.manual_seed(0)
-    model = models.create_model(name, **kwargs)
+    model = models.create_model(name, **kwargs, **overrides)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
