@@ -30,3 +30,19 @@ def test_a_score_that_is_the_same_for_every_strategy_ranks_nothing():
     )
     assert "| 0.25 | plain | 8 | undefined (every strategy scored alike) |" in table
     assert "(0.5 epoch at lr 0.005, the base as teacher)" in table
+
+
+def test_a_finetuning_that_ends_below_its_starting_score_is_diverged_and_reported_apart():
+    promoted = [
+        {"episode": 3, "search_score": 88.06, "finetuned_search_val_top1": 43.4},  # the KD blew up
+        {"episode": 6, "search_score": 82.4, "finetuned_search_val_top1": 92.82},
+        {"episode": 22, "search_score": 68.98, "finetuned_search_val_top1": 92.38},
+    ]
+    assert predictiveness.diverged_finetunings(promoted) == {3}
+    lsq = {"spearman": (0.5, 0.1, 0.8), "kendall": (0.4, 0.1, 0.6), "seconds": 6.6}
+    result = {"budget": 0.25, "strategies": 40, "epochs": 0.5, "lr": 0.005, "diverged_episodes": [3]}
+    table = predictiveness.report(
+        [{**result, "correlations": {"lsq": lsq}, "correlations_without_diverged": {"lsq": lsq}}]
+    )
+    assert "| 0.25 | lsq | 40 | 0.50 [0.10, 0.80] |" in table
+    assert "| 0.25 | lsq | 39 (1 diverged left out) | 0.50 [0.10, 0.80] |" in table
