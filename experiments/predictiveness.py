@@ -177,9 +177,10 @@ def study_budget(budget: str, count: int, epochs: float, threads: int) -> dict:
 
 
 def diverged_finetunings(promoted: list[dict]) -> set[int]:
-    """Episodes whose fine-tuning ended below the cheap score it started from (search-val top-1): the KD diverged,
-    and its result says more about the schedule than about the strategy."""
-    return {r["episode"] for r in promoted if r["finetuned_search_val_top1"] < r["search_score"]}
+    """Episodes whose fine-tuning diverged (amc.strategy.promotion.diverged): reported apart."""
+    from amc.strategy.promotion import diverged
+
+    return {r["episode"] for r in promoted if diverged(r)}
 
 
 def _interval(value: tuple[float, float, float]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import shutil
 import time
@@ -31,6 +32,14 @@ from amc.training.distributed import Dist
 from amc.training.loop import fit
 
 RESULTS = "promotion.jsonl"
+
+log = logging.getLogger(__name__)
+
+
+def diverged(result: dict[str, Any]) -> bool:
+    """The fine-tuning ended below the cheap score it started from (search-val top-1): the KD diverged, and the
+    result says more about the schedule than about the strategy."""
+    return result["finetuned_search_val_top1"] < result["search_score"]
 
 
 def schedule(cfg: PromoteConfig, steps_per_epoch: int) -> tuple[int, int | None]:
@@ -111,6 +120,13 @@ def promote(
         with open(run_dir / RESULTS, "a") as f:  # one short append per candidate
             f.write(json.dumps(result) + "\n")
         done[row["episode"]] = result
+        if diverged(result):
+            log.warning(
+                f"promotion: episode {row['episode']} ended its fine-tuning at "
+                f"{result['finetuned_search_val_top1']:.2f} % search-val, below the {result['search_score']:.2f} % "
+                "it was scored at: the KD diverged (a lower promote.train.lr or promote.train.grad_clip_norm=2 may "
+                "steady it)"
+            )
     results = [done[r["episode"]] for r in candidates]
     winner = max(results, key=lambda r: (r["finetuned_search_val_top1"], -r["episode"]))
     shutil.copyfile(run_dir / "promotion" / f"episode_{winner['episode']}" / "last.pt", run_dir / "finetuned.pt")
