@@ -59,6 +59,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(1, min(cores, 4))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with the most end-to-end (slow) tests first: xdist hands out whole files in this order, so the long
+    ones start at once and the short ones fill the workers' tails (longest first; the order within a file stays)."""
+    slow_in_file: dict[Path, int] = {}
+    for item in items:
+        slow_in_file[item.path] = slow_in_file.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    position = {id(item): n for n, item in enumerate(items)}
+    items.sort(key=lambda item: (-slow_in_file[item.path], position[id(item)]))
+
+
 @pytest.fixture(autouse=True)
 def _same_random_draws_every_run() -> None:
     """Seed the global generators per test, so a test's draws do not depend on which tests ran before it."""
