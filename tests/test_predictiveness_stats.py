@@ -24,7 +24,8 @@ def test_a_score_that_is_the_same_for_every_strategy_ranks_nothing():
     """Plain evaluation at flops 0.25 scores chance for every network: undefined, not a crash at the run's end."""
     constant = predictiveness.bootstrap_ci(np.full(8, 10.48), np.arange(8.0), kendalltau)
     assert all(math.isnan(v) for v in constant)
-    plain = {"spearman": (math.nan,) * 3, "kendall": (math.nan,) * 3, "seconds": 1.0}
+    plain = {"spearman": (math.nan,) * 3, "kendall": (math.nan,) * 3, "spearman_minus_default": (math.nan,) * 3}
+    plain["seconds"] = 1.0
     table = predictiveness.report(
         [{"budget": 0.25, "strategies": 8, "epochs": 0.5, "lr": 0.005, "correlations": {"plain": plain}}]
     )
@@ -39,10 +40,22 @@ def test_a_finetuning_that_ends_below_its_starting_score_is_diverged_and_reporte
         {"episode": 22, "search_score": 68.98, "finetuned_search_val_top1": 92.38},
     ]
     assert predictiveness.diverged_finetunings(promoted) == {3}
-    lsq = {"spearman": (0.5, 0.1, 0.8), "kendall": (0.4, 0.1, 0.6), "seconds": 6.6}
+    lsq = {"spearman": (0.5, 0.1, 0.8), "kendall": (0.4, 0.1, 0.6), "spearman_minus_default": (0, 0, 0), "seconds": 6.6}
     result = {"budget": 0.25, "strategies": 40, "epochs": 0.5, "lr": 0.005, "diverged_episodes": [3]}
     table = predictiveness.report(
         [{**result, "correlations": {"lsq": lsq}, "correlations_without_diverged": {"lsq": lsq}}]
     )
-    assert "| 0.25 | lsq | 40 | 0.50 [0.10, 0.80] |" in table
+    assert "| 0.25 | lsq | 40 | 0.50 [0.10, 0.80] | 0.40 [0.10, 0.60] | — | 6.60 |" in table
     assert "| 0.25 | lsq | 39 (1 diverged left out) | 0.50 [0.10, 0.80] |" in table
+
+
+def test_the_gap_to_the_default_evaluator_is_resampled_in_pairs():
+    """Both correlations on the same resampled strategies: a better ranking shows even where the two intervals
+    overlap, and an evaluator identical to the default differs by exactly nothing."""
+    rng = np.random.default_rng(1)
+    truth = np.arange(40.0)
+    better, default = truth + rng.normal(0, 5, 40), truth + rng.normal(0, 20, 40)
+    estimate, low, high = predictiveness.difference_ci(better, default, truth, spearmanr)
+    assert estimate == spearmanr(better, truth)[0] - spearmanr(default, truth)[0]
+    assert 0 < low < estimate < high
+    assert predictiveness.difference_ci(default, default, truth, spearmanr) == (0.0, 0.0, 0.0)
