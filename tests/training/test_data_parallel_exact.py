@@ -83,5 +83,6 @@ def test_two_ranks_take_the_steps_one_process_takes_on_the_whole_batch(tmp_path:
     for name, weight in trained.items():
         torch.testing.assert_close(two["state"][name], weight, rtol=1e-4, atol=1e-5, msg=name)
     assert two["rows"]["train_loss"] == pytest.approx(last["train_loss"], rel=1e-4)  # summed over ranks, not rank 0's
-    for key in ("train_top1", "search_val_top1", "test_top1"):
-        assert two["rows"][key] == pytest.approx(last[key], abs=1e-9), key
+    # counted over every sample of both ranks; weights equal to float rounding may still flip one near-tie
+    for key, samples in (("train_top1", SAMPLES), ("search_val_top1", 100), ("test_top1", 100)):
+        assert two["rows"][key] == pytest.approx(last[key], abs=100 / samples + 1e-9), key
