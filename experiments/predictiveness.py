@@ -97,24 +97,27 @@ def score_all(scorer, candidates: list[dict], path: Path) -> list[dict]:
     return [done[r["episode"]] for r in candidates]
 
 
-def bootstrap_ci(x: np.ndarray, y: np.ndarray, statistic, resamples: int = 2000) -> tuple[float, float, float]:
-    """(estimate, 2.5 %, 97.5 %) of a rank correlation, resampling the strategies with replacement."""
+def resampled(value_of, count: int, resamples: int = 2000) -> tuple[float, float, float]:
+    """(estimate, 2.5 %, 97.5 %) of ``value_of(indices)``, resampling the ``count`` strategies with replacement;
+    NaN throughout when the estimate is undefined (a score that is the same for every strategy ranks nothing)."""
     rng = np.random.default_rng(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a constant score (plain evaluation at 0.25: chance for every strategy)
-        estimate = float(statistic(x, y)[0])
-    if math.isnan(estimate):  # ranks nothing: no correlation, and no interval to draw
-        return math.nan, math.nan, math.nan
-    draws = []
-    for _ in range(resamples):
-        idx = rng.integers(0, len(x), len(x))
+
+    def quiet(idx: np.ndarray) -> float:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a resample can hold one distinct score
-            value = statistic(x[idx], y[idx])[0]
-        if not np.isnan(value):
-            draws.append(value)
+            warnings.simplefilter("ignore")  # a constant score, or a resample holding one distinct value: NaN
+            return float(value_of(idx))
+
+    estimate = quiet(np.arange(count))
+    if math.isnan(estimate):
+        return math.nan, math.nan, math.nan
+    draws = [v for v in (quiet(rng.integers(0, count, count)) for _ in range(resamples)) if not math.isnan(v)]
     low, high = np.percentile(draws, [2.5, 97.5])
     return estimate, float(low), float(high)
+
+
+def bootstrap_ci(x: np.ndarray, y: np.ndarray, statistic, resamples: int = 2000) -> tuple[float, float, float]:
+    """(estimate, 2.5 %, 97.5 %) of a rank correlation over the strategies."""
+    return resampled(lambda idx: statistic(x[idx], y[idx])[0], len(x), resamples)
 
 
 def correlations(scores: list[dict], finetuned: dict[int, float]) -> dict[str, dict]:
@@ -139,19 +142,7 @@ def difference_ci(
 ) -> tuple[float, float, float]:
     """(estimate, 2.5 %, 97.5 %) of statistic(x, y) - statistic(default, y), both on the same resampled strategies:
     whether one evaluator ranks better than the default, not merely whether their intervals overlap."""
-    rng = np.random.default_rng(0)
-
-    def gap(idx: np.ndarray) -> float:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a constant score or a resample of one distinct value: nan
-            return float(statistic(x[idx], y[idx])[0] - statistic(default[idx], y[idx])[0])
-
-    estimate = gap(np.arange(len(x)))
-    if math.isnan(estimate):
-        return math.nan, math.nan, math.nan
-    draws = [g for g in (gap(rng.integers(0, len(x), len(x))) for _ in range(resamples)) if not math.isnan(g)]
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return estimate, float(low), float(high)
+    return resampled(lambda idx: statistic(x[idx], y[idx])[0] - statistic(default[idx], y[idx])[0], len(x), resamples)
 
 
 def study_budget(budget: str, count: int, epochs: float, threads: int) -> dict:

@@ -161,12 +161,11 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
     rows = []
     for (constraint, budget, method), members in groups.items():
         after = [r.test_after for r in members if r.test_after is not None]
-        baseline = [r.test_after for r in groups.get((constraint, budget, BASELINE), []) if r.test_after is not None]
+        baseline_runs = [r for r in groups.get((constraint, budget, BASELINE), []) if r.test_after is not None]
+        baseline = [r.test_after for r in baseline_runs]
         delta = difference_ci(after, baseline) if after and baseline and method != BASELINE else None
         by_seed = {r.seed: r.test_after for r in members if r.test_after is not None}
-        baseline_by_seed = {
-            r.seed: r.test_after for r in groups.get((constraint, budget, BASELINE), []) if r.test_after is not None
-        }
+        baseline_by_seed = {r.seed: r.test_after for r in baseline_runs}
         paired = paired_difference_ci(by_seed, baseline_by_seed) if method != BASELINE else None
         rows.append(
             {
