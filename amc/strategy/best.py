@@ -98,11 +98,11 @@ def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any
 
 
 def finalists(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """The ``count`` best episodes by :func:`strategy_rank` with distinct channels, none timed over a budget."""
-    over = {tuple(r["channels"]) for r in rows if r.get("over_budget", False)}
+    """The ``count`` best episodes by :func:`strategy_rank` with distinct channels, none timed over a budget (the
+    recorder marks every episode of a channel set once one of them is)."""
     best_of: dict[tuple[int, ...], dict[str, Any]] = {}  # insertion order is rank order: the first of equal channels
     for r in sorted(rows, key=strategy_rank, reverse=True):
-        if tuple(r["channels"]) not in over:
+        if not r.get("over_budget", False):
             best_of.setdefault(tuple(r["channels"]), r)
     return list(best_of.values())[:count]
 

@@ -93,10 +93,17 @@ class LatencyTable:
 
     @classmethod
     def measure(
-        cls, model: nn.Module, structure: PrunableStructure, grids: Grids, timer: LatencyTimer, repeats: int = 20
+        cls,
+        model: nn.Module,
+        structure: PrunableStructure,
+        grids: Grids,
+        timer: LatencyTimer,
+        repeats: int = 20,
+        anchor_run_s: float = 2.0,
     ) -> LatencyTable:
         """Each layer timed alone at every allowed count of its decision points (``grids``: the wall's channel grid
-        of each point), on the model's device, then anchored end to end (``calibrate``)."""
+        of each point), on the model's device, then anchored end to end (``calibrate``, ``anchor_run_s`` of
+        alternating calls per timed pair)."""
         device = next(model.parameters()).device
         modules = dict(model.named_modules())
         full, outs, ins = [], [], []
@@ -123,10 +130,10 @@ class LatencyTable:
                 else {}
             )
         table = cls(structure, full, outs, ins)
-        table.calibrate(model, timer, grids)
+        table.calibrate(model, timer, grids, anchor_run_s)
         return table
 
-    def calibrate(self, model: nn.Module, timer: LatencyTimer, grids: Grids) -> None:
+    def calibrate(self, model: nn.Module, timer: LatencyTimer, grids: Grids, run_s: float = 2.0) -> None:
         """Anchor the curve at ``UNIFORM_ANCHORS`` uniform networks, from the smallest allowed (every point at the
         first count of its grid) to the base, timed end to end by ``timer`` (PyTorch eager, batch 1, the fastest
         of calls alternating with the base, in a process of their own)."""
@@ -134,7 +141,7 @@ class LatencyTable:
 
         smallest = [g[0] for g in grids]
         small = prune_model(model, self.structure, smallest, reconstruction="none").eval()
-        measured_small, measured_base = timer.latency(small)
+        measured_small, measured_base = timer.latency(small, run_s)
         self.anchors = [(self.layer_sum(self.structure.widths), measured_base)]
         if measured_small >= measured_base:  # noise hid the difference: proportional to the sum
             return
@@ -145,7 +152,7 @@ class LatencyTable:
             net = prune_model(model, self.structure, channels, reconstruction="none").eval()
             # the faster of two timings (load only slows one), in the table's own ms: the base anchor's, scaled by
             # the pair's ratio (the machine's speed drifts between pairs)
-            ratio = min(network_ms / base_ms for network_ms, base_ms in (timer.latency(net) for _ in range(2)))
+            ratio = min(network_ms / base_ms for network_ms, base_ms in (timer.latency(net, run_s) for _ in range(2)))
             self.add_anchor(channels, ratio * measured_base)
 
     def add_anchor(self, channels: Sequence[int], measured_ms: float) -> None:

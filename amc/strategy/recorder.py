@@ -44,6 +44,9 @@ class SearchRecorder:
         self.rows: list[dict[str, Any]] = []
         self.probes: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
+        # channel sets timed over a latency budget at least once: latency depends on the channels alone, so every
+        # episode of such a set is marked over, whenever it was recorded (a later timing within is noise)
+        self.over_channels: set[tuple[int, ...]] = set()
         self.bar = tqdm(total=cfg.episodes, desc=f"search ({cfg.agent.name})", dynamic_ncols=True)
         self.last_time = time.perf_counter()
         if not cfg.resume:
@@ -72,19 +75,28 @@ class SearchRecorder:
             write_text_atomic(self.probes_path, "".join(json.dumps(r) + "\n" for r in self.probes))
         for n, row in enumerate(self.history(), 1):  # runs recorded before probes existed number no evaluation
             row.setdefault("evaluation", n)
-        self.best = None
+        self.over_channels = set()
         for row in self.rows:
-            self._update_best(row)
+            if row.get("over_budget", False):
+                self._mark_over(row["channels"])
+        self._rank_best()
         self.bar.n = self.evaluations
         self.bar.refresh()
         self.last_time = time.perf_counter()
 
     def mark_over_budget(self, row: dict[str, Any]) -> None:
-        """``row`` was measured over the budget after it was recorded: it, and every episode of the same channels
-        (latency depends on the channels alone), loses to every strategy within it."""
+        """``row`` was measured over the budget after it was recorded: it, and every episode of the same channels,
+        loses to every strategy within it."""
+        self._mark_over(row["channels"])
+        self._rank_best()
+
+    def _mark_over(self, channels: list[int]) -> None:
+        self.over_channels.add(tuple(channels))
         for r in self.rows:
-            if r["channels"] == row["channels"]:
+            if r["channels"] == channels:
                 r["over_budget"] = True
+
+    def _rank_best(self) -> None:
         self.best = None
         for r in self.rows:
             self._update_best(r)
@@ -132,10 +144,15 @@ class SearchRecorder:
         if result.measured_cost_ratio is not None:
             row |= {"measured_cost_ratio": result.measured_cost_ratio, "over_budget": result.over_budget}
         self.rows.append(row)
+        earlier_best = self.best
+        if row.get("over_budget", False) or tuple(row["channels"]) in self.over_channels:
+            self._mark_over(row["channels"])  # earlier episodes of these channels too (resume redoes it)
+            if earlier_best is not None and earlier_best["channels"] == row["channels"]:
+                self._rank_best()
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
-        if self._update_best(row):
-            self._write_strategy(self.strategy(row))
+        if self._update_best(row) or self.best is not earlier_best:
+            self._write_strategy(self.strategy(self.best))
         self.bar.update(1)
         self.bar.set_postfix(
             reward=f"{row['reward']:.3f}",
