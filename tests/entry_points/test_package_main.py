@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
+
 from amc.__main__ import COMMANDS
 from tests.conftest import ROOT, run_module
 
@@ -35,6 +37,7 @@ def test_a_mistyped_command_gets_one_line_and_a_suggestion():
     ]
 
 
+@pytest.mark.slow  # three entry-point runs
 def test_a_command_runs_as_its_own_module_with_its_overrides():
     via_package = run_module("amc", "profile", "model=mobilenet_v2")
     direct = run_module("amc.profile", "model=mobilenet_v2")

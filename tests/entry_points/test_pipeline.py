@@ -61,6 +61,7 @@ def test_finetune_bad_inputs(tmp_path):
     assert "classes" in line and "\n" not in line
 
 
+@pytest.mark.slow  # the pipeline and its first stage, each a process
 def test_a_bad_override_for_a_stage_is_one_line_from_the_stage(tmp_path):
     """A stage is a child process: it inherits the parent's switch to Hydra's raised errors, and still reports in one
     line (not as if the user had set HYDRA_FULL_ERROR=1)."""

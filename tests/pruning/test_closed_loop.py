@@ -15,7 +15,9 @@ from amc.pruning.structure import analyse
 from tests.pruning.test_pruning import CASES, random_channels, randomised
 
 # every network walked with room for its activations; the 50 kB case (no room: the walk must not start) on one
-WALKS = [(name, 64) for name in sorted(CASES)] + [("hw7_student", 0.05)]
+# (ResNet-18's 4,608-column solves make its walk the slowest test outside the slow set)
+WALKS = [pytest.param(name, 64, marks=[pytest.mark.slow] if name == "resnet18" else []) for name in sorted(CASES)]
+WALKS += [("hw7_student", 0.05)]
 
 
 @pytest.mark.parametrize(("name", "memory_mb"), WALKS)

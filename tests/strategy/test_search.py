@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from amc import models
+from amc.errors import ConfigError
 from amc.pruning.slicing import slice_model
 from amc.pruning.structure import analyse
-from tests.conftest import assert_clean_error, run_module
+from tests.conftest import ROOT, assert_clean_error, run_module
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the entry points
 
@@ -94,11 +95,12 @@ def test_killed_search_resumes_to_the_same_result(first_run, cache, tmp_path):
     assert "resume=" in proc.stdout and not (run_dir / "pruned.pt").exists()
     # a resume that would change what the search computes is refused, and leaves the run dir as it was
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-    for change in ("flops_budget=0.3", "seed=8", "agent=random"):
-        refused = run_module("amc.search", f"resume={run_dir}", change)
-        assert refused.returncode == 2
-        assert "would change what it computes: start a new run instead" in refused.stderr
-        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    refused = run_module("amc.search", f"resume={run_dir}", "flops_budget=0.3")  # the exit path, once
+    assert_clean_error(refused, "flops_budget=0.3 (it began with", "would change what it computes")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    for change in ("seed=8", "agent=random"):  # the same check, called as the entry point calls it
+        with pytest.raises(ConfigError, match="would change what it computes: start a new run instead"):
+            resumed_in_hydra(run_dir, change)
     after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
     log = "search.log"  # the refusals' error lines are appended to the run's log; nothing else changes
     assert after[log].startswith(before[log]) and b"error: " in after[log][len(before[log]) :]
@@ -113,6 +115,20 @@ def test_killed_search_resumes_to_the_same_result(first_run, cache, tmp_path):
         json.loads((run_dir / "strategy.json").read_text())["channels"]
         == json.loads((first_run / "strategy.json").read_text())["channels"]
     )
+
+
+def resumed_in_hydra(run_dir: Path, change: str) -> None:
+    """``resumed_config`` as ``amc.search resume=RUN_DIR CHANGE`` calls it, with CHANGE on the command line."""
+    from hydra import compose, initialize_config_dir
+
+    from amc import config
+    from amc.settings import SearchConfig
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("search", overrides=[f"resume={run_dir}", change])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config, "command_line_overrides", lambda: {change.split("=")[0]: change})
+        config.resumed_config(cfg, SearchConfig, run_dir)
 
 
 def test_a_finished_search_is_not_resumed_over_its_results(first_run):
