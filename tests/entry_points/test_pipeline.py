@@ -7,12 +7,13 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from amc import models
-from tests.conftest import assert_clean_error, refusal, run_module
+from amc import models, pipeline
+from amc.errors import ConfigError
+from tests.conftest import composed, refusal, run_module
 
 
 @pytest.mark.slow
-def test_pipeline_runs_every_stage_and_reports(tmp_path):
+def test_pipeline_runs_every_stage_and_reports(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     args = (
         "data_group=digits",
@@ -37,8 +38,13 @@ def test_pipeline_runs_every_stage_and_reports(tmp_path):
     # the same command again continues it (every stage is done); another budget would mix two pipelines' stages
     again = run_module("amc.pipeline", *args)
     assert again.returncode == 0 and "== amc." not in again.stdout, again.stderr[-2000:]
-    other = run_module("amc.pipeline", *args, "flops_budget=0.3")
-    assert_clean_error(other, "holds a pipeline run with other settings: flops_budget=0.3 (it ran with 0.5)")
+    # the check the entry point makes before any stage runs, called directly (a refusal's exit path: the test below)
+    other = composed("pipeline", *args[:-1], "flops_budget=0.3")
+    monkeypatch.setattr(pipeline, "run_dir_of", lambda: run)
+    with pytest.raises(
+        ConfigError, match=r"holds a pipeline run with other settings: flops_budget=0.3 \(it ran with 0.5\)"
+    ):
+        pipeline.refuse_another_pipeline(other)
     assert (run / "report.md").read_text() == report
     assert OmegaConf.load(run / "config.yaml").flops_budget == 0.5
 

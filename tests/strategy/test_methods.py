@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from amc import models
 from amc.pruning.counting import profile
@@ -47,12 +48,14 @@ def rows(path: Path) -> list[dict]:
 def search_here(run_dir: Path, cache: Path, method: str, *extra: str) -> None:
     """A method's search run in this process, as the entry point runs it, without paying a process's imports; the
     entry point's own runs are the killed and resumed ones."""
+    from amc.config import save_resolved_config
     from amc.strategy.checks import check_inputs
     from amc.strategy.loop import search
 
     settings = composed("search", *COMMON, *METHODS[method], f"cache_dir={cache}", *extra)
     check_inputs(settings)
     run_dir.mkdir(parents=True)
+    save_resolved_config(OmegaConf.structured(settings), run_dir)  # a later run reads its probes' settings
     threads = torch.get_num_threads()
     try:
         search(settings, run_dir)
