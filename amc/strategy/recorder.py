@@ -84,6 +84,16 @@ class SearchRecorder:
         self.bar.refresh()
         self.last_time = time.perf_counter()
 
+    def add(self, row: dict[str, Any]) -> None:
+        """Rank an episode's row in: over the budget when its channels ever were, and then so are the earlier
+        episodes of them (a resume redoes it from episodes.jsonl)."""
+        self.rows.append(row)
+        if row.get("over_budget", False) or tuple(row["channels"]) in self.over_channels:
+            self._mark_over(row["channels"])
+            if self.best is not None and self.best["channels"] == row["channels"]:
+                self._rank_best()
+        self._update_best(row)
+
     def mark_over_budget(self, row: dict[str, Any]) -> None:
         """``row`` was measured over the budget after it was recorded: it, and every episode of the same channels,
         loses to every strategy within it."""
@@ -143,15 +153,11 @@ class SearchRecorder:
         row = {"episode": self.episodes + 1, **self._row(result)}
         if result.measured_cost_ratio is not None:
             row |= {"measured_cost_ratio": result.measured_cost_ratio, "over_budget": result.over_budget}
-        self.rows.append(row)
         earlier_best = self.best
-        if row.get("over_budget", False) or tuple(row["channels"]) in self.over_channels:
-            self._mark_over(row["channels"])  # earlier episodes of these channels too (resume redoes it)
-            if earlier_best is not None and earlier_best["channels"] == row["channels"]:
-                self._rank_best()
+        self.add(row)
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
-        if self._update_best(row) or self.best is not earlier_best:
+        if self.best is not None and self.best is not earlier_best:
             self._write_strategy(self.strategy(self.best))
         self.bar.update(1)
         self.bar.set_postfix(

@@ -37,10 +37,10 @@ def test_the_first_finalist_is_the_searchs_best_whatever_the_order_rows_arrive_i
         row(6, 0.60, [16, 16]),  # timed over in episode 5: the same channels are over, whatever this one says
     ]
     recorder = SearchRecorder.__new__(SearchRecorder)  # its ranking alone: no run dir, no progress bar
-    recorder.rows, recorder.best = [], None
+    recorder.rows, recorder.best, recorder.over_channels = [], None, set()
     for r in rows:
-        recorder.rows.append(r)
-        recorder._update_best(r)
+        recorder.add(r)
+    assert rows[5]["over_budget"] is True
     assert [r["episode"] for r in finalists(rows, 10)] == [4, 1, 3]
     assert recorder.best["episode"] == finalists(rows, 1)[0]["episode"] == 4
     recorder.mark_over_budget(rows[3])  # [8, 8] measured over: episode 2 as well

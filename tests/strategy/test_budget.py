@@ -374,7 +374,7 @@ def test_the_export_times_finalists_until_one_is_within_the_latency_budget(tmp_p
     import torch.nn as nn
 
     from amc.envs import ChannelPruningEnv
-    from amc.strategy.best import check_finalists_latency, measured_latency
+    from amc.strategy.best import best_timed_finalist, check_finalists_latency, measured_latency
     from amc.strategy.recorder import SearchRecorder
     from amc.strategy.tiny import tiny_task
 
@@ -417,11 +417,18 @@ def test_the_export_times_finalists_until_one_is_within_the_latency_budget(tmp_p
 
     # a budget nothing meets: every finalist is timed and marked; the best is exported, never reported as fitting
     recorder = recorded(tmp_path / "none_fit")
-    checks = check_finalists_latency(task, recorder, ratio(small) / 2, needed=1)
+    nothing = ratio(small) / 2
+    assert best_timed_finalist(recorder, None, nothing) is None
+    checks = check_finalists_latency(task, recorder, nothing, needed=1)
     assert [c["episode"] for c in checks] == [1, 2, 3] and all(r["over_budget"] for r in recorder.rows)
-    assert recorder.best["episode"] == 1
-    report = measured_latency(task.latency_timer, nn.Identity(), recorder.best, ratio(small) / 2)
-    assert report["latency_budget_met"] is False and report["measured_latency_ratio"] == 1.0
+    assert recorder.best["episode"] == 1 and best_timed_finalist(recorder, checks, nothing)["episode"] == 1
+    # a higher-scored strategy the search itself timed over is no finalist: the first timed finalist is exported
+    recorder.add({**recorder.rows[0], "episode": 4, "reward": 9.0, "channels": middle, "over_budget": True})
+    assert recorder.best["episode"] == 4 and best_timed_finalist(recorder, checks, nothing)["episode"] == 1
+    assert best_timed_finalist(recorder, checks, budget=1.0) is None  # one fits: the search's best is exported
+    exported = best_timed_finalist(recorder, checks, nothing)
+    report = measured_latency(task.latency_timer, nn.Identity(), exported, nothing)
+    assert report["latency_budget_met"] is False and report["measured_latency_ratio"] == 1.0  # as checked
 
 
 def test_one_budget_is_enforced_for_library_callers_too():
