@@ -72,6 +72,7 @@ class ChannelPruningEnv(gym.Env):
         self.scorer, self.wall, self.reward_kind, self.fill_budget = scorer, wall, reward, fill_budget
         self.latency_probe = latency_probe
         self._best_timed_reward = -math.inf
+        self._timed_over: set[tuple[int, ...]] = set()  # channel sets timed over the budget: over for good
         self.structure = scorer.structure
         self.embedding = LayerEmbedding(self.structure, wall)
         self.lower_bound = min(m / w for m, w in zip(wall.minimum, self.structure.widths, strict=True))
@@ -139,9 +140,13 @@ class ChannelPruningEnv(gym.Env):
             timings=score.timings,
             reused_stages=score.reused_stages,
         )
-        if self.latency_probe is not None and result.reward > self._best_timed_reward:
+        if self.latency_probe is not None and tuple(channels) in self._timed_over:
+            result.over_budget = True  # timed over once: not timed again (the recorder marks it over too)
+        elif self.latency_probe is not None and result.reward > self._best_timed_reward:
             result.measured_cost_ratio = self.latency_probe(channels)
             result.over_budget = result.measured_cost_ratio > constraint.budget * (1 + self.latency_slack)
-            if not result.over_budget:
+            if result.over_budget:
+                self._timed_over.add(tuple(channels))
+            else:
                 self._best_timed_reward = result.reward
         return result

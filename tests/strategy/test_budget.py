@@ -337,6 +337,9 @@ def test_a_strategy_timed_over_the_latency_budget_is_never_the_best(tmp_path):
     assert small.measured_cost_ratio == 0.45 and not small.over_budget
     again = env.evaluate(list(wall.minimum))  # not better than the best timed in budget: not timed
     assert again.measured_cost_ratio is None and len(timed) == 2
+    env._best_timed_reward = -1.0
+    over_again = env.evaluate(list(widths))  # timed over once: over for good, not timed again
+    assert over_again.over_budget and over_again.measured_cost_ratio is None and len(timed) == 2
 
     cfg = composed("search", "episodes=2", "logger=none")
     no_tracking = SimpleNamespace(log=lambda *a, **k: None)
