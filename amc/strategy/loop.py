@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from amc.envs.episode import EpisodeResult
+from amc.errors import ConfigError
 from amc.runtime.memory import release_freed_memory
 from amc.runtime.process import seed_everything, set_threads
 from amc.settings import SearchConfig
 from amc.strategy.best import check_finalists_latency, export_best, promote_finalists
 from amc.strategy.recorder import SearchRecorder
-from amc.strategy.runners import Runner, WorkerDied, make_runner
+from amc.strategy.runners import Runner, WorkerDied, make_runner, minimum_evaluations
 from amc.strategy.state import SearchStateFiles
 from amc.strategy.task import build_task
 from amc.tracking import Tracker
@@ -96,6 +97,14 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
         workers = parallel_envs(cfg, task.base_path)
         log.info(f"scoring {cfg.workers} strategies at once: {cfg.workers} worker processes")
     runner = make_runner(task.env, cfg.agent, cfg.seed, workers)
+    needed = minimum_evaluations(runner)
+    if cfg.episodes < needed:
+        recorder.close()
+        raise ConfigError(
+            f"agent={cfg.agent.name} needs at least {needed} evaluations on {task.structure.arch_name} "
+            f"({len(task.structure.points)} decision points) to score one strategy; episodes={cfg.episodes}: "
+            "raise episodes"
+        )
     if cfg.resume and files.exists():
         saved = files.load()
         runner.restore(saved)
@@ -118,6 +127,11 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
             recorder.close()
             raise WorkerDied(f"{error}; episodes up to the last saved state are kept: resume={run_dir}") from None
     recorder.close()
+    if recorder.best is None and not session.stopped:  # a method that spent every evaluation on probes
+        raise ConfigError(
+            f"agent={cfg.agent.name} scored no strategy within the budget in its {cfg.episodes} evaluations "
+            f"(only probes: {run_dir / 'probes.jsonl'}); raise episodes"
+        )
     if session.stopped:
         log.info(
             f"stopped with {recorder.evaluations} of {cfg.episodes} evaluations recorded; "

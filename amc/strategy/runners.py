@@ -54,6 +54,13 @@ class Runner(Protocol):
     def run(self, episodes_left: int, session: Session) -> None: ...
 
 
+def minimum_evaluations(runner: Runner) -> int:
+    """Evaluations ``runner`` needs to score one strategy: a method that probes first says how many
+    (``minimum_evaluations()``); any other needs one."""
+    needs = getattr(runner, "minimum_evaluations", None)
+    return needs() if callable(needs) else 1
+
+
 def runner_class(agent: AgentConfig) -> type:
     """The class ``agent.runner`` names (a dotted path the user's config gives)."""
     if not agent.runner:

@@ -175,3 +175,21 @@ def test_sensitivity_at_another_budget_reuses_an_earlier_runs_probes(tmp_path, c
     other_seed = composed("search", *COMMON[:-2], "seed=6", *METHODS["sensitivity"], f"agent.probes_from={earlier}")
     with pytest.raises(ConfigError, match=r"scored its probes with other settings: seed=6 \(it ran with 5\)"):
         check_probes_from(other_seed, earlier)
+
+
+@pytest.mark.parametrize("method", ["sensitivity", "greedy"])
+def test_a_method_that_probes_first_is_refused_below_what_it_needs(tmp_path, cache, finished, method):
+    """Fewer evaluations than its probes plus one strategy is one line before anything is scored, never a search
+    that spends them all on probes and ends in a traceback; exactly that many scores a strategy."""
+    from amc.errors import ConfigError
+
+    run = finished(method)
+    points = len(json.loads((run / "strategy.json").read_text())["decision_points"])
+    needed = len(rows(run / "probes.jsonl")) + 1 if method == "sensitivity" else points  # greedy: one round
+    with pytest.raises(
+        ConfigError, match=rf"agent={method} needs at least {needed} evaluations .*episodes={needed - 1}"
+    ):
+        search_here(tmp_path / "short", cache, method, f"episodes={needed - 1}")
+    assert not (tmp_path / "short" / "probes.jsonl").exists()
+    search_here(tmp_path / "enough", cache, method, f"episodes={needed}")
+    assert rows(tmp_path / "enough" / "episodes.jsonl") and (tmp_path / "enough" / "pruned.pt").is_file()

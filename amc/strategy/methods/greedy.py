@@ -11,7 +11,6 @@ from __future__ import annotations
 from stable_baselines3.common.vec_env import VecEnv
 
 from amc.envs import ChannelPruningEnv
-from amc.errors import ConfigError
 from amc.settings import AgentConfig
 from amc.strategy.methods.base import Evaluator, ReplayedMethod
 
@@ -21,14 +20,14 @@ class Greedy(ReplayedMethod):
         super().__init__(env)
         self.rounds = agent.rounds
 
+    def minimum_evaluations(self) -> int:
+        """Each round scores every decision point once."""
+        return (self.rounds or 1) * len(self.env.structure.widths)
+
     def search(self, evaluator: Evaluator) -> None:
         wall, widths = self.env.wall, list(self.env.structure.widths)
         constraint = wall.constraint
         rounds = self.rounds or evaluator.left // len(widths)
-        if rounds < 1:
-            raise ConfigError(
-                f"agent=greedy needs episodes >= the {len(widths)} decision points (one round scores each once)"
-            )
         current = widths
         for k in range(1, rounds + 1):
             last = k == rounds

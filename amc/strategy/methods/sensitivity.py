@@ -33,6 +33,12 @@ class Sensitivity(ReplayedMethod):
         counts = {min(allowed, key=lambda c: (abs(c - r * width), c)) for r in self.grid}
         return sorted(c for c in counts if c < width)
 
+    def minimum_evaluations(self) -> int:
+        """Every probe an earlier run does not lend, and one strategy."""
+        widths = list(self.env.structure.widths)
+        probes = [(*widths[:i], count, *widths[i + 1 :]) for i in range(len(widths)) for count in self.probe_counts(i)]
+        return sum(probe not in self.reused for probe in probes) + 1
+
     def search(self, evaluator: Evaluator) -> None:
         widths = list(self.env.structure.widths)
         curves: list[dict[int, float]] = []
