@@ -70,6 +70,11 @@ def check_method(cfg: SearchConfig) -> None:
             f"would be random warm-up and the {learner.upper()} agent would never choose "
             "(agent=random searches at random)"
         )
+    if learner == "optuna" and agent.warmup_episodes >= cfg.episodes:
+        raise ConfigError(
+            f"agent.warmup_episodes={agent.warmup_episodes} is not below episodes={cfg.episodes}: every trial would "
+            f"be one of the {agent.sampler or 'tpe'} sampler's random start-up trials (agent=random searches at random)"
+        )
     if agent.grid is not None and not (agent.grid and all(0 < r < 1 for r in agent.grid)):
         raise ConfigError(f"agent.grid lists keep ratios in (0, 1), e.g. [0.25,0.5,0.75]; got {list(agent.grid)}")
     if agent.probes_from:

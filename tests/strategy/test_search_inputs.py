@@ -43,6 +43,8 @@ def search_refusal(tmp_path, *args: str) -> str:
         (["flops_budget=0.5", "params_budget=0.4"], "flops_budget=0.5 and params_budget=0.4 are both"),
         # a "DDPG" search whose every episode is random warm-up
         (["episodes=10", "agent.warmup_episodes=20"], "warmup_episodes=20 is not below episodes=10"),
+        # an "Optuna TPE" search whose every trial is one of the sampler's random start-up trials
+        (["agent=optuna", "episodes=5", "agent.warmup_episodes=5"], "every trial would be one of the tpe sampler's"),
         (["selection=lsq", "reconstruct=false"], "selection=lsq ranks channels by their least-squares refit"),
         (["agent=sensitivity", "agent.probes_from=/nonexistent/run"], "holds no probes.jsonl and config.yaml"),
     ],
