@@ -33,22 +33,21 @@ class Sensitivity(ReplayedMethod):
         counts = {min(allowed, key=lambda c: (abs(c - r * width), c)) for r in self.grid}
         return sorted(c for c in counts if c < width)
 
+    def probes(self) -> list[tuple[int, int, tuple[int, ...]]]:
+        """(decision point, its probed count, the network's channels: that point at the count, the rest full)."""
+        widths = tuple(self.env.structure.widths)
+        return [(i, c, (*widths[:i], c, *widths[i + 1 :])) for i in range(len(widths)) for c in self.probe_counts(i)]
+
     def minimum_evaluations(self) -> int:
         """Every probe an earlier run does not lend, and one strategy."""
-        widths = list(self.env.structure.widths)
-        probes = [(*widths[:i], count, *widths[i + 1 :]) for i in range(len(widths)) for count in self.probe_counts(i)]
-        return sum(probe not in self.reused for probe in probes) + 1
+        return sum(channels not in self.reused for _, _, channels in self.probes()) + 1
 
     def search(self, evaluator: Evaluator) -> None:
         widths = list(self.env.structure.widths)
-        curves: list[dict[int, float]] = []
-        for i in range(len(widths)):
-            curve = {}
-            for count in self.probe_counts(i):
-                channels = [*widths[:i], count, *widths[i + 1 :]]
-                reused = self.reused.get(tuple(channels))
-                curve[count] = reused if reused is not None else evaluator.probe(channels).reward
-            curves.append(curve)
+        curves: list[dict[int, float]] = [{} for _ in widths]
+        for i, count, channels in self.probes():
+            reused = self.reused.get(channels)
+            curves[i][count] = reused if reused is not None else evaluator.probe(list(channels)).reward
         thresholds = sorted({score for curve in curves for score in curve.values()}, reverse=True)
         fits = self.env.wall.constraint.fits
         best = next((n for n, t in enumerate(thresholds) if fits(self.at_threshold(curves, t))), None)
