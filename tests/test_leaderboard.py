@@ -12,7 +12,14 @@ import yaml
 from scipy import stats
 
 from amc.leaderboard import main
-from amc.reporting.leaderboard import difference_ci, find_runs, mean_ci, paired_difference_ci, table_rows
+from amc.reporting.leaderboard import (
+    difference_ci,
+    figure,
+    find_runs,
+    mean_ci,
+    paired_difference_ci,
+    table_rows,
+)
 
 
 def fake_run(folder: Path, agent: str, seed: int, after: float, budget: float = 0.25, probes: int = 0) -> None:
@@ -78,6 +85,18 @@ def test_probes_count_as_evaluations_and_the_curve_starts_at_the_first_episode(t
     (run,) = find_runs([tmp_path])
     assert run.evaluations == 7
     assert all(math.isnan(v) for v in run.best_so_far[:4]) and run.best_so_far[4:] == [80, 81, 82]
+
+
+def test_a_method_keeps_its_colour_in_every_budget_panel(tmp_path):
+    fake_run(tmp_path / "a", "random", 1, 90.0, budget=0.25)
+    fake_run(tmp_path / "b", "ddpg", 1, 90.0, budget=0.5)
+    fake_run(tmp_path / "c", "random", 1, 90.0, budget=0.5)  # second in its panel, first in the other
+    lines = [line for ax in figure(find_runs([tmp_path])).axes for line in ax.get_lines()]
+    colours = {
+        method: {ln.get_color() for ln in lines if ln.get_label().startswith(method)} for method in ("random", "ddpg")
+    }
+    assert len(colours["random"]) == 1 and colours["random"] != colours["ddpg"]
+    assert "random (1 run)" in {line.get_label() for line in lines}
 
 
 def test_the_cli_writes_table_and_plot_and_refuses_bad_input(tmp_path, capsys):

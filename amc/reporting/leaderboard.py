@@ -11,11 +11,14 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from amc.io import read_jsonl
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 BASELINE = "uniform"
 
@@ -219,11 +222,19 @@ def markdown(runs: list[Run]) -> str:
 
 
 def plot(runs: list[Run], path: Path) -> None:
+    """Writes :func:`figure` to ``path``."""
+    figure(runs).savefig(path, dpi=110)
+
+
+def figure(runs: list[Run]) -> Figure:
     """Best search-val score so far against evaluations, mean over seeds, one panel per budget."""
     from amc.plots import _pyplot
 
     plt = _pyplot()
     budgets = sorted({(r.constraint, r.budget) for r in runs})
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    methods = sorted({r.method for r in runs})
+    color = {m: palette[i % len(palette)] for i, m in enumerate(methods)}  # one colour per method in every panel
     fig, axes = plt.subplots(1, len(budgets), figsize=(5 * len(budgets), 4), squeeze=False)
     for ax, (constraint, budget) in zip(axes[0], budgets, strict=True):
         members = [r for r in runs if (r.constraint, r.budget) == (constraint, budget)]
@@ -234,13 +245,14 @@ def plot(runs: list[Run], path: Path) -> None:
             for i in range(length):
                 values = [c[min(i, len(c) - 1)] for c in curves if not math.isnan(c[min(i, len(c) - 1)])]
                 mean.append(statistics.fmean(values) if values else math.nan)
-            line = ax.plot(range(1, length + 1), mean, label=f"{method} ({len(curves)} runs)")[0]
-            ax.plot([length], [mean[-1]], "o", color=line.get_color())  # where the method stopped
+            runs_label = f"{len(curves)} run" + ("s" if len(curves) > 1 else "")
+            ax.plot(range(1, length + 1), mean, color=color[method], label=f"{method} ({runs_label})")
+            ax.plot([length], [mean[-1]], "o", color=color[method])  # where the method stopped
         ax.set_title(f"{constraint} budget {budget:g}")
         ax.set_xlabel("evaluations (strategies scored, probes included)")
         ax.set_ylabel("best search-val top-1 so far (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plt.close(fig)  # kept off pyplot's list of open figures; the caller saves it
+    return fig
