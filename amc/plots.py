@@ -1,14 +1,19 @@
-"""Plots a search writes into its run dir (matplotlib, no display needed).
+"""Plots a search writes into its run dir, and the leaderboard's (matplotlib, no display needed).
 
 matplotlib is imported on the first plot, not with the search, whose memory does not need it until the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import statistics
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @cache
@@ -69,3 +74,31 @@ def plot_accuracy_vs_macs(points: Sequence[tuple[str, float, float]], path: Path
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def best_so_far_figure(panels: Mapping[str, Mapping[str, Sequence[Sequence[float]]]]) -> Figure:
+    """One panel per title; in each, every method's best score so far against evaluations, averaged over its runs
+    (NaN where a run has no strategy yet: a method's probes). A method keeps one colour in every panel."""
+    plt = _pyplot()
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    methods = sorted({method for curves in panels.values() for method in curves})
+    color = {method: palette[i % len(palette)] for i, method in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (title, by_method) in zip(axes[0], panels.items(), strict=True):
+        for method, curves in by_method.items():
+            length = max(len(c) for c in curves)
+            mean = []
+            for i in range(length):  # a run that stopped early holds its last value
+                values = [c[min(i, len(c) - 1)] for c in curves if not math.isnan(c[min(i, len(c) - 1)])]
+                mean.append(statistics.fmean(values) if values else math.nan)
+            label = f"{method} ({len(curves)} run{'s' if len(curves) > 1 else ''})"
+            ax.plot(range(1, length + 1), mean, color=color[method], label=label)
+            ax.plot([length], [mean[-1]], "o", color=color[method])  # where the method stopped
+        ax.set_title(title)
+        ax.set_xlabel("evaluations (strategies scored, probes included)")
+        ax.set_ylabel("best search-val top-1 so far (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)  # kept off pyplot's list of open figures; the caller saves it
+    return fig

@@ -228,31 +228,13 @@ def plot(runs: list[Run], path: Path) -> None:
 
 def figure(runs: list[Run]) -> Figure:
     """Best search-val score so far against evaluations, mean over seeds, one panel per budget."""
-    from amc.plots import _pyplot
+    from amc.plots import best_so_far_figure
 
-    plt = _pyplot()
-    budgets = sorted({(r.constraint, r.budget) for r in runs})
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    methods = sorted({r.method for r in runs})
-    color = {m: palette[i % len(palette)] for i, m in enumerate(methods)}  # one colour per method in every panel
-    fig, axes = plt.subplots(1, len(budgets), figsize=(5 * len(budgets), 4), squeeze=False)
-    for ax, (constraint, budget) in zip(axes[0], budgets, strict=True):
+    panels = {}
+    for constraint, budget in sorted({(r.constraint, r.budget) for r in runs}):
         members = [r for r in runs if (r.constraint, r.budget) == (constraint, budget)]
-        for method in sorted({r.method for r in members}):
-            curves = [r.best_so_far for r in members if r.method == method]
-            length = max(len(c) for c in curves)
-            mean = []
-            for i in range(length):
-                values = [c[min(i, len(c) - 1)] for c in curves if not math.isnan(c[min(i, len(c) - 1)])]
-                mean.append(statistics.fmean(values) if values else math.nan)
-            runs_label = f"{len(curves)} run" + ("s" if len(curves) > 1 else "")
-            ax.plot(range(1, length + 1), mean, color=color[method], label=f"{method} ({runs_label})")
-            ax.plot([length], [mean[-1]], "o", color=color[method])  # where the method stopped
-        ax.set_title(f"{constraint} budget {budget:g}")
-        ax.set_xlabel("evaluations (strategies scored, probes included)")
-        ax.set_ylabel("best search-val top-1 so far (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)  # kept off pyplot's list of open figures; the caller saves it
-    return fig
+        panels[f"{constraint} budget {budget:g}"] = {
+            method: [r.best_so_far for r in members if r.method == method]
+            for method in sorted({r.method for r in members})
+        }
+    return best_so_far_figure(panels)
