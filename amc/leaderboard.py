@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     table = markdown(runs)
-    write_text_atomic(output / "leaderboard.md", f"# Search leaderboard\n\n{len(runs)} runs.\n\n{table}")
+    count = f"{len(runs)} run" + ("s" if len(runs) > 1 else "")
+    write_text_atomic(output / "leaderboard.md", f"# Search leaderboard\n\n{count}.\n\n{table}")
     plot(runs, output / "leaderboard.png")
     print(table)
-    print(f"{len(runs)} runs; written: {output / 'leaderboard.md'}, {output / 'leaderboard.png'}")
+    print(f"{count}; written: {output / 'leaderboard.md'}, {output / 'leaderboard.png'}")
     return 0
 
 

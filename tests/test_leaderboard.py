@@ -22,17 +22,27 @@ from amc.reporting.leaderboard import (
 )
 
 
-def fake_run(folder: Path, agent: str, seed: int, after: float, budget: float = 0.25, probes: int = 0) -> None:
+def fake_run(
+    folder: Path,
+    agent: str,
+    seed: int,
+    after: float,
+    budget: float = 0.25,
+    probes: int = 0,
+    model: str = "mobilenet_v1",
+) -> None:
     """A finished search's files as the search writes them (only what the leaderboard reads)."""
     folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump({"agent": {"name": agent}, "seed": seed, "score": "lsq"}))
+    config = {"agent": {"name": agent}, "seed": seed, "score": "lsq", "data": {"name": "fashion_mnist"}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
     rows = [{"episode": i + 1, "evaluation": probes + i + 1, "accuracy": 80 + i, "wall_s": 2.0} for i in range(3)]
     (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if probes:
         extra = [{"probe": i + 1, "evaluation": i + 1, "accuracy": 50.0, "wall_s": 1.0} for i in range(probes)]
         (folder / "probes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in extra))
     strategy = {"constraint": "flops", "budget": budget, "seed": seed, "accuracy": 82.0, "test_top1": after - 1,
-                "macs_ratio": budget - 0.001, "finetuned_test_top1": after, "promotion": {"cost_s": 10.0}}  # fmt: skip
+                "macs_ratio": budget - 0.001, "finetuned_test_top1": after, "promotion": {"cost_s": 10.0},
+                "model": model, "base_test_top1": 93.6}  # fmt: skip
     (folder / "strategy.json").write_text(json.dumps(strategy))
 
 
@@ -78,6 +88,24 @@ def test_runs_in_any_layout_are_grouped_by_budget_and_method(tmp_path):
     assert rows["ddpg"]["delta_uniform"].startswith(f"{diff:+.2f} ± {half:.2f}")
     diff, half, _ = paired_difference_ci({1: 91.0, 2: 91.4, 3: 90.8}, {1: 90.2, 2: 90.2, 3: 90.2})
     assert rows["ddpg"]["paired_delta_uniform"].startswith(f"{diff:+.2f} ± {half:.2f}")
+
+
+def test_runs_of_different_networks_are_never_averaged_or_compared_together(tmp_path):
+    for seed in (1, 2):
+        fake_run(tmp_path / f"mbv1_ddpg_{seed}", "ddpg", seed, 91.0 + seed)
+        fake_run(tmp_path / f"mbv1_uniform_{seed}", "uniform", seed, 90.0)
+        fake_run(tmp_path / f"resnet_ddpg_{seed}", "ddpg", seed, 70.0, model="resnet18")  # no uniform of its own
+    rows = table_rows(find_runs([tmp_path]))
+    assert [(r["base"], r["method"]) for r in rows] == [
+        ("mobilenet_v1 on fashion_mnist, base 93.60 % test top-1", "ddpg"),
+        ("mobilenet_v1 on fashion_mnist, base 93.60 % test top-1", "uniform"),
+        ("resnet18 on fashion_mnist, base 93.60 % test top-1", "ddpg"),
+    ]
+    assert rows[0]["test_after"].startswith("92.50 ±") and rows[2]["test_after"].startswith("70.00")
+    assert rows[2]["delta_uniform"] == "—" and rows[2]["paired_delta_uniform"] == "—"
+    assert main([str(tmp_path), f"output={tmp_path / 'board'}"]) == 0
+    board = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "## mobilenet_v1 on fashion_mnist" in board and "## resnet18 on fashion_mnist" in board
 
 
 def test_probes_count_as_evaluations_and_the_curve_starts_at_the_first_episode(tmp_path):

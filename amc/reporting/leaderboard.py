@@ -26,6 +26,7 @@ BASELINE = "uniform"
 @dataclass
 class Run:
     path: Path
+    base: str  # the network searched: runs from different bases are never averaged together
     constraint: str
     budget: float
     method: str
@@ -47,6 +48,15 @@ def method_label(cfg: dict[str, Any]) -> str:
         label += f"-{agent['sampler']}"
     score = cfg.get("score") or "lsq"
     return label if score == "lsq" else f"{label} [{score}]"
+
+
+def base_label(strategy: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """``mobilenet_v1 on fashion_mnist, base 93.63 %``: the model, the data and the base's test top-1 (two bases
+    of one model on one dataset differ there)."""
+    model = strategy.get("model") or (cfg.get("model") or {}).get("name", "?")
+    data = (cfg.get("data") or {}).get("name", "?")
+    top1 = strategy.get("base_test_top1")
+    return f"{model} on {data}" + ("" if top1 is None else f", base {float(top1):.2f} % test top-1")
 
 
 def finetuned_top1(run_dir: Path, strategy: dict[str, Any]) -> float | None:
@@ -80,6 +90,7 @@ def read_run(run_dir: Path) -> Run | None:
     promotion = strategy.get("promotion") or {}
     return Run(
         path=run_dir,
+        base=base_label(strategy, cfg),
         constraint=strategy.get("constraint", "flops"),
         budget=float(strategy["budget"]),
         method=method_label(cfg),
@@ -157,14 +168,15 @@ def _cell(values: list[float], digits: int = 2) -> str:
 
 
 def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
-    """One row per (constraint, budget, method), sorted by budget then by mean test top-1 after fine-tuning."""
-    groups: dict[tuple[str, float, str], list[Run]] = {}
+    """One row per (base, constraint, budget, method), sorted by base, budget, then mean test top-1 after
+    fine-tuning."""
+    groups: dict[tuple[str, str, float, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.constraint, run.budget, run.method), []).append(run)
+        groups.setdefault((run.base, run.constraint, run.budget, run.method), []).append(run)
     rows = []
-    for (constraint, budget, method), members in groups.items():
+    for (base, constraint, budget, method), members in groups.items():
         after = [r.test_after for r in members if r.test_after is not None]
-        baseline_runs = [r for r in groups.get((constraint, budget, BASELINE), []) if r.test_after is not None]
+        baseline_runs = [r for r in groups.get((base, constraint, budget, BASELINE), []) if r.test_after is not None]
         baseline = [r.test_after for r in baseline_runs]
         delta = difference_ci(after, baseline) if after and baseline and method != BASELINE else None
         by_seed = {r.seed: r.test_after for r in members if r.test_after is not None}
@@ -172,6 +184,7 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
         paired = paired_difference_ci(by_seed, baseline_by_seed) if method != BASELINE else None
         rows.append(
             {
+                "base": base,
                 "constraint": constraint,
                 "budget": budget,
                 "method": method,
@@ -187,7 +200,7 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
                 "wall_s": _cell([r.wall_s for r in members], 0),
             }
         )
-    return sorted(rows, key=lambda r: (r["constraint"], r["budget"], -r["after_mean"], r["method"]))
+    return sorted(rows, key=lambda r: (r["base"], r["constraint"], r["budget"], -r["after_mean"], r["method"]))
 
 
 def _delta(diff: float, half: float) -> str:
@@ -197,18 +210,27 @@ def _delta(diff: float, half: float) -> str:
     return f"{diff:+.2f} ± {half:.2f}{verdict}"
 
 
+def _line(row: dict[str, Any]) -> str:
+    seeds = f"{len(row['seeds'])} ({', '.join(map(str, row['seeds']))})"
+    cells = [f"{row['constraint']} {row['budget']:g}", row["method"], seeds]
+    cells += [row[key] for key in ("search_val", "test_before", "test_after", "delta_uniform")]
+    cells += [row[key] for key in ("paired_delta_uniform", "macs_ratio", "evaluations", "wall_s")]
+    return "| " + " | ".join(cells) + " |\n"
+
+
 def markdown(runs: list[Run]) -> str:
+    """A table per base network (a heading above each when the runs searched more than one), then the notes."""
     header = (
         "| budget | method | seeds | search-val top-1 (%) | test top-1 before FT (%) | test top-1 after FT (%) "
         "| after FT − uniform | same seeds: after FT − uniform | MACs ratio | evaluations | wall (s) |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
-    lines = [
-        f"| {r['constraint']} {r['budget']:g} | {r['method']} | {len(r['seeds'])} ({', '.join(map(str, r['seeds']))}) "
-        f"| {r['search_val']} | {r['test_before']} | {r['test_after']} | {r['delta_uniform']} "
-        f"| {r['paired_delta_uniform']} | {r['macs_ratio']} | {r['evaluations']} | {r['wall_s']} |\n"
-        for r in table_rows(runs)
-    ]
+    rows = table_rows(runs)
+    bases = list(dict.fromkeys(r["base"] for r in rows))
+    sections = []
+    for base in bases:
+        title = f"## {base}\n\n" if len(bases) > 1 else f"Searched: {base}.\n\n"
+        sections.append(title + header + "".join(_line(r) for r in rows if r["base"] == base))
     notes = (
         "\nMean ± half-width of the 95 % confidence interval over seeds (Student's t); one seed shows the value "
         "alone. Top-1 is on the test split unless it says search-val (the held-out part of the training set the "
@@ -218,7 +240,7 @@ def markdown(runs: list[Run]) -> str:
         "the base's (FLOPs = 2 × MACs, so the FLOPs ratio is the same). Evaluations: strategies scored, probes "
         "included. Wall: the search's seconds plus any promotion's fine-tuning.\n"
     )
-    return header + "".join(lines) + notes
+    return "\n".join(sections) + notes
 
 
 def plot(runs: list[Run], path: Path) -> None:
@@ -230,10 +252,13 @@ def figure(runs: list[Run]) -> Figure:
     """Best search-val score so far against evaluations, mean over seeds, one panel per budget."""
     from amc.plots import best_so_far_figure
 
+    keys = sorted({(r.base, r.constraint, r.budget) for r in runs})
+    several_bases = len({base for base, _, _ in keys}) > 1
     panels = {}
-    for constraint, budget in sorted({(r.constraint, r.budget) for r in runs}):
-        members = [r for r in runs if (r.constraint, r.budget) == (constraint, budget)]
-        panels[f"{constraint} budget {budget:g}"] = {
+    for base, constraint, budget in keys:
+        members = [r for r in runs if (r.base, r.constraint, r.budget) == (base, constraint, budget)]
+        title = f"{constraint} budget {budget:g}" + (f"\n{base}" if several_bases else "")
+        panels[title] = {
             method: [r.best_so_far for r in members if r.method == method]
             for method in sorted({r.method for r in members})
         }
