@@ -108,6 +108,25 @@ def test_runs_of_different_networks_are_never_averaged_or_compared_together(tmp_
     assert "## mobilenet_v1 on fashion_mnist" in board and "## resnet18 on fashion_mnist" in board
 
 
+def test_a_pipelines_kd_finetuning_of_pruned_pt_is_the_after_ft_score(tmp_path):
+    """amc.pipeline keeps its searches in amc/ and uniform/ and their fine-tunings beside them (amc_kd/, amc_ce/)."""
+    root = tmp_path / "pipeline" / "seed_1"
+    fake_run(root / "amc", "ddpg", 1, 0.0)
+    strategy = json.loads((root / "amc" / "strategy.json").read_text())
+    del strategy["finetuned_test_top1"]  # no promotion: the fine-tuning is a stage of its own
+    (root / "amc" / "strategy.json").write_text(json.dumps(strategy))
+    for name, kind, top1 in (("amc_kd", "kd", 91.5), ("amc_ce", "ce", 92.5)):
+        (root / name).mkdir()
+        config = {"checkpoint": str(root / "amc" / "pruned.pt"), "distill": {"kind": kind}}
+        (root / name / "config.yaml").write_text(yaml.safe_dump(config))
+        (root / name / "summary.json").write_text(json.dumps({"last": {"test_top1": top1}}))
+    (run,) = find_runs([tmp_path / "pipeline"])
+    assert run.test_after == 91.5  # the KD one; CE is not the leaderboard's fine-tuning
+    (root / "amc_kd" / "summary.json").unlink()
+    (run,) = find_runs([tmp_path / "pipeline"])
+    assert run.test_after is None
+
+
 def test_probes_count_as_evaluations_and_the_curve_starts_at_the_first_episode(tmp_path):
     fake_run(tmp_path / "s", "sensitivity", 1, 90.0, probes=4)
     (run,) = find_runs([tmp_path])

@@ -59,18 +59,37 @@ def base_label(strategy: dict[str, Any], cfg: dict[str, Any]) -> str:
     return f"{model} on {data}" + ("" if top1 is None else f", base {float(top1):.2f} % test top-1")
 
 
-def finetuned_top1(run_dir: Path, strategy: dict[str, Any]) -> float | None:
-    """Test top-1 after fine-tuning: the search's own promotion, else an ``amc.finetune`` run in ``finetune/``."""
+def kd_finetunes(folders: list[Path]) -> dict[Path, float]:
+    """Test top-1 of every finished ``amc.finetune`` run with KD under ``folders``, keyed by the checkpoint it
+    fine-tuned (resolved; a relative one from the current folder). The latest, where one was fine-tuned twice."""
+    found: dict[Path, tuple[float, float]] = {}
+    for folder in folders:
+        for summary in folder.rglob("summary.json"):
+            config = summary.parent / "config.yaml"
+            if not config.is_file():
+                continue
+            cfg = yaml.safe_load(config.read_text()) or {}
+            if (cfg.get("distill") or {}).get("kind") != "kd" or not cfg.get("checkpoint"):
+                continue  # a base training, or a fine-tuning without the teacher
+            last = json.loads(summary.read_text()).get("last") or {}
+            if last.get("test_top1") is None:
+                continue
+            checkpoint, written = Path(cfg["checkpoint"]).expanduser().resolve(), summary.stat().st_mtime
+            if checkpoint not in found or written > found[checkpoint][0]:
+                found[checkpoint] = (written, float(last["test_top1"]))
+    return {checkpoint: top1 for checkpoint, (_, top1) in found.items()}
+
+
+def finetuned_top1(run_dir: Path, strategy: dict[str, Any], finetunes: dict[Path, float]) -> float | None:
+    """Test top-1 after fine-tuning: the search's own promotion, else a KD ``amc.finetune`` run of its
+    ``pruned.pt`` (in ``finetune/`` or anywhere the leaderboard was pointed at: a pipeline's ``amc_kd/``)."""
     if strategy.get("finetuned_test_top1") is not None:
         return float(strategy["finetuned_test_top1"])
-    summary = run_dir / "finetune" / "summary.json"
-    if summary.is_file():
-        return float(json.loads(summary.read_text())["last"]["test_top1"])
-    return None
+    return finetunes.get((run_dir / "pruned.pt").resolve())
 
 
-def read_run(run_dir: Path) -> Run | None:
-    """The run in ``run_dir``, or ``None`` when it holds no finished search."""
+def read_run(run_dir: Path, finetunes: dict[Path, float]) -> Run | None:
+    """The run in ``run_dir``, or ``None`` when it holds no finished search; ``finetunes``: :func:`kd_finetunes`."""
     strategy_path, config_path = run_dir / "strategy.json", run_dir / "config.yaml"
     if not (strategy_path.is_file() and config_path.is_file() and (run_dir / "episodes.jsonl").is_file()):
         return None
@@ -97,7 +116,7 @@ def read_run(run_dir: Path) -> Run | None:
         seed=int(strategy.get("seed", cfg.get("seed", 0))),
         search_val=float(strategy["accuracy"]),
         test_before=float(strategy["test_top1"]),
-        test_after=finetuned_top1(run_dir, strategy),
+        test_after=finetuned_top1(run_dir, strategy, finetunes),
         macs_ratio=float(strategy["macs_ratio"]),
         evaluations=len(history),
         wall_s=sum(r.get("wall_s", 0.0) for r in history) + float(promotion.get("cost_s", 0.0)),
@@ -109,13 +128,14 @@ def find_runs(folders: list[Path]) -> list[Run]:
     """Every finished search under ``folders`` (each run once, however the folders overlap)."""
     seen: set[Path] = set()
     runs = []
+    finetunes = kd_finetunes(folders)
     for folder in folders:
         for strategy in sorted(folder.rglob("strategy.json")):
             run_dir = strategy.parent.resolve()
             if run_dir in seen:
                 continue
             seen.add(run_dir)
-            run = read_run(run_dir)
+            run = read_run(run_dir, finetunes)
             if run is not None:
                 runs.append(run)
     return runs
@@ -234,7 +254,8 @@ def markdown(runs: list[Run]) -> str:
     notes = (
         "\nMean ± half-width of the 95 % confidence interval over seeds (Student's t); one seed shows the value "
         "alone. Top-1 is on the test split unless it says search-val (the held-out part of the training set the "
-        "search scores on). FT: the run's fixed KD fine-tuning. *after FT − uniform*: Welch's 95 % interval of the "
+        "search scores on). FT: the search's own promotion, else an amc.finetune run with KD of its pruned.pt found "
+        "under the same folders. *after FT − uniform*: Welch's 95 % interval of the "
         "difference of means; *same seeds*: the mean of the per-seed differences over the seeds both ran, with its "
         "paired 95 % interval; `*` marks an interval that excludes zero. MACs ratio: the exported network's MACs over "
         "the base's (FLOPs = 2 × MACs, so the FLOPs ratio is the same). Evaluations: strategies scored, probes "
