@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from amc import models, pipeline
 from amc.errors import ConfigError
+from amc.reporting.leaderboard import find_runs
 from tests.conftest import composed, refusal, run_module
 
 
@@ -35,6 +36,13 @@ def test_pipeline_runs_every_stage_and_reports(tmp_path, monkeypatch):
         assert model.checkpoint_metadata["distill"] == stage.split("_")[1]
     report = (run / "report.md").read_text()
     assert "AMC + KD" in report and "uniform" in report and (run / "report.png").is_file()
+    # the leaderboard reads the pipeline's own layout: each search's after-FT score is its KD stage's
+    after = {r.method: r.test_after for r in find_runs([run])}
+    kd = {
+        stage: json.loads((run / stage / "summary.json").read_text())["last"]["test_top1"]
+        for stage in ("amc_kd", "uniform_kd")
+    }
+    assert after == {"ddpg": kd["amc_kd"], "uniform": kd["uniform_kd"]}
     # the same command again continues it (every stage is done); another budget would mix two pipelines' stages
     again = run_module("amc.pipeline", *args)
     assert again.returncode == 0 and "== amc." not in again.stdout, again.stderr[-2000:]
