@@ -16,6 +16,7 @@ from amc.reporting.leaderboard import (
     difference_ci,
     figure,
     find_runs,
+    markdown,
     mean_ci,
     paired_difference_ci,
     table_rows,
@@ -125,6 +126,16 @@ def test_a_pipelines_kd_finetuning_of_pruned_pt_is_the_after_ft_score(tmp_path):
     (root / "amc_kd" / "summary.json").unlink()
     (run,) = find_runs([tmp_path / "pipeline"])
     assert run.test_after is None
+
+
+def test_a_seed_run_twice_is_pointed_out(tmp_path):
+    fake_run(tmp_path / "a", "ddpg", 1, 91.0)
+    fake_run(tmp_path / "b", "ddpg", 1, 91.0)  # the same search again, in another dir
+    fake_run(tmp_path / "c", "ddpg", 2, 91.2)
+    board = markdown(find_runs([tmp_path]))
+    assert board.count("**Repeated seed:**") == 1
+    group = "ddpg at flops 0.25 (mobilenet_v1 on fashion_mnist, base 93.60 % test top-1)"
+    assert f"{group} ran seed 1 in 2 run dirs: {tmp_path / 'a'}, {tmp_path / 'b'}" in board
 
 
 def test_probes_count_as_evaluations_and_the_curve_starts_at_the_first_episode(tmp_path):

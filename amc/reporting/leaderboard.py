@@ -230,6 +230,20 @@ def _delta(diff: float, half: float) -> str:
     return f"{diff:+.2f} ± {half:.2f}{verdict}"
 
 
+def repeated_seeds(runs: list[Run]) -> list[str]:
+    """One line per group that ran a seed in more than one run dir. A search is reproducible from its seed, so such
+    runs repeat one measurement, and counting them as independent would narrow the interval."""
+    dirs: dict[tuple[str, str, float, str, int], list[Path]] = {}
+    for run in runs:
+        dirs.setdefault((run.base, run.constraint, run.budget, run.method, run.seed), []).append(run.path)
+    return [
+        f"{method} at {constraint} {budget:g} ({base}) ran seed {seed} in {len(paths)} run dirs: "
+        f"{', '.join(map(str, paths))}; each counts as one run above"
+        for (base, constraint, budget, method, seed), paths in dirs.items()
+        if len(paths) > 1
+    ]
+
+
 def _line(row: dict[str, Any]) -> str:
     seeds = f"{len(row['seeds'])} ({', '.join(map(str, row['seeds']))})"
     cells = [f"{row['constraint']} {row['budget']:g}", row["method"], seeds]
@@ -261,7 +275,8 @@ def markdown(runs: list[Run]) -> str:
         "the base's (FLOPs = 2 × MACs, so the FLOPs ratio is the same). Evaluations: strategies scored, probes "
         "included. Wall: the search's seconds plus any promotion's fine-tuning.\n"
     )
-    return "\n".join(sections) + notes
+    warnings = "".join(f"\n**Repeated seed:** {line}.\n" for line in repeated_seeds(runs))
+    return "\n".join(sections) + notes + warnings
 
 
 def plot(runs: list[Run], path: Path) -> None:
