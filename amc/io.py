@@ -42,6 +42,13 @@ def write_csv_atomic(path: str | os.PathLike, header: Sequence[str], rows: Itera
     return write_text_atomic(path, buffer.getvalue())
 
 
+def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
+    """One row appended to a JSON-lines log in one short write; a kill can cut only that line, and
+    :func:`read_jsonl` drops it."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The complete rows of a JSON-lines log; a last line a kill cut short is dropped."""
     rows = []

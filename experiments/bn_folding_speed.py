@@ -15,15 +15,21 @@ import time
 
 import torch
 import torch.nn as nn
+from script_options import parse_options, positive_int
 
 from amc.models import create_model
 from amc.pruning.fusion import _sequential_pairs, batchnorm_pairs, fold_batchnorms
 
 
 def main(argv: list[str]) -> None:
-    options = dict(arg.split("=", 1) for arg in argv)
-    torch.set_num_threads(int(options.get("threads", 2)))
-    images = torch.randn(int(options.get("images", 1000)), 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    options = parse_options(
+        argv,
+        {"threads": positive_int, "images": positive_int},
+        {"threads": 2, "images": 1000},
+        "python experiments/bn_folding_speed.py [threads=2] [images=1000]",
+    )
+    torch.set_num_threads(options["threads"])
+    images = torch.randn(options["images"], 1, 28, 28).contiguous(memory_format=torch.channels_last)
     base = create_model("torchvision.models.resnet18", num_classes=10, in_channels=1).eval()
     nets = {}
     for rule, pairs in (("nn.Sequential neighbours", _sequential_pairs(base)), ("traced graph", batchnorm_pairs(base))):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from script_options import parse_options, positive_float, positive_int
 
 from amc import models
 from amc.pruning.apply import prune_model
@@ -53,9 +54,13 @@ def blocks(net: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, seconds
 
 
 def main(argv: list[str]) -> None:
-    options = dict(arg.split("=", 1) for arg in argv)
-    checkpoint = options.get("checkpoint", str(ROOT / "models" / "weights" / "fmnist_mobilenet_v1.pt"))  # shipped base
-    threads, seconds = int(options.get("threads", 2)), float(options.get("seconds", 1.5))
+    options = parse_options(
+        argv,
+        {"checkpoint": str, "threads": positive_int, "seconds": positive_float},
+        {"checkpoint": str(ROOT / "models" / "weights" / "fmnist_mobilenet_v1.pt"), "threads": 2, "seconds": 1.5},
+        "python experiments/latency_interference.py [checkpoint=SHIPPED_BASE] [threads=2] [seconds=1.5]",
+    )
+    checkpoint, threads, seconds = options["checkpoint"], options["threads"], options["seconds"]
     torch.set_num_threads(threads)
     base = models.load_checkpoint(checkpoint).eval()
     x = torch.randn(1, 1, 28, 28)

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from script_options import fail, parse_options, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -92,14 +93,15 @@ def main(argv: list[str]) -> None:
     from amc.strategy.task import build_task
     from amc.training.distributed import pick_device
 
-    options = dict(arg.split("=", 1) for arg in argv)
-    count, threads, seed = (
-        int(options.get("strategies", 40)),
-        int(options.get("threads", 2)),
-        int(options.get("seed", 0)),
+    options = parse_options(
+        argv,
+        {"strategies": positive_int, "threads": positive_int, "seed": int},
+        {"strategies": 40, "threads": 2, "seed": 0},
+        "python experiments/latency_prediction.py [strategies=40] [threads=2] [seed=0]",
     )
+    count, threads, seed = options["strategies"], options["threads"], options["seed"]
     if not BASE.is_file():
-        sys.exit(f"error: the benchmark base is missing: {BASE}")
+        fail(f"the benchmark base is missing: {BASE}")
     with tempfile.TemporaryDirectory() as cache_dir:
         cfg = settings(cache_dir, threads)
         set_threads(cfg.threads)

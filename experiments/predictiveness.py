@@ -27,9 +27,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from script_options import fail, fractions, parse_options, positive_float, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from amc.io import append_jsonl, write_json_atomic, write_text_atomic  # noqa: E402  (ROOT first)
 
 OUT = ROOT / "runs" / "predictiveness"
 REPORT = ROOT / "experiments" / "predictiveness"
@@ -91,8 +94,7 @@ def score_all(scorer, candidates: list[dict], path: Path) -> list[dict]:
             t0 = time.perf_counter()
             result[name] = scorer.score(row["channels"]).top1
             result[f"{name}_s"] = time.perf_counter() - t0
-        with open(path, "a") as f:
-            f.write(json.dumps(result) + "\n")
+        append_jsonl(path, result)
         done[row["episode"]] = result
     return [done[r["episode"]] for r in candidates]
 
@@ -231,16 +233,20 @@ def report(results: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    options = dict(arg.split("=", 1) for arg in argv)
-    budgets = options.get("budgets", "0.25,0.5").split(",")
-    count, epochs = int(options.get("strategies", 40)), float(options.get("epochs", 0.5))
-    threads = int(options.get("threads", 1))
+    options = parse_options(
+        argv,
+        {"budgets": fractions, "strategies": positive_int, "epochs": positive_float, "threads": positive_int},
+        {"budgets": ["0.25", "0.5"], "strategies": 40, "epochs": 0.5, "threads": 1},
+        "python experiments/predictiveness.py [budgets=0.25,0.5] [strategies=40] [epochs=0.5] [threads=1]",
+    )
     if not BASE.is_file():
-        sys.exit(f"error: the strong base is missing: python experiments/search_study.py trains it ({BASE})")
-    results = [study_budget(b, count, epochs, threads) for b in budgets]
-    REPORT.mkdir(parents=True, exist_ok=True)
-    (REPORT / "predictiveness.json").write_text(json.dumps(results, indent=2))
-    (REPORT / "predictiveness.md").write_text(report(results))
+        fail(f"the strong base is missing: python experiments/search_study.py trains it ({BASE})")
+    results = [
+        study_budget(budget, options["strategies"], options["epochs"], options["threads"])
+        for budget in options["budgets"]
+    ]
+    write_json_atomic(REPORT / "predictiveness.json", results)
+    write_text_atomic(REPORT / "predictiveness.md", report(results))
     print(report(results))
 
 

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from script_options import one_of, parse_options, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "study"
@@ -150,8 +151,13 @@ def leaderboard() -> None:
 
 
 def main(argv: list[str]) -> None:
-    options = dict(arg.split("=", 1) for arg in argv)
-    if options.get("only", "all") in ("all", "study"):
+    options = parse_options(
+        argv,
+        {"only": one_of("all", "study", "leaderboard"), "launcher": str, "jobs": positive_int},
+        {"only": "all", "launcher": "joblib", "jobs": 2},
+        "python experiments/search_study.py [only=all|study|leaderboard] [launcher=joblib] [jobs=2]",
+    )
+    if options["only"] in ("all", "study"):
         ensure_base()
         set_aside_stale_finetuning()
         set_aside_stale_archive()
@@ -159,7 +165,7 @@ def main(argv: list[str]) -> None:
         for budget, seed in PLAN:
             pending = [m for m in METHODS if not finished(run_dir(budget, m, seed, ARCHIVE))]
             if pending:
-                sweep(budget, seed, pending, options.get("launcher", "joblib"), int(options.get("jobs", 2)))
+                sweep(budget, seed, pending, options["launcher"], options["jobs"])
                 archive()
                 leaderboard()
     leaderboard()

@@ -10,7 +10,6 @@ fine-tuning. Each candidate's result is appended to ``promotion.jsonl`` as it fi
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import shutil
@@ -24,7 +23,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from amc.io import read_jsonl, save_torch_atomic
+from amc.io import append_jsonl, read_jsonl, save_torch_atomic
 from amc.settings import PromoteConfig
 from amc.strategy.task import SearchTask
 from amc.training.distill import Distiller, WithTeacherLogits, with_teacher_logits
@@ -117,8 +116,7 @@ def promote(
             "finetuned_test_top1": last["test_top1"],
             "finetune_s": summary["wall_s"],
         }
-        with open(run_dir / RESULTS, "a") as f:  # one short append per candidate
-            f.write(json.dumps(result) + "\n")
+        append_jsonl(run_dir / RESULTS, result)
         done[row["episode"]] = result
         if diverged(result):
             log.warning(

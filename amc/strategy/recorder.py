@@ -11,7 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from amc.envs.episode import EpisodeResult
-from amc.io import read_jsonl, write_csv_atomic, write_json_atomic, write_text_atomic
+from amc.io import append_jsonl, read_jsonl, write_csv_atomic, write_json_atomic, write_text_atomic
 from amc.plots import plot_episodes, plot_strategy
 from amc.pruning.structure import PrunableStructure
 from amc.settings import SearchConfig
@@ -143,8 +143,7 @@ class SearchRecorder:
         """A method's probing evaluation: it counts toward ``episodes`` but is no candidate strategy."""
         row = {"probe": len(self.probes) + 1, **self._row(result)}
         self.probes.append(row)
-        with open(self.probes_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.probes_path, row)
         self.bar.update(1)
         self.bar.set_postfix(probe=f"{row['accuracy']:.2f}%", cost=f"{row['cost_ratio']:.3f}")
         return row
@@ -155,8 +154,7 @@ class SearchRecorder:
             row |= {"measured_cost_ratio": result.measured_cost_ratio, "over_budget": result.over_budget}
         earlier_best = self.best
         self.add(row)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.path, row)
         if self.best is not None and self.best is not earlier_best:
             self._write_strategy(self.strategy(self.best))
         self.bar.update(1)

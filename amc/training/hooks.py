@@ -7,7 +7,6 @@ Every hook that writes files does so on the main rank only.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from amc.io import save_torch_atomic, write_json_atomic
+from amc.io import append_jsonl, save_torch_atomic, write_json_atomic
 from amc.models import save_checkpoint
 from amc.tracking import Tracker
 
@@ -116,8 +115,7 @@ class Metrics(Hook):
             f"search-val top-1 {row['search_val_top1']:.2f} %, test top-1 {row['test_top1']:.2f} %, "
             f"{row['elapsed_s']:.0f} s so far"
         )
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.run_dir / "metrics.jsonl", row)
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         if trainer.ctx.is_main:

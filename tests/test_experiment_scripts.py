@@ -1,0 +1,39 @@
+"""The scripts in experiments/ refuse a bad argument in one ``error:`` line, exit code 2, before any work starts."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "experiments"))
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "reason"),
+    [
+        ("search_study", ["only=foo"], "only=foo: want one of all, study, leaderboard"),
+        ("search_study", ["bogus"], "unknown argument 'bogus'; usage: python experiments/search_study.py"),
+        ("search_study", ["jobs=0"], "jobs=0: must be ≥ 1"),
+        ("predictiveness", ["budgets=0.25,2"], "budgets=0.25,2: want fractions in (0, 1]"),
+        ("predictiveness", ["strategies=x"], "strategies=x: invalid literal for int()"),
+        ("predictiveness", ["epochs=-1"], "epochs=-1: must be > 0"),
+        ("latency_prediction", ["strategies=0"], "strategies=0: must be ≥ 1"),
+        ("latency_interference", ["seconds=0"], "seconds=0: must be > 0"),
+        ("bn_folding_speed", ["threads=two"], "threads=two: invalid literal for int()"),
+    ],
+)
+def test_a_bad_argument_is_one_line_before_any_work(script, argv, reason, capsys, monkeypatch):
+    module = importlib.import_module(script)
+    started = []
+    for name in ("run", "study_budget", "ensure_base", "settings", "models"):  # whatever the script starts with
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, lambda *a, **k: started.append(a))
+    with pytest.raises(SystemExit) as exit_:
+        module.main(argv)
+    assert exit_.value.code == 2 and not started
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {reason}") and err.count("\n") == 1
