@@ -9,9 +9,10 @@ At each flops budget (0.25 and 0.5 by default) on FMNIST-MBV1 from the strong ba
      amc.strategy.promotion, resumable) and its test top-1 measured;
   5. Spearman's rho and Kendall's tau between every evaluator's score and the fine-tuned test top-1, each with a
      bootstrap 95 % CI over the strategies, go to experiments/predictiveness/predictiveness.md (and .json).
-Every step resumes after a kill (rerun the same command).
+Every step resumes after a kill (rerun the same command). clip=NORM fine-tunes the same strategies again with
+gradients clipped at NORM, in budget_B/clipNORM/, and reports to predictiveness_clipNORM.md.
 
-    python experiments/predictiveness.py [budgets=0.25,0.5] [strategies=40] [epochs=0.5] [threads=1]
+    python experiments/predictiveness.py [budgets=0.25,0.5] [strategies=40] [epochs=0.5] [threads=1] [clip=NORM]
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def difference_ci(
     return resampled(lambda idx: statistic(x[idx], y[idx])[0] - statistic(default[idx], y[idx])[0], len(x), resamples)
 
 
-def study_budget(budget: str, count: int, epochs: float, threads: int) -> dict:
+def study_budget(budget: str, count: int, epochs: float, threads: int, clip: float | None = None) -> dict:
     from amc.runtime.process import seed_everything, set_threads
     from amc.strategy.best import export_network, teacher_logits_path
     from amc.strategy.promotion import promote
@@ -164,14 +165,21 @@ def study_budget(budget: str, count: int, epochs: float, threads: int) -> dict:
     work = OUT / f"budget_{budget}"
     scores = score_all(task.scorer, candidates, work / "evaluator_scores.jsonl")
     ft_cfg = dataclasses.replace(cfg.promote, epochs=epochs)
+    promote_dir = work  # the first schedule's fine-tunings sit in work/ itself (sessions 18-21)
+    if clip is not None:  # another schedule: its own folder, the same strategies and evaluator scores
+        ft_cfg = dataclasses.replace(ft_cfg, train=dataclasses.replace(ft_cfg.train, grad_clip_norm=clip))
+        promote_dir = work / f"clip{clip:g}"
+        promote_dir.mkdir(exist_ok=True)
+    # a seeded order, so the fine-tunings a partial run has done are a fair sample of the score range
+    order = [candidates[i] for i in np.random.default_rng(0).permutation(len(candidates))]
     calibration = task.scorer.calibration_images
     metadata = {"data": cfg.data.name, "image_size": task.data.image_size, "base_checkpoint": str(BASE)}
     task.scorer.use_score("lsq")  # fine-tune the network the search would export: lsq refit, closed loop
     promotion = promote(
         ft_cfg,
-        work,
+        promote_dir,
         task,
-        candidates,
+        order,
         lambda channels: export_network(task.scorer, channels, True, calibration),
         device,
         cfg.seed,
@@ -185,6 +193,7 @@ def study_budget(budget: str, count: int, epochs: float, threads: int) -> dict:
         "strategies": len(candidates),
         "epochs": epochs,
         "lr": ft_cfg.train.lr,
+        "grad_clip_norm": clip,
         "finetuned_test_top1": [finetuned[r["episode"]] for r in scores],
         "diverged_episodes": sorted(diverged),
         "correlations": correlations(scores, finetuned),
@@ -206,6 +215,13 @@ def _interval(value: tuple[float, float, float]) -> str:
     return f"{estimate:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def schedule_text(result: dict) -> str:
+    clip = result.get("grad_clip_norm")
+    return f"{result['epochs']:g} epoch at lr {result['lr']:g}" + (
+        "" if clip is None else f", gradients clipped at {clip:g}"
+    )
+
+
 def report(results: list[dict]) -> str:
     lines = [
         "| budget | evaluator | strategies | Spearman ρ [95 % CI] | Kendall τ [95 % CI] | ρ − lsq's, paired [95 % CI] "
@@ -223,7 +239,7 @@ def report(results: list[dict]) -> str:
                 gap = "—" if name == DEFAULT else _interval(c["spearman_minus_default"])
                 shown = f"{count}" if label == "all" else f"{count} ({diverged} diverged left out)"
                 lines.append(f"| {res['budget']:g} | {name} | {shown} | {rho} | {tau} | {gap} | {c['seconds']:.2f} |")
-    schedules = sorted({f"{r['epochs']:g} epoch at lr {r['lr']:g}" for r in results})
+    schedules = sorted({schedule_text(r) for r in results})
     return "\n".join(lines) + (
         "\n\nScores are search-val top-1 (%) of the pruned network as each evaluator rebuilds it; the truth is test "
         f"top-1 after the fixed KD fine-tuning ({', '.join(schedules)}, the base as teacher). CIs: 2,000 bootstrap "
@@ -235,18 +251,25 @@ def report(results: list[dict]) -> str:
 def main(argv: list[str]) -> None:
     options = parse_options(
         argv,
-        {"budgets": fractions, "strategies": positive_int, "epochs": positive_float, "threads": positive_int},
-        {"budgets": ["0.25", "0.5"], "strategies": 40, "epochs": 0.5, "threads": 1},
-        "python experiments/predictiveness.py [budgets=0.25,0.5] [strategies=40] [epochs=0.5] [threads=1]",
+        {
+            "budgets": fractions,
+            "strategies": positive_int,
+            "epochs": positive_float,
+            "threads": positive_int,
+            "clip": positive_float,
+        },
+        {"budgets": ["0.25", "0.5"], "strategies": 40, "epochs": 0.5, "threads": 1, "clip": None},
+        "python experiments/predictiveness.py [budgets=0.25,0.5] [strategies=40] [epochs=0.5] [threads=1] [clip=NORM]",
     )
     if not BASE.is_file():
         fail(f"the strong base is missing: python experiments/search_study.py trains it ({BASE})")
     results = [
-        study_budget(budget, options["strategies"], options["epochs"], options["threads"])
+        study_budget(budget, options["strategies"], options["epochs"], options["threads"], options["clip"])
         for budget in options["budgets"]
     ]
-    write_json_atomic(REPORT / "predictiveness.json", results)
-    write_text_atomic(REPORT / "predictiveness.md", report(results))
+    name = "predictiveness" if options["clip"] is None else f"predictiveness_clip{options['clip']:g}"
+    write_json_atomic(REPORT / f"{name}.json", results)
+    write_text_atomic(REPORT / f"{name}.md", report(results))
     print(report(results))
 
 
