@@ -244,7 +244,8 @@ def report(results: list[dict]) -> str:
         "\n\nScores are search-val top-1 (%) of the pruned network as each evaluator rebuilds it; the truth is test "
         f"top-1 after the fixed KD fine-tuning ({', '.join(schedules)}, the base as teacher). CIs: 2,000 bootstrap "
         "resamples of the strategies. Seconds: the median per strategy in this process (one thread), excluding the "
-        "search's prefix cache. Diverged: a fine-tuning that ended below the cheap score it started from.\n"
+        "search's prefix cache. Diverged: a fine-tuning that ended more than a point below the cheap score it "
+        "started from (search-val).\n"
     )
 
 

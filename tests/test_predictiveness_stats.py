@@ -38,6 +38,7 @@ def test_a_finetuning_that_ends_below_its_starting_score_is_diverged_and_reporte
         {"episode": 3, "search_score": 88.06, "finetuned_search_val_top1": 43.4},  # the KD blew up
         {"episode": 6, "search_score": 82.4, "finetuned_search_val_top1": 92.82},
         {"episode": 22, "search_score": 68.98, "finetuned_search_val_top1": 92.38},
+        {"episode": 40, "search_score": 93.68, "finetuned_search_val_top1": 93.56},  # near the base: a few tenths
     ]
     assert predictiveness.diverged_finetunings(promoted) == {3}
     lsq = {"spearman": (0.5, 0.1, 0.8), "kendall": (0.4, 0.1, 0.6), "spearman_minus_default": (0, 0, 0), "seconds": 6.6}
