@@ -128,7 +128,7 @@ def promote(
                 f"promotion: episode {row['episode']} ended its fine-tuning at "
                 f"{result['finetuned_search_val_top1']:.2f} % search-val, more than {DIVERGED_DROP:g} point below the "
                 f"{result['search_score']:.2f} % it was scored at: the KD diverged (a lower promote.train.lr or "
-                "promote.train.grad_clip_norm=2 may steady it)"
+                "promote.train.grad_clip_norm may steady it)"
             )
     results = [done[r["episode"]] for r in candidates]
     winner = max(results, key=lambda r: (r["finetuned_search_val_top1"], -r["episode"]))
