@@ -80,6 +80,8 @@ def test_runs_in_any_layout_are_grouped_by_budget_and_method(tmp_path):
         fake_run(tmp_path / "sweep" / f"job{seed}", "ddpg", seed, after, probes=0)
         fake_run(tmp_path / "single" / f"uniform_{seed}", "uniform", seed, 90.2)
     fake_run(tmp_path / "single" / "unfinished", "random", 1, 90.0)
+    fake_run(tmp_path / "single" / "not_amcs", "random", 1, 90.0)  # another tool's files of the same names
+    (tmp_path / "single" / "not_amcs" / "strategy.json").write_text('{"test_top1": 1, "layers": [')
     (tmp_path / "single" / "unfinished" / "strategy.json").write_text(json.dumps({"accuracy": 80}))  # still running
     runs = find_runs([tmp_path / "sweep", tmp_path / "single", tmp_path])  # overlapping folders: each run once
     assert len(runs) == 6
@@ -121,6 +123,10 @@ def test_a_pipelines_kd_finetuning_of_pruned_pt_is_the_after_ft_score(tmp_path):
         config = {"checkpoint": str(root / "amc" / "pruned.pt"), "distill": {"kind": kind}}
         (root / name / "config.yaml").write_text(yaml.safe_dump(config))
         (root / name / "summary.json").write_text(json.dumps({"last": {"test_top1": top1}}))
+    for name, text in (("notes", "[1, 2]"), ("broken", "{not json")):  # other files of that name are passed over
+        (root / name).mkdir()
+        (root / name / "config.yaml").write_text(text)
+        (root / name / "summary.json").write_text(text)
     (run,) = find_runs([tmp_path / "pipeline"])
     assert run.test_after == 91.5  # the KD one; CE is not the leaderboard's fine-tuning
     (root / "amc_kd" / "summary.json").unlink()

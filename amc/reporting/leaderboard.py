@@ -51,12 +51,21 @@ def method_label(cfg: dict[str, Any]) -> str:
 
 
 def base_label(strategy: dict[str, Any], cfg: dict[str, Any]) -> str:
-    """``mobilenet_v1 on fashion_mnist, base 93.63 %``: the model, the data and the base's test top-1 (two bases
-    of one model on one dataset differ there)."""
+    """``mobilenet_v1 on fashion_mnist, base 93.63 % test top-1``: the model, the data and the base's test top-1
+    (two bases of one model on one dataset differ there)."""
     model = strategy.get("model") or (cfg.get("model") or {}).get("name", "?")
     data = (cfg.get("data") or {}).get("name", "?")
     top1 = strategy.get("base_test_top1")
     return f"{model} on {data}" + ("" if top1 is None else f", base {float(top1):.2f} % test top-1")
+
+
+def _mapping(path: Path, parse: Any) -> dict[str, Any]:
+    """The file's contents when it parses to a mapping, else ``{}``: a user's folders may hold anything."""
+    try:
+        data = parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def kd_finetunes(folders: list[Path]) -> dict[Path, float]:
@@ -65,14 +74,15 @@ def kd_finetunes(folders: list[Path]) -> dict[Path, float]:
     found: dict[Path, tuple[float, float]] = {}
     for folder in folders:
         for summary in folder.rglob("summary.json"):
-            config = summary.parent / "config.yaml"
-            if not config.is_file():
-                continue
-            cfg = yaml.safe_load(config.read_text()) or {}
-            if (cfg.get("distill") or {}).get("kind") != "kd" or not cfg.get("checkpoint"):
-                continue  # a base training, or a fine-tuning without the teacher
-            last = json.loads(summary.read_text()).get("last") or {}
-            if last.get("test_top1") is None:
+            cfg, result = _mapping(summary.parent / "config.yaml", yaml.safe_load), _mapping(summary, json.loads)
+            if (
+                not isinstance(cfg.get("distill"), dict)
+                or cfg["distill"].get("kind") != "kd"
+                or not cfg.get("checkpoint")
+            ):
+                continue  # a base training, a fine-tuning without the teacher, or some other summary.json
+            last = result.get("last") if isinstance(result.get("last"), dict) else {}
+            if not isinstance(last.get("test_top1"), (int, float)):
                 continue
             checkpoint, written = Path(cfg["checkpoint"]).expanduser().resolve(), summary.stat().st_mtime
             if checkpoint not in found or written > found[checkpoint][0]:
@@ -93,10 +103,12 @@ def read_run(run_dir: Path, finetunes: dict[Path, float]) -> Run | None:
     strategy_path, config_path = run_dir / "strategy.json", run_dir / "config.yaml"
     if not (strategy_path.is_file() and config_path.is_file() and (run_dir / "episodes.jsonl").is_file()):
         return None
-    strategy = json.loads(strategy_path.read_text())
-    if "test_top1" not in strategy:  # still searching: strategy.json holds the best so far, not an export
+    strategy = _mapping(strategy_path, json.loads)
+    if "test_top1" not in strategy:  # still searching (strategy.json holds the best so far), or not amc's file
         return None
-    cfg = yaml.safe_load(config_path.read_text()) or {}
+    if not all(key in strategy for key in ("budget", "accuracy", "macs_ratio")):
+        return None
+    cfg = _mapping(config_path, yaml.safe_load)
     history = read_jsonl(run_dir / "episodes.jsonl")
     if (run_dir / "probes.jsonl").is_file():
         history += read_jsonl(run_dir / "probes.jsonl")
