@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,7 @@ def base_label(strategy: dict[str, Any], cfg: dict[str, Any]) -> str:
     return f"{model} on {data}" + ("" if top1 is None else f", base {float(top1):.2f} % test top-1")
 
 
-def _mapping(path: Path, parse: Any) -> dict[str, Any]:
+def _mapping(path: Path, parse: Callable[[str], Any]) -> dict[str, Any]:
     """The file's contents when it parses to a mapping, else ``{}``: a user's folders may hold anything."""
     try:
         data = parse(path.read_text())
@@ -104,10 +105,8 @@ def read_run(run_dir: Path, finetunes: dict[Path, float]) -> Run | None:
     if not (strategy_path.is_file() and config_path.is_file() and (run_dir / "episodes.jsonl").is_file()):
         return None
     strategy = _mapping(strategy_path, json.loads)
-    if "test_top1" not in strategy:  # still searching (strategy.json holds the best so far), or not amc's file
-        return None
-    if not all(key in strategy for key in ("budget", "accuracy", "macs_ratio")):
-        return None
+    if not all(key in strategy for key in ("test_top1", "budget", "accuracy", "macs_ratio")):
+        return None  # still searching (strategy.json holds the best so far, untested), or not amc's file
     cfg = _mapping(config_path, yaml.safe_load)
     history = read_jsonl(run_dir / "episodes.jsonl")
     if (run_dir / "probes.jsonl").is_file():
