@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from amc.errors import ConfigError
 from amc.io import write_text_atomic
-from amc.settings import SCHEMAS, range_errors, within
+from amc.settings import CODE_KEYS, SCHEMAS, range_errors, within
 
 T = TypeVar("T")
 
@@ -86,11 +86,6 @@ def command_line_overrides() -> dict[str, str]:
     return {o.split("=", 1)[0].lstrip("+~"): o for o in HydraConfig.get().overrides.task}
 
 
-def command_line_keys() -> list[str]:
-    """The keys this run's command line overrides (empty outside a Hydra app)."""
-    return list(command_line_overrides())
-
-
 PER_INVOCATION = ("stop_after",)  # settings of one invocation, never carried into its resumption
 
 # What a resumed run's command line may change: how it runs, never what it computes. A search resumed with
@@ -155,10 +150,64 @@ def resumed_config(cfg: DictConfig, schema: type, run_dir: Path) -> DictConfig:
             )
         for key in [*given, *(k for k in PER_INVOCATION if k in cfg)]:
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
+        check_saved_imports(saved, path)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{path} does not match this entry point's settings: {str(exc).splitlines()[0]}") from None
     saved.resume = str(run_dir)
     return saved
+
+
+def _import_targets(node: Any, prefix: str = "") -> dict[str, str]:
+    """Every setting in a plain config tree that names code: ``_target_``, ``runner``, ``source`` at any depth,
+    and ``model.name`` (a dotted name there is imported too)."""
+    found: dict[str, str] = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, (dict, list)):
+                found.update(_import_targets(value, f"{path}."))
+            elif isinstance(value, str) and (key in CODE_KEYS or path == "model.name"):
+                found[path] = value
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.update(_import_targets(value, f"{prefix}{i}."))
+    return found
+
+
+def _shipped_runners() -> set[str]:
+    """The runner classes amc's own ``conf/agent/*.yaml`` name: amc's code, safe to import."""
+    from amc.entry import CONFIG_DIR
+
+    return {str(OmegaConf.load(path).get("runner")) for path in (CONFIG_DIR / "agent").glob("*.yaml")}
+
+
+def _is_amcs_own(key: str, value: str) -> bool:
+    from amc.models import list_models
+    from amc.models.registry import is_torchvision_classifier
+
+    if key.endswith("source"):
+        return False  # a file to execute is only ever the user's word in this run
+    if key.endswith("runner"):
+        return value in _shipped_runners()
+    return value in list_models() or value == "custom" or is_torchvision_classifier(value)
+
+
+def check_saved_imports(saved: DictConfig, path: Path) -> None:
+    """Refuse a saved config that names code this run's command line does not restate: a run dir is a file like
+    any other, and a downloaded one must not choose what is imported (``model._target_=os.system``)."""
+    given = command_line_overrides()
+    stated = {key: typed.split("=", 1)[1] for key, typed in given.items() if "=" in typed}
+    untrusted = [
+        (key, value)
+        for key, value in _import_targets(OmegaConf.to_container(saved, resolve=True)).items()
+        if not _is_amcs_own(key, value) and stated.get(key) != value
+    ]
+    if untrusted:
+        names = " ".join(f"{key}={value}" for key, value in untrusted)
+        raise ConfigError(
+            f"{path} names code to import or run ({names}), which is not amc's own, so it was not used; "
+            f"if you trust this run dir, restate it on the command line: resume=... {names}"
+        )
 
 
 def start_run(cfg: DictConfig, results: tuple[str, ...] = (), job: str = "run") -> tuple[Any, Path]:

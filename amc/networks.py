@@ -37,7 +37,7 @@ def builder_name(model_cfg: ModelConfig) -> str:
             )
     from amc.models import resolve_builder
 
-    resolve_builder(target)  # an unknown or unimportable builder fails now, before any data or training
+    resolve_builder(target, model_cfg.source)  # an unknown or unimportable builder fails now, before any work
     return target
 
 
@@ -55,13 +55,22 @@ def build_model(model_cfg: ModelConfig, num_classes: int, in_channels: int, imag
     """A fresh model for a dataset: the builder of ``model_cfg`` with classes/channels from the data."""
     from amc.models import create_model
 
-    return create_model(builder_name(model_cfg), **model_kwargs(model_cfg, num_classes, in_channels, image_size))
+    return create_model(
+        builder_name(model_cfg),
+        source=model_cfg.source,
+        **model_kwargs(model_cfg, num_classes, in_channels, image_size),
+    )
 
 
 def user_named_builders(model_cfg: ModelConfig) -> list[str]:
     """The builder this run's config names (``model._target_=``): a checkpoint may name it and be rebuilt with it.
     Any other builder a checkpoint names beyond the registry and torchvision's classifiers is refused."""
     return [model_cfg._target_] if model_cfg._target_ else []
+
+
+def user_checkpoint_options(model_cfg: ModelConfig) -> dict[str, Any]:
+    """What ``load_checkpoint`` may trust for this run: the builder it names and the ``.py`` file holding it."""
+    return {"trusted_builders": user_named_builders(model_cfg), "builder_source": model_cfg.source}
 
 
 def fit_input_size(model: nn.Module, in_channels: int, image_size: int) -> int:
@@ -123,11 +132,11 @@ def load_model_for_data(
 
     data = read_checkpoint(path)
     if data.get("format") == FORMAT:
-        model = load_checkpoint(path, trusted_builders=user_named_builders(model_cfg))
+        model = load_checkpoint(path, **user_checkpoint_options(model_cfg))
         return check_trained_on(model, data_cfg, path) if runs_on_data else model
     info = dataset_info(data_cfg.name, data_cfg.crop)
     kwargs = model_kwargs(model_cfg, info["num_classes"], info["in_channels"], info["image_size"])
-    model = load_checkpoint(path, name=builder_name(model_cfg), **kwargs)
+    model = load_checkpoint(path, name=builder_name(model_cfg), builder_source=model_cfg.source, **kwargs)
     model.checkpoint_metadata.setdefault("image_size", info["image_size"])
     return model
 

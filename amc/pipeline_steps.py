@@ -12,7 +12,7 @@ from typing import Any
 from amc.errors import AmcError, ConfigError
 from amc.io import write_text_atomic
 from amc.plots import plot_accuracy_vs_macs
-from amc.settings import PipelineConfig
+from amc.settings import CODE_KEYS, PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,19 @@ def run_pipeline(cfg: PipelineConfig, root: Path) -> dict[str, Any]:
         *cfg.extra_search_args,
     ]
     budget = [f"flops_budget={cfg.flops_budget}"]
+    # a resumed search trusts no code its saved config names unless restated: this run's own word restates it
+    restated = [
+        a for a in cfg.extra_search_args if a.split("=", 1)[0].lstrip("+~").endswith((*CODE_KEYS, "model.name"))
+    ]
     searches = {"amc": ["agent=ddpg", f"episodes={cfg.episodes}"], "uniform": ["agent=uniform"]}
     for name, args in searches.items():
         if not (root / name / "strategy.json").is_file() or not (root / name / "pruned.pt").is_file():
             started = (root / name / "config.yaml").is_file()  # an interrupted search: continue it
-            stage("amc.search", [f"resume={root / name}"] if started else [*common, *budget, *args], root / name)
+            stage(
+                "amc.search",
+                [f"resume={root / name}", *restated] if started else [*common, *budget, *args],
+                root / name,
+            )
     strategy = json.loads((root / "amc" / "strategy.json").read_text())
     finetunes = {"amc_kd": ("amc", "kd"), "amc_ce": ("amc", "ce"), "uniform_kd": ("uniform", "kd")}
     for name, (source, kind) in finetunes.items():

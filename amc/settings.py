@@ -32,14 +32,19 @@ from amc.choices import (
 # ruff: noqa: UP045
 
 
+CODE_KEYS = ("_target_", "runner", "source")  # settings whose value names code to import, call or execute
+
+
 @dataclass
 class ModelConfig:
-    """A network: a registry ``name`` or any importable builder ``_target_``, with its ``kwargs``."""
+    """A network: a registry ``name`` or any importable builder ``_target_``, with its ``kwargs``; ``source`` is
+    a ``.py`` file holding ``_target_`` when its module is not importable (only ever taken from this run)."""
 
     name: str
     supports_small_input: bool
     kwargs: dict[str, Any]
     _target_: Optional[str] = None
+    source: Optional[str] = None
 
 
 @dataclass

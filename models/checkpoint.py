@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from amc.io import loadable, save_torch_atomic
 from amc.models.errors import AmcError
-from amc.models.registry import check_builder_trusted, create_model
+from amc.models.registry import UnknownModelError, check_builder_trusted, create_model
 
 FORMAT = "amc-checkpoint/1"
 
@@ -42,7 +42,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **metadata: Any) 
     module = model.module if hasattr(model, "module") else model  # unwrap DataParallel/DDP
     payload = {
         "format": FORMAT,
-        "arch": loadable(arch),
+        "arch": loadable({k: v for k, v in arch.items() if k != "source"}),  # an old absolute path stays private
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
         "metadata": loadable(metadata),
     }
@@ -50,21 +50,36 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **metadata: Any) 
 
 
 def model_from_arch(
-    arch: Mapping[str, Any], trusted_builders: Iterable[str] = (), what: str = "the checkpoint"
+    arch: Mapping[str, Any],
+    trusted_builders: Iterable[str] = (),
+    what: str = "the checkpoint",
+    *,
+    builder: Callable[..., nn.Module] | None = None,
+    builder_source: str | None = None,
 ) -> nn.Module:
     """A freshly initialised model of a stored architecture, pruned model included (weights still to load).
 
-    :param trusted_builders: builders the user names in this run; a stored builder outside the registry and
-        torchvision's classifiers must be one of them (and only then is a stored ``source`` file run).
+    Nothing the stored entry names runs unless it is registered, a torchvision classifier or the caller's
+    choice; a stored file path is never read (a file cannot choose what is executed).
+
+    :param trusted_builders: builder names the user gives in this run; a stored builder outside the registry
+        and torchvision's classifiers must be one of them.
+    :param builder: a callable the caller gives that builds the unpruned base; it replaces the stored name.
+    :param builder_source: a ``.py`` file the user names in this run that holds a trusted builder.
     """
     name = arch["name"]
     trusted = list(trusted_builders)
-    check_builder_trusted(name, trusted, what)
+    if builder is None:
+        check_builder_trusted(name, trusted, what)
     kwargs = dict(arch.get("kwargs") or {})
-    if kwargs.get("weights") is not None and name not in trusted:
+    if kwargs.get("weights") is not None and name not in trusted and builder is None:
         raise CheckpointError(f"{what} asks for pretrained weights ({kwargs['weights']!r}), which are never fetched")
-    source = arch.get("source") if name in trusted else None
-    model = create_model(name, _builder_file=source, **kwargs)
+    try:
+        model = create_model(name, builder=builder, source=builder_source, **kwargs)
+    except UnknownModelError as exc:
+        hint = arch.get("source_hint")
+        saved_from = f" (it was saved from a file named {hint})" if isinstance(hint, str) and hint else ""
+        raise UnknownModelError(f"{what}: {exc}{saved_from}") from None
     if arch.get("pruning"):
         if not _pruning_replay:
             raise CheckpointError(f"{what} is a pruned network, and no pruning engine is registered to rebuild it")
@@ -129,7 +144,13 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
 
 
 def load_checkpoint(
-    path: str | os.PathLike, name: str | None = None, *, trusted_builders: Iterable[str] = (), **kwargs: Any
+    path: str | os.PathLike,
+    name: str | None = None,
+    *,
+    trusted_builders: Iterable[str] = (),
+    builder: Callable[..., nn.Module] | None = None,
+    builder_source: str | None = None,
+    **kwargs: Any,
 ) -> nn.Module:
     """Rebuild a model from ``path``; no code the file names runs unless you name it (``trusted_builders``).
 
@@ -137,6 +158,9 @@ def load_checkpoint(
     :param name: registry name; needed for bare state_dicts, overrides the stored one otherwise.
     :param trusted_builders: dotted builder paths you trust, for checkpoints of your own networks
         (a registered model or a ``torchvision.models`` classifier needs none).
+    :param builder: a callable that builds the unpruned base (a class, a function, a lambda); it is used
+        instead of the stored builder name, which is then never imported.
+    :param builder_source: a ``.py`` file you name that holds a trusted builder outside any package.
     :param kwargs: constructor arguments; merged over the stored ones.
     :return: the model (``model.checkpoint_metadata`` holds the stored metadata).
     """
@@ -148,10 +172,10 @@ def load_checkpoint(
     arch_kwargs = {**(stored["kwargs"] if stored and stored["name"] == arch_name else {}), **kwargs}
     same = stored and stored["name"] == arch_name
     pruning = stored.get("pruning") if same else None
-    source = stored.get("source") if same else None
+    hint = stored.get("source_hint") if same else None
     trusted = [*trusted_builders, *([name] if name else [])]  # a name the caller passes is the caller's choice
-    arch = {"name": arch_name, "kwargs": arch_kwargs, "pruning": pruning, "source": source}
-    model = model_from_arch(arch, trusted, what=str(path))
+    arch = {"name": arch_name, "kwargs": arch_kwargs, "pruning": pruning, "source_hint": hint}
+    model = model_from_arch(arch, trusted, what=str(path), builder=builder, builder_source=builder_source)
     load_weights(model, _state_dict_of(data), source=str(path))
     model.checkpoint_metadata = dict(data.get("metadata") or {})
     return model

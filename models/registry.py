@@ -87,44 +87,55 @@ def check_builder_trusted(name: str, trusted: Iterable[str] = (), what: str = "t
 def resolve_builder(name: str, source_file: str | None = None) -> Callable[..., nn.Module]:
     """The constructor behind a registered name or a dotted import path.
 
-    :param source_file: the ``.py`` file the builder's module was loaded from when the model was saved;
-        used only when the module is no longer importable by name (a user's script outside any package).
+    :param source_file: a ``.py`` file that holds the builder, for a script outside any package. Only ever a
+        file the user names in this run (``model.source=``); a path read from a checkpoint or a run dir is
+        never passed here, so no file on disk runs because a file said so.
     """
     if name in _REGISTRY:
         return _REGISTRY[name]
     module_name, _, attr = name.rpartition(".")
     if module_name:
-        try:
-            builder = getattr(importlib.import_module(module_name), attr, None)
-        except ImportError:
+        if source_file:
             builder = _from_file(module_name, attr, source_file)
+        else:
+            try:
+                builder = getattr(importlib.import_module(module_name), attr, None)
+            except ImportError as exc:
+                raise UnknownModelError(
+                    f"cannot import {module_name!r} for the builder {name!r} ({exc}); if its code is in a .py file "
+                    f"outside any package, name that file: model.source=PATH.py (in Python: builder=)"
+                ) from None
         if callable(builder):
             return builder
-        raise UnknownModelError(f"unknown model {name!r}: cannot import {attr!r} from {module_name!r}")
+        raise UnknownModelError(f"unknown model {name!r}: {module_name!r} has no callable {attr!r}")
     raise UnknownModelError(
         f"unknown model {name!r}; registered models: {', '.join(list_models())} "
         "(or a dotted builder path, e.g. torchvision.models.resnet18)"
     )
 
 
-def _from_file(module_name: str, attr: str, source_file: str | None) -> Callable | None:
-    if not source_file or not source_file.endswith(".py") or not os.path.isfile(source_file):
-        return None
-    spec = importlib.util.spec_from_file_location(module_name, source_file)
+def _from_file(module_name: str, attr: str, source_file: str) -> Callable | None:
+    """``attr`` of the user's ``source_file``, executed as module ``module_name`` (the user named the file)."""
+    path = os.path.abspath(os.path.expanduser(source_file))
+    if not path.endswith(".py") or not os.path.isfile(path):
+        raise UnknownModelError(f"model.source={source_file}: not a .py file")
+    spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        return None
+        raise UnknownModelError(f"model.source={source_file}: cannot be loaded as a module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return getattr(module, attr, None)
 
 
-def builder_file(builder: Callable) -> str | None:
-    """Where a builder's code lives, recorded with a model so its checkpoint can find it again."""
+def source_hint(builder: Callable) -> str | None:
+    """The file name (no folder) of a builder's code, stored with a model only to word a load error: the
+    saver's folders stay private, and the name is never used to find or run anything."""
     try:
-        return inspect.getsourcefile(builder)
+        path = inspect.getsourcefile(builder)
     except TypeError:
         return None
+    return os.path.basename(path) if path else None
 
 
 def _accepts(builder: Callable, keyword: str) -> bool:
@@ -188,13 +199,18 @@ def adapt_input_channels(model: nn.Module, in_channels: int) -> None:
         )
 
 
-def create_model(name: str, _builder_file: str | None = None, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str, *, builder: Callable[..., nn.Module] | None = None, source: str | None = None, **kwargs: Any
+) -> nn.Module:
     """Build a registered or importable model; the result carries ``arch = {"name", "kwargs"}``.
 
     ``num_classes`` is dropped for builders that cannot take it; ``in_channels`` for builders that do
     not name it is applied by adapting the first conv.
+
+    :param builder: the callable to build with, given by the caller (``name`` is then only recorded).
+    :param source: a ``.py`` file the user names that holds the builder (see :func:`resolve_builder`).
     """
-    builder = resolve_builder(name, _builder_file)
+    builder = builder or resolve_builder(name, source)
     call = dict(kwargs)
     in_channels = call.pop("in_channels", None) if not _names(builder, "in_channels") else None
     if "num_classes" in call and not _accepts(builder, "num_classes"):
@@ -209,5 +225,7 @@ def create_model(name: str, _builder_file: str | None = None, **kwargs: Any) -> 
         adapt_input_channels(model, int(in_channels))
     model.arch = {"name": name, "kwargs": dict(kwargs)}
     if name not in _REGISTRY and not name.startswith("torchvision."):
-        model.arch["source"] = builder_file(builder)
+        hint = source_hint(builder)
+        if hint:
+            model.arch["source_hint"] = hint
     return model

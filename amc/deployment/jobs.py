@@ -16,7 +16,7 @@ from amc.deployment.onnx_export import export_onnx, max_difference, onnx_latency
 from amc.errors import ConfigError
 from amc.io import write_json_atomic
 from amc.models import load_checkpoint
-from amc.networks import first_conv_in_channels, load_model_for_data, user_named_builders
+from amc.networks import first_conv_in_channels, load_model_for_data, user_checkpoint_options
 from amc.pruning.counting import profile
 from amc.runtime.process import set_threads
 from amc.settings import DeployConfig
@@ -60,7 +60,7 @@ def deploy_report(cfg: DeployConfig, run_dir: Path) -> dict[str, Any]:
         raise ConfigError("batch_sizes must list at least one batch size, e.g. [1,256]")
     set_threads(cfg.threads)
     threads = torch.get_num_threads()  # threads=null: torch's default, stated in the summary
-    model = load_checkpoint(cfg.checkpoint, trusted_builders=user_named_builders(cfg.model)).eval()
+    model = load_checkpoint(cfg.checkpoint, **user_checkpoint_options(cfg.model)).eval()
     size = int(cfg.image_size or model.checkpoint_metadata.get("image_size", 224))
     base_path = cfg.base if cfg.base is not None else model.checkpoint_metadata.get("base_checkpoint")
     summary: dict[str, Any] = {"checkpoint": str(cfg.checkpoint), "image_size": size, "threads": threads}

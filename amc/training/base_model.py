@@ -20,7 +20,7 @@ from amc.io import write_json_atomic
 from amc.logs import log_files, log_like_parent
 from amc.models import load_checkpoint
 from amc.models.pretrained import ShippedBase, shipped_base
-from amc.networks import builder_name, load_model_for_data, model_and_data, user_named_builders
+from amc.networks import builder_name, load_model_for_data, model_and_data, user_checkpoint_options
 from amc.runtime.memory import release_freed_memory
 from amc.runtime.onednn_cache import unbound_primitive_cache
 from amc.runtime.process import seed_everything, set_threads, stop_with_parent
@@ -67,9 +67,9 @@ def obtain_base_model(cfg: SearchConfig) -> tuple[nn.Module, str]:
     with FileLock(str(path) + ".lock"):
         if path.is_file():
             log.info(f"using the cached base model {path}")
-            return load_checkpoint(path, trusted_builders=user_named_builders(cfg.model)), str(path)
+            return load_checkpoint(path, **user_checkpoint_options(cfg.model)), str(path)
         _train_base_in_child(cfg, path)
-        return load_checkpoint(path, trusted_builders=user_named_builders(cfg.model)), str(path)
+        return load_checkpoint(path, **user_checkpoint_options(cfg.model)), str(path)
 
 
 def _train_base_in_child(cfg: SearchConfig, path: Path) -> None:

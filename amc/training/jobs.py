@@ -22,7 +22,7 @@ from amc.networks import (
     first_conv_in_channels,
     load_model_for_data,
     model_and_data,
-    user_named_builders,
+    user_checkpoint_options,
 )
 from amc.runtime.process import seed_everything, set_threads
 from amc.settings import FinetuneConfig, TrainRunConfig
@@ -107,7 +107,7 @@ def finetune_network(cfg: FinetuneConfig, run_dir: Path) -> dict:
     set_threads(cfg.threads)
     if not cfg.checkpoint:
         raise ConfigError("checkpoint=PATH (the pruned model to fine-tune) is required")
-    student = load_checkpoint(cfg.checkpoint, trusted_builders=user_named_builders(cfg.model))
+    student = load_checkpoint(cfg.checkpoint, **user_checkpoint_options(cfg.model))
     check_trained_on(student, cfg.data, cfg.checkpoint)
     ctx = setup(cfg.device)
     seed_everything(cfg.seed)

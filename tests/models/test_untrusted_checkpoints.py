@@ -6,6 +6,7 @@ architecture entry, which names a callable and its keyword arguments, and an opt
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,22 +85,60 @@ def test_a_stored_request_for_pretrained_weights_is_refused(tmp_path):
         models.load_checkpoint(path)
 
 
-def test_a_builder_the_user_names_is_trusted_and_its_source_file_found(tmp_path):
-    """The user's own network, saved from a script outside any package, still loads once they name it."""
-    source = tmp_path / "my_nets_outside_sys_path.py"
+def _users_checkpoint(
+    tmp_path: Path, stored_source: str | None = None, module: str = "my_nets_outside_sys_path"
+) -> tuple[Path, Path, torch.nn.Module]:
+    """A checkpoint of a user's network whose builder sits in a script outside any package (and the script)."""
+    source = tmp_path / f"{module}.py"
     source.write_text("import torch\ndef build(width=3):\n    return torch.nn.Linear(width, 2)\n")
     net = torch.nn.Linear(5, 2)
-    payload = {
-        "format": models.FORMAT,
-        "arch": {"name": "my_nets_outside_sys_path.build", "kwargs": {"width": 5}, "source": str(source)},
-        "state_dict": net.state_dict(),
-        "metadata": {},
-    }
+    arch = {"name": f"{module}.build", "kwargs": {"width": 5}}
+    if stored_source:
+        arch["source"] = stored_source
+    payload = {"format": models.FORMAT, "arch": arch, "state_dict": net.state_dict(), "metadata": {}}
     torch.save(payload, tmp_path / "mine.pt")
+    return tmp_path / "mine.pt", source, net
+
+
+def test_a_builder_the_user_names_loads_from_the_file_the_user_names(tmp_path):
+    """The user's own network, saved from a script outside any package, loads once they name the builder and
+    its file in this run, or pass the builder itself."""
+    path, source, net = _users_checkpoint(tmp_path)
     with pytest.raises(models.UntrustedBuilderError):
-        models.load_checkpoint(tmp_path / "mine.pt")
-    loaded = models.load_checkpoint(tmp_path / "mine.pt", trusted_builders=["my_nets_outside_sys_path.build"])
+        models.load_checkpoint(path)
+    with pytest.raises(models.UnknownModelError, match=r"model\.source="):  # named, but where its code is unknown
+        models.load_checkpoint(path, trusted_builders=["my_nets_outside_sys_path.build"])
+    loaded = models.load_checkpoint(
+        path, trusted_builders=["my_nets_outside_sys_path.build"], builder_source=str(source)
+    )
     assert torch.equal(loaded.weight, net.weight)
+    rebuilt = models.load_checkpoint(path, builder=lambda width: torch.nn.Linear(width, 2))
+    assert torch.equal(rebuilt.weight, net.weight)
+
+
+def test_a_stored_source_path_is_never_executed_even_for_a_trusted_name(tmp_path, attacker_file):
+    """The attack: a crafted file reuses a builder name the user trusts and points its stored ``source`` at an
+    attacker's ``.py`` already on disk. The stored path is never read."""
+    attacker, marker = attacker_file
+    path, _, _ = _users_checkpoint(tmp_path, stored_source=str(attacker), module="never_imported_nets")
+    with pytest.raises(models.UnknownModelError) as info:
+        models.load_checkpoint(path, trusted_builders=["never_imported_nets.build"])
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_a_saved_checkpoint_stores_no_absolute_path(tmp_path, monkeypatch):
+    source = tmp_path / "private_home_folder" / "mynet.py"
+    source.parent.mkdir()
+    source.write_text("import torch\ndef build():\n    return torch.nn.Linear(3, 2)\n")
+    model = models.create_model("mynet.build", source=str(source))
+    models.save_checkpoint(model, tmp_path / "m.pt")
+    stored = torch.load(tmp_path / "m.pt", weights_only=True)["arch"]
+    assert "private_home_folder" not in repr(stored)
+    assert stored["source_hint"] == "mynet.py"
+    monkeypatch.delitem(sys.modules, "mynet")  # as in another process, where the user's file was never run
+    with pytest.raises(models.UnknownModelError, match=r"mynet\.py"):  # the hint words the error
+        models.load_checkpoint(tmp_path / "m.pt", trusted_builders=["mynet.build"])
 
 
 def test_registered_and_torchvision_checkpoints_load_without_naming_anything(tmp_path):
@@ -134,6 +173,22 @@ def test_every_entry_point_refuses_a_crafted_checkpoint(tmp_path, attacker_file,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("module", "args"), ENTRY_POINTS, ids=[m for m, _ in ENTRY_POINTS])
+def test_every_entry_point_ignores_a_stored_source_for_a_trusted_name(tmp_path, attacker_file, module, args):
+    """The user trusts ``model._target_=my_nets_outside_sys_path.build``; the file's stored source is an attacker's."""
+    attacker, marker = attacker_file
+    path, _, _ = _users_checkpoint(tmp_path, stored_source=str(attacker))
+    trusts = ["model=custom", "model._target_=my_nets_outside_sys_path.build"]
+    if module in ("amc.slim", "amc.quantize"):  # HW7's own network only: no builder can be trusted there
+        trusts, expected = [], "not a registered model"
+    else:
+        expected = "model.source="
+    proc = run_module(module, f"checkpoint={path}", *trusts, f"hydra.run.dir={tmp_path / 'run'}", *args)
+    assert_clean_error(proc, expected)
+    assert not marker.exists()
+
+
+@pytest.mark.slow
 def test_a_teacher_checkpoint_is_refused_too(tmp_path):
     marker, victim = tmp_path / "ran", tmp_path / "victim"
     crafted = craft(tmp_path / "teacher.pt", "os.system", {"command": f"touch {marker}"})
@@ -142,3 +197,17 @@ def test_a_teacher_checkpoint_is_refused_too(tmp_path):
     )
     assert_clean_error(proc, "os.system")
     assert not marker.exists() and not victim.exists()
+
+
+def test_the_cli_builds_a_users_network_from_the_file_named_in_this_run(tmp_path):
+    source = tmp_path / "outside_any_package.py"
+    source.write_text(
+        "import torch\ndef build(num_classes=10, in_channels=3):\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 8, 3), torch.nn.Flatten(),"
+        " torch.nn.LazyLinear(num_classes))\n"
+    )
+    args = ["model=custom", "model._target_=outside_any_package.build", f"hydra.run.dir={tmp_path / 'run'}"]
+    assert_clean_error(run_module("amc.profile", *args), "model.source=")
+    proc = run_module("amc.profile", *args, f"model.source={source}", "image_size=8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "MACs" in proc.stdout + proc.stderr
