@@ -29,7 +29,10 @@ Metric = _choice("Metric", "top1", "top5")  # the search-val accuracy strategies
 Selection = _choice("Selection", "l1", "l2", "bn_gamma", "random", "lsq")  # which channels a layer keeps
 Reconstruction = _choice("Reconstruction", "none", "open", "closed")  # the exported weights' least-squares refit
 EvalPrecision = _choice("EvalPrecision", "auto", "float32", "bfloat16")
-Evaluator = _choice("Evaluator", "lsq", "adabn", "lsq+adabn", "plain")  # how a candidate network is scored
+# how a candidate network is rebuilt and scored (amc.strategy.scoring): refit, recalibrate, short-distil, agreement
+Evaluator = _choice(
+    "Evaluator", "lsq", "adabn", "lsq+adabn", "plain", "kl", "lsq+kl", "lsq+kd", "lsq+kd+adabn", "lsq+kd+kl"
+)
 OnExisting = _choice("OnExisting", "refuse", "continue")  # a run dir that already holds a search
 Algorithm = _choice("Algorithm", "ddpg", "td3", "sac")  # stable-baselines3's agents behind agent=ddpg|td3|sac
 Sampler = _choice("Sampler", "tpe", "cmaes")  # Optuna's samplers behind agent=optuna

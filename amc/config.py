@@ -31,6 +31,32 @@ OmegaConf.register_new_resolver(
 )
 
 
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # absolute: found whatever module composes
+
+
+def compose_settings(config_name: str, overrides: list[str], updates: dict[str, Any] | None = None) -> Any:
+    """The typed settings of ``conf/<config_name>.yaml`` with Hydra ``overrides``, then ``updates`` (dotted key ->
+    value, checked against the schema): what an entry point would get, for a caller in Python (the library).
+    A bad override or an unknown key is one ConfigError line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its config dir is this one
+            cfg = compose(config_name=config_name, overrides=overrides)
+        else:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                cfg = compose(config_name=config_name, overrides=overrides)
+        for key, value in (updates or {}).items():
+            if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+                raise ConfigError(f"unknown option {key!r}")
+            OmegaConf.update(cfg, key, value, merge=False)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(" ".join(str(exc).split("Config search path:")[0].split())[:300]) from None
+    return settings_of(cfg)
+
+
 def settings_of(cfg: DictConfig) -> Any:
     """The typed settings (an ``amc.settings`` dataclass) of a composed, schema-backed config."""
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -53,6 +79,11 @@ def load_settings(path: Path, schema: type[T]) -> T:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{path} does not match this entry point's settings: {str(exc).splitlines()[0]}") from None
     return settings_of(saved)
+
+
+def save_settings(settings: Any, run_dir: Path, name: str = "config.yaml") -> None:
+    """Write typed settings (an ``amc.settings`` dataclass) as a run dir's config, the recipe a resume compares."""
+    write_text_atomic(run_dir / name, OmegaConf.to_yaml(OmegaConf.structured(settings)))
 
 
 def run_dir_of(resume: str | None = None) -> Path:
@@ -176,8 +207,6 @@ def _import_targets(node: Any, prefix: str = "") -> dict[str, str]:
 
 def _shipped_runners() -> set[str]:
     """The runner classes amc's own ``conf/agent/*.yaml`` name: amc's code, safe to import."""
-    from amc.entry import CONFIG_DIR
-
     return {str(OmegaConf.load(path).get("runner")) for path in (CONFIG_DIR / "agent").glob("*.yaml")}
 
 

@@ -18,12 +18,12 @@ from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from amc.config import CONFIG_DIR
 from amc.errors import AmcError
 from amc.logs import to_log_files
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # absolute: found whatever module defines the task
 FAILED_JOBS_FILE = "failed_jobs.txt"  # in a multirun's sweep dir: one line per job stopped by a user error
 
 

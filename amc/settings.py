@@ -185,6 +185,9 @@ class SearchConfig:
     export_candidates: int = 1  # the best N strategies rebuilt as exported, the best of them kept (1: as before)
     score: Evaluator = Evaluator["lsq"]  # lsq for runs saved before it
     adabn_images: int = 1000  # training images the BN statistics are recomputed on (score=adabn, lsq+adabn)
+    kd_steps: int = 50  # score=lsq+kd...: distillation steps from the base per candidate
+    kd_batch_size: int = 64
+    kd_lr: float = 0.01  # SGD, momentum 0.9, constant
     promote: Optional[PromoteConfig] = None  # conf/search.yaml sets it; runs saved before it have none
     pretrained: bool = False  # no checkpoint=: search the base amc ships for model and data (conf: true)
     on_existing: OnExisting = OnExisting["refuse"]  # continue: resume it (a finished one is kept)
@@ -387,7 +390,7 @@ VALID_RANGES: dict[str, Range] = {
             "search_val_images", "test_images", "eval_batch_size", "threads", "stop_after", "epochs", "batch_size",
             "max_steps_per_epoch", "replay_episodes", "hidden_sizes", "train_limit", "search_val_limit",
             "test_limit", "crop", "steps", "finetune_epochs", "max_bytes", "image_size", "batch_sizes", "workers",
-            "export_candidates", "adabn_images", "candidates", "rounds",
+            "export_candidates", "adabn_images", "candidates", "rounds", "kd_steps", "kd_batch_size",
         ),
         AT_LEAST_1,
     ),
@@ -400,7 +403,7 @@ VALID_RANGES: dict[str, Range] = {
         ),
         AT_LEAST_0,
     ),
-    **dict.fromkeys(("actor_lr", "critic_lr", "temperature", "min_run_s", "grad_clip_norm"), POSITIVE),
+    **dict.fromkeys(("actor_lr", "critic_lr", "temperature", "min_run_s", "grad_clip_norm", "kd_lr"), POSITIVE),
 }  # fmt: skip
 
 

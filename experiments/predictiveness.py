@@ -1,18 +1,20 @@
 """How well does each cheap score predict the accuracy after fine-tuning? Rank correlations with bootstrap CIs.
 
-At each flops budget (0.25 and 0.5 by default) on FMNIST-MBV1 from the strong base:
-  1. a random search (60 episodes, score=lsq) proposes feasible strategies;
-  2. STRATEGIES of them (default 40), evenly spread over the range of its scores, are kept;
-  3. each is scored by every evaluator: plain (sliced only), lsq (least-squares refit, the search's default),
-     adabn (BN statistics recomputed on 1,000 training images) and lsq+adabn, with the seconds each takes;
-  4. each is fine-tuned with one fixed short KD schedule (EPOCHS of an epoch, teacher = the base, no augmentation;
-     amc.strategy.promotion, resumable) and its test top-1 measured;
-  5. Spearman's rho and Kendall's tau between every evaluator's score and the fine-tuned test top-1, each with a
-     bootstrap 95 % CI over the strategies, go to experiments/predictiveness/predictiveness.md (and .json).
-Every step resumes after a kill (rerun the same command). clip=NORM fine-tunes the same strategies again with
-gradients clipped at NORM, in budget_B/clipNORM/, and reports to predictiveness_clipNORM.md.
+At each flops budget on FMNIST-MBV1 from the strong base:
+  1. a random search (60 episodes, score=lsq, seed 7) proposes feasible strategies;
+  2. STRATEGIES of them (default 40), evenly spread over the range of its scores, are kept, in a seeded order;
+  3. in that order, a chunk at a time, each is scored by every evaluator (EVALUATORS: plain, lsq, adabn,
+     lsq+adabn, the teacher agreements kl and lsq+kl, and lsq+kd after 20, 60 and 200 steps of distillation, with
+     and without adabn), with the seconds each takes, and then fine-tuned with one fixed short KD schedule (EPOCHS
+     of an epoch, teacher = the base, no augmentation; amc.strategy.promotion) and its test top-1 measured;
+  4. Spearman's rho and Kendall's tau between every evaluator's score and the fine-tuned test top-1, each with a
+     bootstrap 95 % CI over the strategies done so far, go to experiments/predictiveness/<name>.md (and .json)
+     after every chunk, so a partial run reports a fair sample.
+Every step resumes after a kill (rerun the same command). The small files of every run (scores, fine-tuning
+results and metrics; no weights) are kept under experiments/predictiveness/runs/ for the repository.
+clip=NORM fine-tunes with gradients clipped at NORM (budget_B/clipNORM/, report predictiveness_clipNORM.md).
 
-    python experiments/predictiveness.py [budgets=0.25,0.5] [strategies=40] [epochs=0.5] [threads=1] [clip=NORM]
+    python experiments/predictiveness.py [budgets=0.1,0.25] [strategies=40] [epochs=0.5] [threads=1] [clip=2]
 """
 
 from __future__ import annotations
@@ -35,12 +37,27 @@ sys.path.insert(0, str(ROOT))
 
 from amc.io import append_jsonl, write_json_atomic, write_text_atomic  # noqa: E402  (ROOT first)
 
-OUT = ROOT / "runs" / "predictiveness"
 REPORT = ROOT / "experiments" / "predictiveness"
+OUT = REPORT / "runs"  # tracked: .gitignore keeps the weights out
 BASE = ROOT / "models" / "weights" / "fmnist_mobilenet_v1.pt"  # the shipped strong base
-EVALUATORS = ("plain", "lsq", "adabn", "lsq+adabn")  # amc.strategy.scoring.SCORES
+# name -> (amc.strategy.scoring's score, its kd_steps): the kd evaluators at three step counts
+EVALUATORS = {
+    "plain": ("plain", 0),
+    "lsq": ("lsq", 0),
+    "adabn": ("adabn", 0),
+    "lsq+adabn": ("lsq+adabn", 0),
+    "kl": ("kl", 0),
+    "lsq+kl": ("lsq+kl", 0),
+    "lsq+kd20": ("lsq+kd", 20),
+    "lsq+kd60": ("lsq+kd", 60),
+    "lsq+kd200": ("lsq+kd", 200),
+    "lsq+kd60+adabn": ("lsq+kd+adabn", 60),
+    "lsq+kd60+kl": ("lsq+kd+kl", 60),
+}
+MOST_KD_STEPS = max(steps for _, steps in EVALUATORS.values())
 DEFAULT = "lsq"  # the search's evaluator today (conf/search.yaml: score)
 SEARCH_EPISODES = 60
+CHUNK = 4  # strategies scored, then fine-tuned, before the report is written again
 
 
 def random_search(budget: str, threads: int) -> Path:
@@ -74,7 +91,8 @@ def settings(budget: str, threads: int):
         "experiment=fmnist_study",
         f"checkpoint={BASE}",
         f"flops_budget={budget}",
-        "score=lsq+adabn",
+        "score=lsq+kd+adabn",  # every image set the evaluators need: calibration, recalibration, distillation
+        f"kd_steps={MOST_KD_STEPS}",
         "prefix_cache_mb=0",
         f"threads={threads}",
         "promote.top_k=1",
@@ -90,10 +108,11 @@ def score_all(scorer, candidates: list[dict], path: Path) -> list[dict]:
         if row["episode"] in done:
             continue
         result = {"episode": row["episode"], "channels": row["channels"]}
-        for name in EVALUATORS:
-            scorer.use_score(name)
+        for name, (score, steps) in EVALUATORS.items():
+            scorer.use_score(score)
+            scorer.settings = dataclasses.replace(scorer.settings, kd_steps=steps)
             t0 = time.perf_counter()
-            result[name] = scorer.score(row["channels"]).top1
+            result[name] = scorer.score(row["channels"]).accuracy
             result[f"{name}_s"] = time.perf_counter() - t0
         append_jsonl(path, result)
         done[row["episode"]] = result
@@ -130,6 +149,8 @@ def correlations(scores: list[dict], finetuned: dict[int, float]) -> dict[str, d
     default = np.array([r[DEFAULT] for r in scores])
     table = {}
     for name in EVALUATORS:
+        if any(name not in r for r in scores):
+            continue  # an evaluator added after these strategies were scored
         x = np.array([r[name] for r in scores])
         table[name] = {
             "spearman": bootstrap_ci(x, truth, spearmanr),
@@ -148,7 +169,9 @@ def difference_ci(
     return resampled(lambda idx: statistic(x[idx], y[idx])[0] - statistic(default[idx], y[idx])[0], len(x), resamples)
 
 
-def study_budget(budget: str, count: int, epochs: float, threads: int, clip: float | None = None) -> dict:
+def study_budget(budget: str, count: int, epochs: float, threads: int, clip: float | None, on_progress) -> dict:
+    """Score and fine-tune ``count`` strategies at ``budget``, a chunk at a time; ``on_progress(result)`` after each
+    chunk with the correlations over the strategies done so far."""
     from amc.runtime.process import seed_everything, set_threads
     from amc.strategy.best import export_network, teacher_logits_path
     from amc.strategy.promotion import promote
@@ -163,42 +186,49 @@ def study_budget(budget: str, count: int, epochs: float, threads: int, clip: flo
     device = pick_device(cfg.device)
     task = build_task(cfg, device)
     work = OUT / f"budget_{budget}"
-    scores = score_all(task.scorer, candidates, work / "evaluator_scores.jsonl")
     ft_cfg = dataclasses.replace(cfg.promote, epochs=epochs)
-    promote_dir = work  # the first schedule's fine-tunings sit in work/ itself (sessions 18-21)
+    promote_dir = work
     if clip is not None:  # another schedule: its own folder, the same strategies and evaluator scores
         ft_cfg = dataclasses.replace(ft_cfg, train=dataclasses.replace(ft_cfg.train, grad_clip_norm=clip))
         promote_dir = work / f"clip{clip:g}"
-        promote_dir.mkdir(exist_ok=True)
-    # a seeded order, so the fine-tunings a partial run has done are a fair sample of the score range
+    promote_dir.mkdir(parents=True, exist_ok=True)
+    # a seeded order, so the strategies a partial run has done are a fair sample of the score range
     order = [candidates[i] for i in np.random.default_rng(0).permutation(len(candidates))]
     calibration = task.scorer.calibration_images
     metadata = {"data": cfg.data.name, "image_size": task.data.image_size, "base_checkpoint": str(BASE)}
-    task.scorer.use_score("lsq")  # fine-tune the network the search would export: lsq refit, closed loop
-    promotion = promote(
-        ft_cfg,
-        promote_dir,
-        task,
-        order,
-        lambda channels: export_network(task.scorer, channels, True, calibration),
-        device,
-        cfg.seed,
-        metadata,
-        teacher_logits_path(cfg, task),
-    )
-    finetuned = {r["episode"]: r["finetuned_test_top1"] for r in promotion["candidates"]}
-    diverged = diverged_finetunings(promotion["candidates"])
-    return {
-        "budget": float(budget),
-        "strategies": len(candidates),
-        "epochs": epochs,
-        "lr": ft_cfg.train.lr,
-        "grad_clip_norm": clip,
-        "finetuned_test_top1": [finetuned[r["episode"]] for r in scores],
-        "diverged_episodes": sorted(diverged),
-        "correlations": correlations(scores, finetuned),
-        "correlations_without_diverged": correlations([r for r in scores if r["episode"] not in diverged], finetuned),
-    }
+    for end in range(CHUNK, len(order) + CHUNK, CHUNK):
+        done = order[: min(end, len(order))]
+        scores = score_all(task.scorer, done, work / "evaluator_scores.jsonl")
+        task.scorer.use_score("lsq")  # fine-tune the network the search would export: lsq refit, closed loop
+        promotion = promote(
+            ft_cfg,
+            promote_dir,
+            task,
+            done,
+            lambda channels: export_network(task.scorer, channels, True, calibration),
+            device,
+            cfg.seed,
+            metadata,
+            teacher_logits_path(cfg, task),
+        )
+        finetuned = {r["episode"]: r["finetuned_test_top1"] for r in promotion["candidates"]}
+        diverged = diverged_finetunings(promotion["candidates"])
+        result = {
+            "budget": float(budget),
+            "strategies": len(scores),
+            "of": len(candidates),
+            "epochs": epochs,
+            "lr": ft_cfg.train.lr,
+            "grad_clip_norm": clip,
+            "finetuned_test_top1": [finetuned[r["episode"]] for r in scores],
+            "diverged_episodes": sorted(diverged),
+            "correlations": correlations(scores, finetuned),
+            "correlations_without_diverged": correlations(
+                [r for r in scores if r["episode"] not in diverged], finetuned
+            ),
+        }
+        on_progress(result)
+    return result
 
 
 def diverged_finetunings(promoted: list[dict]) -> set[int]:
@@ -238,6 +268,8 @@ def report(results: list[dict]) -> str:
                 rho, tau = _interval(c["spearman"]), _interval(c["kendall"])
                 gap = "—" if name == DEFAULT else _interval(c["spearman_minus_default"])
                 shown = f"{count}" if label == "all" else f"{count} ({diverged} diverged left out)"
+                if res.get("of", res["strategies"]) > res["strategies"]:
+                    shown += f" of {res['of']}"
                 lines.append(f"| {res['budget']:g} | {name} | {shown} | {rho} | {tau} | {gap} | {c['seconds']:.2f} |")
     schedules = sorted({schedule_text(r) for r in results})
     return "\n".join(lines) + (
@@ -259,19 +291,25 @@ def main(argv: list[str]) -> None:
             "threads": positive_int,
             "clip": positive_float,
         },
-        {"budgets": ["0.25", "0.5"], "strategies": 40, "epochs": 0.5, "threads": 1, "clip": None},
-        "python experiments/predictiveness.py [budgets=0.25,0.5] [strategies=40] [epochs=0.5] [threads=1] [clip=NORM]",
+        {"budgets": ["0.1", "0.25"], "strategies": 40, "epochs": 0.5, "threads": 1, "clip": 2.0},
+        "python experiments/predictiveness.py [budgets=0.1,0.25] [strategies=40] [epochs=0.5] [threads=1] [clip=2]",
     )
     if not BASE.is_file():
         fail(f"the strong base is missing: python experiments/search_study.py trains it ({BASE})")
-    results = [
-        study_budget(budget, options["strategies"], options["epochs"], options["threads"], options["clip"])
-        for budget in options["budgets"]
-    ]
     name = "predictiveness" if options["clip"] is None else f"predictiveness_clip{options['clip']:g}"
-    write_json_atomic(REPORT / f"{name}.json", results)
-    write_text_atomic(REPORT / f"{name}.md", report(results))
-    print(report(results))
+    results: dict[str, dict] = {}
+    if (REPORT / f"{name}.json").is_file():  # budgets reported by an earlier invocation stay in the report
+        results = {f"{r['budget']:g}": r for r in json.loads((REPORT / f"{name}.json").read_text())}
+
+    def write(result: dict) -> None:
+        results[f"{result['budget']:g}"] = result
+        ordered = [results[k] for k in sorted(results, key=float)]
+        write_json_atomic(REPORT / f"{name}.json", ordered)
+        write_text_atomic(REPORT / f"{name}.md", report(ordered))
+        print(report(ordered), flush=True)
+
+    for budget in options["budgets"]:
+        study_budget(budget, options["strategies"], options["epochs"], options["threads"], options["clip"], write)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def model_from_arch(
     if kwargs.get("weights") is not None and name not in trusted and builder is None:
         raise CheckpointError(f"{what} asks for pretrained weights ({kwargs['weights']!r}), which are never fetched")
     try:
-        model = create_model(name, builder=builder, source=builder_source, **kwargs)
+        model = _build_base(name, kwargs, builder, builder_source, what)
     except UnknownModelError as exc:
         hint = arch.get("source_hint")
         saved_from = f" (it was saved from a file named {hint})" if isinstance(hint, str) and hint else ""
@@ -84,6 +84,20 @@ def model_from_arch(
         if not _pruning_replay:
             raise CheckpointError(f"{what} is a pruned network, and no pruning engine is registered to rebuild it")
         model = _pruning_replay[0](model, arch["pruning"])
+    return model
+
+
+def _build_base(
+    name: str, kwargs: dict[str, Any], builder: Callable[..., nn.Module] | None, source: str | None, what: str
+) -> nn.Module:
+    """The unpruned base: the caller's ``builder()`` when given (it returns the base as saved), else the builder the
+    stored name resolves to, called with the stored arguments."""
+    if builder is None:
+        return create_model(name, source=source, **kwargs)
+    model = builder()
+    if not isinstance(model, nn.Module):
+        raise CheckpointError(f"builder returned a {type(model).__name__}, not the torch.nn.Module {what} holds")
+    model.arch = {"name": name, "kwargs": kwargs}
     return model
 
 

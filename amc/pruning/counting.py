@@ -28,7 +28,7 @@ class LayerCost:
 
 @dataclass
 class CostReport:
-    """Per-image totals (``macs``, ``params``) and one row per Conv2d/Linear layer."""
+    """Per-image totals (``macs``, ``params``) and one row per Conv2d/Linear layer; ``str()`` is the table."""
 
     macs: int
     params: int
@@ -37,6 +37,9 @@ class CostReport:
     @property
     def flops(self) -> int:
         return 2 * self.macs
+
+    def __str__(self) -> str:
+        return self.table()
 
     def table(self) -> str:
         head = f"{'layer':<28} {'type':<10} {'output':<18} {'MACs':>14} {'params':>11}"

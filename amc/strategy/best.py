@@ -129,7 +129,7 @@ def export_finalists(
     """
     scorer = task.scorer
     closed = cfg.export_reconstruction == "closed"
-    calibration = export_calibration(cfg, task.data, scorer) if closed else scorer.calibration_images
+    calibration = export_calibration(cfg, task) if closed else scorer.calibration_images
     # one candidate: the search's own best, exactly as before (also when every timed strategy was over budget)
     candidates = finalists(rows, cfg.export_candidates) if cfg.export_candidates > 1 else []
     if len(candidates) <= 1:
@@ -162,7 +162,7 @@ def promote_finalists(
     scorer = task.scorer
     _free_prefix_cache(scorer)
     closed = cfg.export_reconstruction == "closed"
-    calibration = export_calibration(cfg, task.data, scorer) if closed else scorer.calibration_images
+    calibration = export_calibration(cfg, task) if closed else scorer.calibration_images
     metadata = {"data": cfg.data.name, "image_size": task.data.image_size, "base_checkpoint": task.base_path}
     return promote(
         cfg.promote,
@@ -199,8 +199,9 @@ def export_best(
     tracker: Tracker,
     promotion: dict[str, Any] | None = None,
     latency_checks: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Rebuild the best strategy (closed or open loop), measure its test top-1, write the results.
+) -> tuple[dict[str, Any], nn.Module]:
+    """Rebuild the best strategy (closed or open loop), measure its test top-1, write the results; the strategy
+    and its network. Without a dataset (the library's user metric) there is no test split to measure.
 
     :param promotion: the promotion's summary; its winner is exported instead of the search's best score.
     :param latency_checks: the finalists timed for a latency budget (:func:`check_finalists_latency`).
@@ -210,14 +211,16 @@ def export_best(
     if promotion is not None:
         best = next(r for r in recorder.rows if r["episode"] == promotion["winner_episode"])
         closed = cfg.export_reconstruction == "closed"
-        calibration = export_calibration(cfg, task.data, scorer) if closed else scorer.calibration_images
+        calibration = export_calibration(cfg, task) if closed else scorer.calibration_images
         pruned, scored_finalists = export_network(scorer, best["channels"], closed, calibration), []
     else:
         search_best = best_timed_finalist(recorder, latency_checks, task.constraint.budget) or recorder.best
         best, pruned, scored_finalists, calibration = export_finalists(cfg, task, search_best, recorder.rows, device)
-    test_x, test_y = stack_dataset(task.data.test, limit=cfg.test_images)
-    test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
-    base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
+    test = base_test = {"top1": None, "top5": None}
+    if task.data is not None:
+        test_x, test_y = stack_dataset(task.data.test, limit=cfg.test_images)
+        test = evaluate(pruned.to(device), tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
+        base_test = evaluate(scorer.model, tensor_batches(test_x, test_y, cfg.eval_batch_size), device)
     latency = (
         measured_latency(task.latency_timer, pruned, best, task.constraint.budget)
         if task.latency_timer is not None
@@ -245,8 +248,7 @@ def export_best(
         pruned.cpu(),
         run_dir / "pruned.pt",
         strategy=strategy,
-        data=cfg.data.name,
-        image_size=task.data.image_size,
+        **({"data": cfg.data.name, "image_size": task.data.image_size} if task.data is not None else {}),
         base_checkpoint=task.base_path,
     )
     recorder.finish(cfg.agent.warmup_episodes)
@@ -267,10 +269,12 @@ def export_best(
             f"{promotion['finetuned_search_val_top1']:.2f} %: test top-1 {promotion['finetuned_test_top1']:.2f} % "
             f"after fine-tuning (finetuned.pt)"
         )
-    log.info(
-        f"results in {run_dir}: strategy.json (the best strategy), pruned.pt (its pruned, reconstructed network), "
-        "episodes.csv and episodes.png (every episode), strategy.png\n"
-        f"next: python -m amc.finetune checkpoint={run_dir / 'pruned.pt'}   (recover accuracy by distillation "
-        f"from the base)\n      python -m amc.deploy checkpoint={run_dir / 'pruned.pt'}     (ONNX export and latency)"
-    )
-    return strategy
+    if task.data is not None:
+        log.info(
+            f"results in {run_dir}: strategy.json (the best strategy), pruned.pt (its pruned, reconstructed network), "
+            "episodes.csv and episodes.png (every episode), strategy.png\n"
+            f"next: python -m amc.finetune checkpoint={run_dir / 'pruned.pt'}   (recover accuracy by distillation "
+            f"from the base)\n      python -m amc.deploy checkpoint={run_dir / 'pruned.pt'}     (ONNX export and "
+            "latency)"
+        )
+    return strategy, pruned

@@ -13,6 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn as nn
+
 from amc.envs.episode import EpisodeResult
 from amc.errors import ConfigError
 from amc.runtime.memory import release_freed_memory
@@ -22,7 +25,7 @@ from amc.strategy.best import check_finalists_latency, export_best, promote_fina
 from amc.strategy.recorder import SearchRecorder
 from amc.strategy.runners import Runner, WorkerDied, make_runner, minimum_evaluations
 from amc.strategy.state import SearchStateFiles
-from amc.strategy.task import build_task
+from amc.strategy.task import SearchTask, build_task
 from amc.tracking import Tracker
 from amc.training.distributed import pick_device
 
@@ -77,18 +80,30 @@ class SearchSession:
 
 def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or resume, with ``cfg.resume``) a search into ``run_dir``; the best strategy, once finished."""
-    if cfg.resume:
-        for stale in run_dir.glob("*.tmp"):  # a write the kill interrupted; its target is intact
-            stale.unlink()
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     started = time.perf_counter()
     task = build_task(cfg, device)
+    return run_search(cfg, run_dir, task, device, started)[0]
+
+
+def run_search(
+    cfg: SearchConfig, run_dir: Path, task: SearchTask, device: torch.device, started: float
+) -> tuple[dict[str, Any], nn.Module | None, SearchRecorder]:
+    """The search over a built task, into ``run_dir`` (resumed with ``cfg.resume``): the CLI's and the library's.
+
+    :returns: the best strategy (empty when stopped early), its exported network, and the episode records.
+    """
+    if cfg.resume:
+        for stale in run_dir.glob("*.tmp"):  # a write the kill interrupted; its target is intact
+            stale.unlink()
     release_freed_memory()  # base training and calibration are done with their activations
     setup_s = time.perf_counter() - started
     tracker = Tracker(cfg.logger.kind, run_dir, asdict(cfg), cfg.logger.project, mode=cfg.logger.mode)
     recorder = SearchRecorder(run_dir, task.structure, task.constraint, cfg, tracker, setup_s)
+    if task.scorer.user_evaluate is not None:
+        recorder.metric_name = "evaluate()"
     files = SearchStateFiles(run_dir)
     workers = None
     if cfg.workers > 1:  # check_inputs allows workers only for the agents that score batches of episodes
@@ -116,8 +131,12 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
     log.info(
         f"searching {cfg.agent.name} over {len(task.structure.points)} decision points of {task.structure.arch_name}: "
         f"{c.kind} budget {c.budget:g} of {c.base_cost:,.0f} {c.unit}, channels ranked by {cfg.selection}, "
-        f"scored by search-val {cfg.metric} on {len(task.scorer.val_labels)} images "
-        f"in {str(task.scorer.settings.dtype).removeprefix('torch.')} (eval_precision={cfg.eval_precision})"
+        + (
+            "scored by your evaluate()"
+            if task.scorer.user_evaluate is not None
+            else f"scored by search-val {cfg.metric} on {len(task.scorer.val_labels)} images "
+            f"in {str(task.scorer.settings.dtype).removeprefix('torch.')} (eval_precision={cfg.eval_precision})"
+        )
     )
     session = SearchSession(recorder, files, runner, cfg.episodes, cfg.stop_after)
     if recorder.evaluations < cfg.episodes:
@@ -139,7 +158,7 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
             "(it replays from the last episode whose agent update was saved)"
         )
         tracker.finish()
-        return recorder.best or {}
+        return recorder.best or {}, None, recorder
     latency_checks = None
     if task.latency_timer is not None:
         needed = max(cfg.export_candidates, cfg.promote.top_k if cfg.promote is not None else 0, 1)
@@ -147,9 +166,9 @@ def search(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
     promotion = None
     if cfg.promote is not None and cfg.promote.top_k > 0:
         promotion = promote_finalists(cfg, run_dir, task, recorder.rows, device)
-    strategy = export_best(cfg, run_dir, task, recorder, device, tracker, promotion, latency_checks)
+    strategy, pruned = export_best(cfg, run_dir, task, recorder, device, tracker, promotion, latency_checks)
     task.close()
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     log.info(f"wall time {time.perf_counter() - started:.0f} s (setup {setup_s:.0f} s); peak RSS {usage:.2f} GiB")
     tracker.finish()
-    return strategy
+    return strategy, pruned, recorder

@@ -49,6 +49,7 @@ class SearchRecorder:
         self.over_channels: set[tuple[int, ...]] = set()
         self.bar = tqdm(total=cfg.episodes, desc=f"search ({cfg.agent.name})", dynamic_ncols=True)
         self.last_time = time.perf_counter()
+        self.metric_name = f"search-val {cfg.metric}"  # what ``accuracy`` is (the library's user metric says so)
         if not cfg.resume:
             self.path.unlink(missing_ok=True)
             self.probes_path.unlink(missing_ok=True)
@@ -187,7 +188,7 @@ class SearchRecorder:
             "prune_residual": s.prune_residual,
             "keep_ratios": [c / w for c, w in zip(row["channels"], widths, strict=True)],
             "accuracy": row["accuracy"],
-            "metric": f"search-val {self.cfg.metric}",
+            "metric": self.metric_name,
             "search_val_top1": row["top1"],
             "episode": row["episode"],
             "model": s.arch_name,
@@ -241,9 +242,15 @@ class SearchRecorder:
             split = ", ".join(f"{k[:-2]} {t[k]:.2f}" for k in keys if k != "agent_s")
             t = {**t, "wall_s": scoring}
             split += f"; each in its worker, {self.cfg.workers} at once"
+        tested = strategy.get("test_top1")
+        scored = (
+            f"search-val {self.cfg.metric} {strategy['accuracy']:.2f} %, test top-1 {tested:.2f} %"
+            if tested is not None
+            else f"your evaluate() {strategy['accuracy']:.4g}"
+        )
         return (
-            f"best: episode {strategy['episode']}, search-val {self.cfg.metric} {strategy['accuracy']:.2f} %, "
-            f"test top-1 {strategy['test_top1']:.2f} %, MACs {strategy['macs']:,} = {strategy['macs_ratio']:.4f} of "
+            f"best: episode {strategy['episode']}, {scored}, "
+            f"MACs {strategy['macs']:,} = {strategy['macs_ratio']:.4f} of "
             f"{strategy['base_macs']:,} (FLOPs = 2 x MACs), params {strategy['params']:,}\n"
             f"median seconds per episode {t['wall_s']:.2f} ({split}); "
             f"{sum(r.get('reused_stages', 0) > 0 for r in self.rows)} of {len(self.rows)} episodes started from "

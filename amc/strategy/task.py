@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -31,13 +32,14 @@ log = logging.getLogger(__name__)
 @dataclass
 class SearchTask:
     base: nn.Module
-    base_path: str
-    data: DataSplits
+    base_path: str  # the base's checkpoint file ("" for a model handed in from Python)
+    data: DataSplits | None  # None: the library's user metric, with no dataset behind it
     structure: PrunableStructure
     constraint: Constraint
     scorer: StrategyScorer
     env: ChannelPruningEnv
     latency_timer: LatencyTimer | None = None  # latency budgets: times the new bests and the export
+    user_calibration: torch.Tensor | None = None  # the library's calibration inputs, where there is no dataset
 
     def close(self) -> None:
         if self.latency_timer is not None:
@@ -55,25 +57,60 @@ def search_calibration(cfg: SearchConfig, data: DataSplits, count: int) -> torch
     return calibration_images(data_kwargs, count, cfg.calibration_augment, cfg.seed, splits=data)
 
 
-def export_calibration(cfg: SearchConfig, data: DataSplits, scorer: StrategyScorer) -> torch.Tensor | None:
+def export_calibration(cfg: SearchConfig, task: SearchTask) -> torch.Tensor | None:
     """Calibration images for the final export: more than the search's own, where asked for."""
     count = cfg.export_calibration_images
     if not cfg.reconstruct or count is None or count <= cfg.calibration_images:
-        return scorer.calibration_images
-    return search_calibration(cfg, data, count)
+        return task.scorer.calibration_images
+    if task.data is None:  # the library's calibration set, all of it up to ``count``
+        return None if task.user_calibration is None else task.user_calibration[:count]
+    return search_calibration(cfg, task.data, count)
 
 
 def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
-    """Base model, structure, constraint, scorer and environment for this config."""
+    """Base model, structure, constraint, scorer and environment for this config (the CLI's door)."""
     base, base_path = obtain_base_model(cfg)
     base = base.to(device).eval()
     data = build_data(**{**asdict(cfg.data), "augment": False, "resize": trained_size(base)})
-    structure = analyse(base, (1, data.in_channels, data.image_size, data.image_size), cfg.prune_residual)
+    val_x, val_y = stack_dataset(data.search_val, limit=cfg.search_val_images)
+    images = ScoringImages(
+        val_x,
+        val_y,
+        search_calibration(cfg, data, cfg.calibration_images) if cfg.reconstruct else None,
+        search_calibration(cfg, data, cfg.adabn_images) if "adabn" in cfg.score else None,
+        # an underdetermined consumer (the classifier) is fit on the export's images, at least 2 rows per column
+        more_calibration=lambda count: search_calibration(cfg, data, max(count, cfg.export_calibration_images or 0)),
+        distill=search_calibration(cfg, data, cfg.kd_steps * cfg.kd_batch_size) if "kd" in cfg.score else None,
+    )
+    example = torch.zeros(1, data.in_channels, data.image_size, data.image_size)
+    return assemble_task(cfg, base, example, images, device, data=data, base_path=base_path)
+
+
+def assemble_task(
+    cfg: SearchConfig,
+    base: nn.Module,
+    example_input: torch.Tensor,
+    images: ScoringImages,
+    device: torch.device,
+    *,
+    data: DataSplits | None = None,
+    base_path: str = "",
+    evaluate: Callable[[nn.Module], float] | None = None,
+    user_calibration: torch.Tensor | None = None,
+) -> SearchTask:
+    """The search task over ``base`` (on ``device``, eval mode): what the CLI and the library both search.
+
+    :param example_input: one input batch; costs are counted per sample at its size.
+    :param data: the dataset's splits, where there is one (the promotion fine-tunes on it, the export tests on it).
+    :param evaluate: scores a candidate network instead of search-val top-1 (the library's user metric).
+    :param user_calibration: all the calibration inputs a library caller gave (the export refits on them).
+    """
+    structure = analyse(base, (1, *example_input.shape[1:]), cfg.prune_residual)
+    if structure.arch is None:  # a module built outside the model zoo: its class names it, its builder the caller
+        structure.arch = {"name": f"{type(base).__module__}.{type(base).__qualname__}", "kwargs": {}}
     if not structure.points:
         raise ConfigError(f"{structure.arch_name} has no prunable channel group ({'; '.join(structure.fixed_groups)})")
     refuse_unpredictable_costs(base, structure)
-    val_x, val_y = stack_dataset(data.search_val, limit=cfg.search_val_images)
-    calib_x = search_calibration(cfg, data, cfg.calibration_images) if cfg.reconstruct else None
     kind, budget = constraint_of(cfg)
     latency_fn = probe = timer = None
     if kind == "latency":
@@ -90,14 +127,6 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
     if kind == "latency":
         line, crowded = floor_note(constraint.cost(wall.minimum) / constraint.base_cost, budget, cfg.lower_bound)
         (log.warning if crowded else log.info)(line)
-    images = ScoringImages(
-        val_x,
-        val_y,
-        calib_x,
-        search_calibration(cfg, data, cfg.adabn_images) if "adabn" in cfg.score else None,
-        # an underdetermined consumer (the classifier) is fit on the export's images, at least 2 rows per column
-        more_calibration=lambda count: search_calibration(cfg, data, max(count, cfg.export_calibration_images or 0)),
-    )
     settings = ScorerSettings(
         score=cfg.score,
         selection=cfg.selection,
@@ -105,11 +134,14 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         points_per_image=cfg.points_per_image,
         batch_size=cfg.eval_batch_size,
         seed=cfg.seed,
-        prefix_cache_mb=cfg.prefix_cache_mb,
-        dtype=eval_dtype(cfg.eval_precision, device),
+        prefix_cache_mb=0 if evaluate is not None else cfg.prefix_cache_mb,
+        dtype=torch.float32 if evaluate is not None else eval_dtype(cfg.eval_precision, device),
+        kd_steps=cfg.kd_steps,
+        kd_batch_size=cfg.kd_batch_size,
+        kd_lr=cfg.kd_lr,
     )
-    scorer = StrategyScorer(base, structure, images, settings, device)
+    scorer = StrategyScorer(base, structure, images, settings, device, evaluate=evaluate)
     env = ChannelPruningEnv(
         scorer, wall, reward=cfg.reward, fill_budget=cfg.fill_budget, latency_probe=probe, latency_slack=MEASURED_SLACK
     )
-    return SearchTask(base, base_path, data, structure, constraint, scorer, env, timer)
+    return SearchTask(base, base_path, data, structure, constraint, scorer, env, timer, user_calibration)

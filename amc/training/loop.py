@@ -27,6 +27,7 @@ from amc.tracking import Tracker
 from amc.training.distributed import Dist, all_reduce_sum
 from amc.training.evaluation import accuracy_of, count_correct
 from amc.training.hooks import Checkpoints, Hook, Metrics, ResumeState, Tracking
+from amc.training.steps import Stepper
 
 LossFn = Callable[..., torch.Tensor]  # (logits, labels, inputs, *extras of the training set) -> loss
 
@@ -112,6 +113,7 @@ class Trainer:
         self.steps_per_epoch = min(len(self.loader), cfg.max_steps_per_epoch or len(self.loader))
         total, warmup = cfg.epochs * self.steps_per_epoch, int(cfg.warmup_epochs * self.steps_per_epoch)
         self.scheduler = cosine_with_warmup(self.optimizer, total, warmup)
+        self.stepper = Stepper(self.optimizer, self.scheduler, cfg.grad_clip_norm, self.params)
         self.criterion = loss_fn or (
             lambda logits, y, *_: F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         )
@@ -169,12 +171,7 @@ class Trainer:
             x, y = x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
             logits = self.net(x)
             loss = self.criterion(logits, y, x, *(e.to(device, non_blocking=True) for e in extra))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.grad_clip_norm:
-                nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip_norm)
-            self.optimizer.step()
-            self.scheduler.step()
+            self.stepper.step(loss)
             seen += len(y)
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())

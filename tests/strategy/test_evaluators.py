@@ -41,15 +41,19 @@ def test_recalibrating_a_copy_that_shares_tensors_leaves_the_original_as_it_was(
     assert not torch.equal(twin[1].running_mean, before)
 
 
-def scorer(name: str, score: str, cache_mb: float) -> StrategyScorer:
+def scorer(name: str, score: str, cache_mb: float, kd_steps: int = 3) -> StrategyScorer:
     model, size = randomised(name)
     generator = torch.Generator().manual_seed(1)
     val_x = torch.randn(12, *size[1:], generator=generator)
     val_y = torch.randint(0, 10, (12,), generator=generator)
     calib = torch.randn(6, *size[1:], generator=generator)
     recal = torch.randn(10, *size[1:], generator=generator)
-    settings = ScorerSettings(score=score, points_per_image=3, batch_size=5, prefix_cache_mb=cache_mb)
-    return StrategyScorer(model, analyse(model, size), ScoringImages(val_x, val_y, calib, recal), settings)
+    distill = torch.randn(kd_steps * 4, *size[1:], generator=generator)
+    settings = ScorerSettings(
+        score=score, points_per_image=3, batch_size=5, prefix_cache_mb=cache_mb, kd_steps=kd_steps, kd_batch_size=4
+    )
+    images = ScoringImages(val_x, val_y, calib, recal, distill=distill)
+    return StrategyScorer(model, analyse(model, size), images, settings)
 
 
 @pytest.mark.parametrize("score", SCORES)
@@ -77,6 +81,44 @@ def test_the_evaluators_differ_where_they_should():
     assert not torch.equal(logits["adabn"], logits["lsq+adabn"])
     assert not torch.equal(logits["plain"], logits["lsq"])
     assert not torch.equal(logits["plain"], logits["adabn"])
+    assert not torch.equal(logits["lsq"], logits["lsq+kd"])
+    assert torch.equal(logits["lsq"], logits["lsq+kl"])  # kl changes the score, not the network
+
+
+def test_short_distillation_is_repeatable_and_leaves_the_base_alone():
+    name = "mobilenet_v2"  # dropout in its classifier: the distillation must be seeded to repeat
+    kd = scorer(name, "lsq+kd", 0, kd_steps=10)
+    base_state = {k: v.clone() for k, v in kd.model.state_dict().items()}
+    channels = random_channels(kd.structure, torch.Generator().manual_seed(3))
+    first, again = kd.score(channels), kd.score(channels)
+    assert first.accuracy == again.accuracy and first.timings["distill_s"] > 0
+    assert torch.equal(kd.logits(channels), kd.logits(channels))
+    assert all(torch.equal(v, base_state[k]) for k, v in kd.model.state_dict().items())
+
+
+def test_short_distillation_brings_a_candidate_closer_to_the_base():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    val_x, val_y = torch.randn(64, 3, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)
+    images = ScoringImages(val_x, val_y, torch.randn(16, 3, 8, 8, generator=g), distill=torch.randn(320, 3, 8, 8))
+    structure = analyse(net, (1, 3, 8, 8))
+    agreement = {}
+    for score in ("lsq+kl", "lsq+kd+kl"):
+        settings = ScorerSettings(score=score, points_per_image=3, kd_steps=40, kd_batch_size=8, kd_lr=0.05)
+        agreement[score] = StrategyScorer(net, structure, images, settings).score([4] * len(structure.points)).accuracy
+    assert agreement["lsq+kd+kl"] > agreement["lsq+kl"]  # KD on other images of the same kind generalises
+
+
+def test_teacher_agreement_is_100_for_the_unpruned_network_and_lower_when_pruned():
+    name = sorted(CASES)[0]
+    s = scorer(name, "lsq+kl", 0)
+    full = [p.channels for p in s.structure.points]
+    assert s.score(full).accuracy == pytest.approx(100, abs=1e-3)
+    assert s.score(random_channels(s.structure, torch.Generator().manual_seed(3))).accuracy < 99.9
 
 
 def test_one_scorer_switched_between_evaluators_scores_as_a_scorer_built_for_each():

@@ -1,0 +1,49 @@
+"""``amc.make_env``: AMC's channel-pruning environment over your model, for your own agent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import torch
+import torch.nn as nn
+
+from amc.api.budget import Budget
+
+
+def make_env(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    budget: Budget,
+    evaluate: Callable[[nn.Module], float] | None = None,
+    data: Any = None,
+    calibration: Any = None,
+    seed: int = 0,
+    **options: Any,
+) -> gym.Env:
+    """The Gymnasium environment ``amc.compress`` searches in, over ``model``: one step per decision point, the
+    observation AMC's layer embedding, the action a keep ratio in ``Box(-1, 1)``, the reward the pruned network's
+    score (your ``evaluate``, or top-1 on ``data``) at the end of each episode, and every strategy within ``budget``.
+
+    Any stable-baselines3 algorithm for continuous actions learns on it. The arguments are :func:`amc.compress`'s;
+    ``options`` are its settings (``lower_bound``, ``reward``, ``score``, ...). The finished episode's
+    ``info["result"]`` holds the channels, MACs, params and score.
+    """
+    from amc.api.compress import prepare_inputs, search_settings
+    from amc.strategy.task import assemble_task
+
+    cfg = search_settings(budget, "random", None, seed, options)
+    inputs = prepare_inputs(model, example_input, cfg, evaluate, data, calibration)
+    base = _copy(model).to(inputs.device).eval()
+    task = assemble_task(
+        cfg, base, inputs.example, inputs.images, inputs.device, evaluate=evaluate, user_calibration=inputs.calibration
+    )
+    return task.env
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
