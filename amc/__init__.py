@@ -31,6 +31,20 @@ from amc.models.checkpoint import register_pruning_replay  # noqa: E402
 
 register_pruning_replay(_replay_pruning)
 
+
+def _register_environment() -> None:
+    """``gymnasium.make("amc/ChannelPruning-v0")``: the env, or without arguments the tiny digits task the search
+    code builds (the env knows no search code, so the package that holds both joins them here)."""
+    import gymnasium
+
+    from amc.envs import ENV_ID
+
+    if ENV_ID not in gymnasium.registry:
+        gymnasium.register(id=ENV_ID, entry_point="amc.strategy.tiny:make_env")
+
+
+_register_environment()
+
 from amc.errors import AmcError  # noqa: E402  (after the runtime set-up above)
 
 _API = {

@@ -199,12 +199,16 @@ def prune(
 ) -> nn.Module:
     """``model`` pruned by hand to ``strategy``: a physically smaller copy (``model`` is left unchanged).
 
+    :param model: any ``nn.Module`` torch.fx can trace.
+    :param example_input: one batch the model takes (the network is traced at its size).
     :param strategy: channels per decision point (a list), or a :class:`Compressed`'s ``strategy`` (its kept channel
         indices are then kept exactly).
     :param calibration: inputs for the closed-loop least-squares refit of each pruned layer's consumers; without
         them the weights are only sliced.
     :param selection: how channels are ranked when ``strategy`` gives counts only: ``l1`` (AMC's), ``l2``,
         ``bn_gamma``, or ``lsq`` (needs ``calibration``).
+    :param points_per_image: spatial positions per calibration input that the least squares sample.
+    :param seed: seeds that sampling (and ``random`` selection).
     """
     from amc.pruning.apply import keep_indices, reconstruction_overrides
     from amc.pruning.slicing import slice_model

@@ -36,6 +36,8 @@ def distill(
 ) -> nn.Module:
     """Train ``student`` (in place) to match ``teacher`` on ``train_data``; the student, in eval mode.
 
+    :param student: the network to train, e.g. ``amc.compress(...).model``.
+    :param teacher: the network it learns from, e.g. the unpruned base (run in eval mode, without gradients).
     :param train_data: a DataLoader or any iterable of batches: input tensors, or tuples and lists whose first item
         is the input (a second, the class labels, feeds the default loss's hard-label term).
     :param epochs: passes over ``train_data`` (fractions allowed).
@@ -46,6 +48,7 @@ def distill(
     :param lr, temperature, alpha, grad_clip_norm: default to ``amc.finetune``'s (``conf/finetune.yaml``,
         ``conf/distill/kd.yaml``); SGD with Nesterov momentum, cosine decay after a short warm-up.
     :param steps_per_epoch: needed when ``train_data`` has no length.
+    :param seed: seeds the training's random draws.
     """
     from amc.config import compose_settings
     from amc.training.loop import build_optimizer, cosine_with_warmup

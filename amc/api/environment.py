@@ -27,9 +27,18 @@ def make_env(
     observation AMC's layer embedding, the action a keep ratio in ``Box(-1, 1)``, the reward the pruned network's
     score (your ``evaluate``, or top-1 on ``data``) at the end of each episode, and every strategy within ``budget``.
 
-    Any stable-baselines3 algorithm for continuous actions learns on it. The arguments are :func:`amc.compress`'s;
-    ``options`` are its settings (``lower_bound``, ``reward``, ``score``, ...). The finished episode's
-    ``info["result"]`` holds the channels, MACs, params and score.
+    Any stable-baselines3 algorithm for continuous actions learns on it. The finished episode's ``info["result"]``
+    holds the channels, MACs, params and score.
+
+    :param model: any ``nn.Module`` torch.fx can trace (it is copied; yours is left unchanged).
+    :param example_input: one batch the model takes; costs are counted per sample at its size.
+    :param budget: ``Budget(flops=...)``, ``Budget(params=...)`` or ``Budget(latency=...)``.
+    :param evaluate: your metric, ``evaluate(network) -> float``, higher is better.
+    :param data: instead of ``evaluate``, ``(inputs, labels)`` or a DataLoader to score top-1 on.
+    :param calibration: inputs the least-squares refit and channel ranking read (default: ``data``'s inputs).
+    :param seed: seeds the channel ranking and the refit's sampling.
+    :param options: settings of ``conf/search.yaml``, as for :func:`amc.compress` (``lower_bound``, ``reward``,
+        ``score``, ``fill_budget``, ...).
     """
     from amc.api.compress import prepare_inputs, search_settings
     from amc.strategy.task import assemble_task

@@ -20,6 +20,10 @@ def save(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> Path:
 
     A network from the model zoo or torchvision is rebuilt by name; any other is rebuilt by the ``builder`` you give
     :func:`load`. The write is atomic.
+
+    :param model: the network, pruned or not.
+    :param path: the file to write.
+    :param metadata: saved with it, read back as ``model.checkpoint_metadata``.
     """
     model = check_model(model)
     if getattr(model, "arch", None) is None:  # built outside the zoo: its class names it, load's builder builds it
@@ -30,6 +34,7 @@ def save(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> Path:
 def load(path: str | os.PathLike, *, builder: Callable[[], nn.Module] | None = None) -> nn.Module:
     """The network saved at ``path`` (read with ``weights_only=True``), pruned as it was saved, in eval mode.
 
+    :param path: a file :func:`save` (or ``amc.search``, ``amc.finetune``) wrote.
     :param builder: a callable that returns the unpruned base network: a class, a function, ``lambda:
         MyNet(width=16)``. Needed for your own networks: a file never chooses code to run. Zoo and torchvision
         networks need none.

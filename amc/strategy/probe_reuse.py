@@ -6,10 +6,11 @@ scored it already. Reused probes are read, not scored, and do not count as evalu
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+import yaml
 
 from amc.errors import ConfigError
 from amc.io import read_jsonl
@@ -33,10 +34,12 @@ def check_probes_from(settings: Any, run_dir: str | Path) -> None:
     run_dir = Path(run_dir)
     if not (run_dir / "probes.jsonl").is_file() or not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"agent.probes_from={run_dir} holds no probes.jsonl and config.yaml of a sensitivity run")
-    theirs = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=False))
-    ours = _flat(OmegaConf.to_container(OmegaConf.structured(settings), resolve=False))
+    theirs = _flat(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+    ours = _flat(dataclasses.asdict(settings))
     differ = sorted(
-        key for key in theirs.keys() | ours.keys() if not within(key, MAY_DIFFER) and theirs.get(key) != ours.get(key)
+        key
+        for key in theirs.keys() | ours.keys()
+        if not within(key, MAY_DIFFER) and not _same(theirs.get(key), ours.get(key))
     )
     if differ:
         shown = "; ".join(f"{k}={ours.get(k)} (it ran with {theirs.get(k)})" for k in differ[:4])
@@ -54,3 +57,13 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
             out |= _flat(value, f"{prefix}{key}.")
         return out
     return {prefix.rstrip("."): str(tree) if tree is not None else None}
+
+
+def _same(saved: Any, current: Any) -> bool:
+    """One setting's saved value (read as YAML 1.1, where ``1e-05`` is a string) and its current one, alike."""
+    if isinstance(saved, str) and isinstance(current, float):
+        try:
+            return float(saved) == current
+        except ValueError:
+            return False
+    return saved == current

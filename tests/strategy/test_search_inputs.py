@@ -33,7 +33,7 @@ def search_refusal(tmp_path, *args: str) -> str:
         # a string choice outside its Enum (amc.choices) fails while composing, naming the choices
         (["selection=nope"], "selection=nope (Invalid value 'nope', expected one of [l1, l2, bn_gamma, random, lsq])"),
         (["metric=top3"], "expected one of [top1, top5]"),  # was scored as top1 without a word
-        (["score=lsq+bn"], "expected one of [lsq, adabn, lsq+adabn, plain]"),
+        (["score=lsq+bn"], "expected one of [lsq, adabn, lsq+adabn, plain, kl"),
         (["reward=acc_latency"], "expected one of [acc, acc_flops, acc_params]"),
         (["on_existing=overwrite"], "expected one of [refuse, continue]"),
         (["logger.kind=wandbb"], "expected one of [none, wandb]"),  # a typo turned tracking on
