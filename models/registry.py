@@ -102,7 +102,7 @@ def resolve_builder(name: str, source_file: str | None = None) -> Callable[..., 
                 builder = getattr(importlib.import_module(module_name), attr, None)
             except ImportError as exc:
                 raise UnknownModelError(
-                    f"cannot import {module_name!r} for the builder {name!r} ({exc}); if its code is in a .py file "
+                    f"unknown model {name!r}: cannot import {module_name!r} ({exc}); if its code is in a .py file "
                     f"outside any package, name that file: model.source=PATH.py (in Python: builder=)"
                 ) from None
         if callable(builder):

@@ -112,7 +112,7 @@ def test_a_builder_the_user_names_loads_from_the_file_the_user_names(tmp_path):
         path, trusted_builders=["my_nets_outside_sys_path.build"], builder_source=str(source)
     )
     assert torch.equal(loaded.weight, net.weight)
-    rebuilt = models.load_checkpoint(path, builder=lambda width: torch.nn.Linear(width, 2))
+    rebuilt = models.load_checkpoint(path, builder=lambda: torch.nn.Linear(5, 2))
     assert torch.equal(rebuilt.weight, net.weight)
 
 

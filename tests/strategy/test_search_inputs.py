@@ -62,7 +62,11 @@ def test_the_smoke_settings_themselves_pass(tmp_path):
     ("field", "value", "message"),
     [
         ("selection", "nope", "selection must be one of l1, l2, bn_gamma, random, lsq, got 'nope'"),
-        ("score", "lsq+bn", "score must be one of lsq, adabn, lsq+adabn, plain, got 'lsq+bn'"),
+        (
+            "score",
+            "lsq+bn",
+            "score must be one of lsq, adabn, lsq+adabn, plain, kl, lsq+kl, lsq+kd, lsq+kd+adabn, lsq+kd+kl, got 'lsq+bn'",
+        ),
         ("agent.sampler", "grid", "agent.sampler must be one of tpe, cmaes, got 'grid'"),
     ],
 )
