@@ -158,7 +158,7 @@ class StrategyScorer:
         self.batchnorm_pairs = batchnorm_pairs(model)  # traced once; pruned copies keep the module names
         # The forward traced once: stages the prefix cache can start from, and conv + activation fused on CPU.
         self.staged = staged_forward(model, structure)
-        probe = (images.val_images if len(images.val_images) else images.calibration)
+        probe = images.val_images if len(images.val_images) else images.calibration
         probe = probe[:2].to(self.device) if probe is not None and len(probe) else None
         if probe is None or evaluate is not None:
             self.staged = None  # a user's metric runs the network itself
