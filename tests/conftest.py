@@ -27,28 +27,37 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 # Runs a test starts without hydra.run.dir go under a temporary folder, never into the checkout's runs/.
 os.environ["AMC_RUNS"] = tempfile.mkdtemp(prefix="amc-test-runs-")
 torch.set_num_threads(min(2, torch.get_num_threads()))  # 1 under xdist
-_RUNS_BEFORE = pytest.StashKey[set]()
+_CHECKOUT_BEFORE = pytest.StashKey[set]()
+# Python's and pytest's own caches, and the environment the suite runs in, are not outputs
+_NOT_OUTPUTS = [":(exclude).venv", ":(exclude)**/__pycache__/**", ":(exclude).pytest_cache"]
 
 
-def _default_run_dirs() -> set[Path]:
-    """Run dirs the entry points make in the checkout when no hydra.run.dir is given (runs/<job>/<time>)."""
-    from amc.__main__ import COMMANDS
-
-    return {p for job in COMMANDS for p in (ROOT / "runs").glob(f"{job}*/*")}
+def checkout_state() -> set[str]:
+    """Every untracked, ignored or modified path of the checkout (``git status --porcelain --ignored``, file by
+    file); empty outside a git checkout. ``AMC_TESTS_MAY_WRITE`` (pathspecs, space-separated) excludes more: a study
+    running beside the suite writes its results into the checkout."""
+    extra = [f":(exclude){p}" for p in os.environ.get("AMC_TESTS_MAY_WRITE", "").split()]
+    proc = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all", "--", ".", *_NOT_OUTPUTS, *extra],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    return set(proc.stdout.splitlines()) if proc.returncode == 0 else set()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[_RUNS_BEFORE] = _default_run_dirs()
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        session.config.stash[_CHECKOUT_BEFORE] = checkout_state()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No test writes into the checkout: a run dir the suite left under runs/ fails the session (checked once, by
-    the process that collected the tests)."""
-    if os.environ.get("PYTEST_XDIST_WORKER") or _RUNS_BEFORE not in session.config.stash:
+    """The suite leaves the checkout as it found it: anything new in ``git status --porcelain --ignored`` fails the
+    session (checked once, by the process that collected the tests)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or _CHECKOUT_BEFORE not in session.config.stash:
         return
-    left = sorted(_default_run_dirs() - session.config.stash[_RUNS_BEFORE])
+    left = sorted(checkout_state() - session.config.stash[_CHECKOUT_BEFORE])
     if left:
-        print(f"\nerror: the tests wrote into the checkout: {', '.join(map(str, left))}", file=sys.stderr)
+        shown = ", ".join(line[3:] for line in left[:8]) + (f" and {len(left) - 8} more" if len(left) > 8 else "")
+        print(f"\nerror: the tests wrote into the checkout: {shown}", file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

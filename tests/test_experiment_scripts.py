@@ -27,7 +27,11 @@ sys.path.insert(0, str(ROOT / "experiments"))
     ],
 )
 def test_a_bad_argument_is_one_line_before_any_work(script, argv, reason, capsys, monkeypatch):
-    module = importlib.import_module(script)
+    sys.dont_write_bytecode, before = True, sys.dont_write_bytecode  # no __pycache__ left under experiments/
+    try:
+        module = importlib.import_module(script)
+    finally:
+        sys.dont_write_bytecode = before
     started = []
     for name in ("run", "study_budget", "ensure_base", "settings", "models"):  # whatever the script starts with
         if hasattr(module, name):

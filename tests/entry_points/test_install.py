@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,16 +14,35 @@ import pytest
 from tests.conftest import ROOT
 
 
-@pytest.mark.slow
-def test_wheel_ships_configs_and_search_runs_outside_the_checkout(tmp_path):
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
+def build_wheel(tmp_path: Path) -> Path:
+    """The wheel, built from a copy of the checkout's tracked files: a build leaves build/ and *.egg-info beside its
+    source, and the checkout stays as the suite found it."""
+    source = tmp_path / "source"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
         capture_output=True,
-        text=True,
-        timeout=600,
-    )
+        check=True,
+    ).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        origin, copy = ROOT / name, source / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_symlink():
+            copy.symlink_to(os.readlink(origin))
+        elif origin.is_file():
+            shutil.copy2(origin, copy)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("amc-*.whl")
+    return wheel
+
+
+@pytest.mark.slow
+def test_wheel_ships_configs_and_search_runs_outside_the_checkout(tmp_path):
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     for config in ("amc/conf/search.yaml", "amc/conf/model/torchvision.yaml", "amc/conf/experiment/smoke.yaml"):
         assert config in names
@@ -58,12 +78,7 @@ def test_wheel_ships_configs_and_search_runs_outside_the_checkout(tmp_path):
 @pytest.mark.slow
 def test_the_wheel_in_a_fresh_venv_beside_a_users_own_models_package(tmp_path):
     """Most projects have a package named ``models``: the user's and amc's both import, each as itself."""
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stderr[-2000:]
-    (wheel,) = (tmp_path / "dist").glob("amc-*.whl")
+    wheel = build_wheel(tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
