@@ -12,7 +12,7 @@ from typing import Any
 from amc.errors import AmcError, ConfigError
 from amc.io import write_text_atomic
 from amc.plots import plot_accuracy_vs_macs
-from amc.settings import CODE_KEYS, PipelineConfig
+from amc.settings import CODE_KEYS, PipelineConfig, budget_error
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,9 @@ def stage(module: str, args: list[str], run_dir: Path) -> None:
 
 
 def run_pipeline(cfg: PipelineConfig, root: Path) -> dict[str, Any]:
-    if not 0 < cfg.flops_budget <= 1:  # a bad budget fails now, not after base training
-        raise ConfigError(f"flops_budget must be in (0, 1] (the fraction of the base MACs), got {cfg.flops_budget:g}")
+    error = budget_error("flops_budget", cfg.flops_budget)  # a bad budget fails now, not after base training
+    if error:
+        raise ConfigError(error)
     if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
         raise AmcError(f"checkpoint not found: {cfg.checkpoint}")
     common = [

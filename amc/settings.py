@@ -423,6 +423,15 @@ def _leaf_settings(settings: Any, prefix: str = "") -> Iterator[tuple[str, str, 
             yield key, f.name, value, hints[f.name]
 
 
+def budget_error(key: str, value: Any) -> str | None:
+    """The one check of a budget (``flops_budget``, ``params_budget``, ``latency_budget``): the fraction of the base
+    network's cost that may be kept, in (0, 1]. ``None`` when it holds, else the line that says why not."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN != NaN
+    if number and VALID_RANGES[key].holds(value):
+        return None
+    return f"{key} must be in (0, 1] (the fraction of the base network's cost), got {value!r}"
+
+
 def range_errors(settings: Any) -> list[str]:
     """Every numeric setting outside its valid range, as ``key must be …, got …`` (empty when all hold)."""
     errors = []

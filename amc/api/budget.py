@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from amc.errors import AmcError
+from amc.settings import budget_error
 
 KINDS = ("flops", "params", "latency")
 
@@ -36,8 +36,8 @@ class Budget:
             named = ", ".join(given) or "none"
             raise BudgetError(f"a Budget takes exactly one of flops=, params=, latency= (got {named})")
         ((kind, value),) = given.items()
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1 or math.isnan(value):
-            raise BudgetError(f"Budget({kind}={value!r}): the fraction of the base must be in (0, 1]")
+        if budget_error(f"{kind}_budget", value):
+            raise BudgetError(f"Budget({kind}={value!r}): the fraction of the base network's cost must be in (0, 1]")
 
     @property
     def kind(self) -> str:

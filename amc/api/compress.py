@@ -23,8 +23,9 @@ from amc.api.budget import Budget, BudgetError
 from amc.api.inputs import InputError, check_example_input, check_model, classification_data, model_device, stack_inputs
 from amc.errors import ConfigError
 from amc.settings import AgentConfig, SearchConfig
+from amc.strategy.runners import AGENTS
 
-METHODS = ("ddpg", "td3", "sac", "sensitivity", "greedy", "optuna", "random", "uniform")  # conf/agent/*.yaml
+METHODS = AGENTS  # every search method the command line has (conf/agent/*.yaml)
 FINISHED = ("strategy.json", "pruned.pt")  # what a finished search leaves (amc.strategy.loop.FINISHED_FILES)
 
 

@@ -114,20 +114,6 @@ def _sorted(idx: torch.Tensor) -> bool:
     return bool((idx[1:] > idx[:-1]).all()) if len(idx) > 1 else True
 
 
-def slice_state_dict(
-    model: nn.Module,
-    structure: PrunableStructure,
-    keep: Sequence[torch.Tensor],
-    overrides: dict[str, torch.Tensor] | None = None,
-) -> dict[str, torch.Tensor]:
-    """The model's state_dict with every decision point's dropped channels removed.
-
-    :param overrides: full-width replacement weights (e.g. reconstructed consumers) applied before slicing.
-    """
-    state = {k: v.detach() for k, v in model.state_dict().items()}
-    return _sliced(state, structure, keep, overrides, clone=True)
-
-
 def _sliced(state, structure, keep, overrides, clone: bool) -> dict[str, torch.Tensor]:
     for name, w in (overrides or {}).items():
         key = f"{name}.weight"

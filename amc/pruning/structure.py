@@ -49,10 +49,6 @@ class DecisionPoint:
         """Several producers write these channels: a residual stream (their outputs meet at an add)."""
         return len(self.producers) > 1
 
-    @property
-    def sliced_outputs(self) -> tuple[str, ...]:
-        return self.producers + self.passthrough
-
 
 @dataclass(frozen=True)
 class SizeExpr:

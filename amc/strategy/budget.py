@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from amc.errors import ConfigError
 from amc.pruning.structure import PrunableStructure
+from amc.settings import budget_error
 
 CostFn = Callable[[Sequence[int]], float]
 TOLERANCE = 1e-9  # float slack in every "fits" and "at most" comparison (costs and ratios are exact otherwise)
@@ -64,8 +65,9 @@ class Constraint:
 def make_constraint(
     kind: str, budget: float, structure: PrunableStructure, latency_fn: CostFn | None = None
 ) -> Constraint:
-    if not 0 < budget <= 1:
-        raise ConfigError(f"{kind}_budget must be in (0, 1], got {budget}")
+    error = budget_error(f"{kind}_budget", budget)
+    if error:
+        raise ConfigError(error)
     widths = structure.widths
     if kind == "flops":
         return Constraint(kind, budget, structure.macs, structure.macs(widths), "MACs")

@@ -10,7 +10,7 @@ from amc.errors import ConfigError
 from amc.networks import build_model, builder_name, fit_input_size, load_model_for_data
 from amc.pruning.cost_check import refuse_unpredictable_costs
 from amc.pruning.structure import analyse
-from amc.settings import SearchConfig, choice_errors
+from amc.settings import SearchConfig, budget_error, choice_errors
 from amc.strategy.budget import ActionWall, make_constraint
 from amc.strategy.probe_reuse import check_probes_from
 from amc.strategy.runners import BATCHED_AGENTS, runner_class
@@ -27,8 +27,9 @@ def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
         given = " and ".join(f"{k}_budget={v:g}" for k, v in chosen.items())
         raise ConfigError(f"{given} are both given: a search meets one budget; keep one of them")
     kind, budget = next(iter(chosen.items())) if chosen else ("flops", DEFAULT_FLOPS_BUDGET)
-    if not 0 < budget <= 1:
-        raise ConfigError(f"{kind}_budget must be in (0, 1] (the fraction of the base network's cost), got {budget:g}")
+    error = budget_error(f"{kind}_budget", budget)
+    if error:
+        raise ConfigError(error)
     return kind, float(budget)
 
 

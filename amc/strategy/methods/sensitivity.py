@@ -13,17 +13,18 @@ from __future__ import annotations
 from stable_baselines3.common.vec_env import VecEnv
 
 from amc.envs import ChannelPruningEnv
+from amc.errors import ConfigError
 from amc.settings import AgentConfig
 from amc.strategy.methods.base import Evaluator, ReplayedMethod
 from amc.strategy.probe_reuse import reusable_probes
-
-DEFAULT_GRID = (0.25, 0.5, 0.75)
 
 
 class Sensitivity(ReplayedMethod):
     def __init__(self, env: ChannelPruningEnv, agent: AgentConfig, seed: int, workers: VecEnv | None = None) -> None:
         super().__init__(env)
-        self.grid = sorted(agent.grid or DEFAULT_GRID)
+        if not agent.grid:  # conf/agent/sensitivity.yaml holds the default grid
+            raise ConfigError("agent=sensitivity needs agent.grid, the keep ratios each layer is probed at")
+        self.grid = sorted(agent.grid)
         self.candidates = max(1, agent.candidates or 1)
         self.reused = reusable_probes(agent.probes_from) if agent.probes_from else {}
 
