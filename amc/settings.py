@@ -185,6 +185,8 @@ class SearchConfig:
     export_candidates: int = 1  # the best N strategies rebuilt as exported, the best of them kept (1: as before)
     score: Evaluator = Evaluator["lsq"]  # lsq for runs saved before it
     adabn_images: int = 1000  # training images the BN statistics are recomputed on (score=adabn, lsq+adabn)
+    screen_images: Optional[int] = None  # episodes scored on this many search-val images (None: all of them) ...
+    rescore_finalists: int = 10  # ... and the best this many, distinct, scored again on all before the export
     kd_steps: int = 50  # score=lsq+kd...: distillation steps from the base per candidate
     kd_batch_size: int = 64
     kd_lr: float = 0.01  # SGD, momentum 0.9, constant
@@ -391,6 +393,7 @@ VALID_RANGES: dict[str, Range] = {
             "max_steps_per_epoch", "replay_episodes", "hidden_sizes", "train_limit", "search_val_limit",
             "test_limit", "crop", "steps", "finetune_epochs", "max_bytes", "image_size", "batch_sizes", "workers",
             "export_candidates", "adabn_images", "candidates", "rounds", "kd_steps", "kd_batch_size",
+            "screen_images", "rescore_finalists",
         ),
         AT_LEAST_1,
     ),

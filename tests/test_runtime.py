@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PROBE = """
 import sys
 import amc, torchvision
@@ -142,3 +144,19 @@ def test_gpu_libraries_leave_the_resident_set_on_a_machine_without_a_gpu():
         assert after == before  # a GPU machine keeps them: they run
     else:
         assert after < 0.2 * before  # only the pages the loader wrote stay; torch still computes (checked inside)
+
+
+@pytest.mark.parametrize("cap", [{"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}])
+def test_scoring_precision_follows_the_kernels_the_cpu_runs(cap):
+    """eval_precision=auto: bfloat16 only where the kernels torch and oneDNN run have it in hardware. Held to AVX2
+    (as on an AVX2-only CPU), a CPU with AVX512-BF16 scores in float32, as an AVX2-only one does."""
+    code = "import torch; from amc.runtime.hardware import eval_dtype; print(eval_dtype('auto', torch.device('cpu')))"
+    root = Path(__file__).resolve().parents[1]
+    run = lambda env: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=True
+    ).stdout.strip()
+    assert run({**os.environ, **cap}) == "torch.float32"
+    from amc.runtime.hardware import _cpu_flags
+
+    native = run(dict(os.environ))
+    assert native == ("torch.bfloat16" if _cpu_flags() & {"avx512_bf16", "amx_bf16"} else "torch.float32")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -22,7 +23,16 @@ def has_native_bfloat16(device: torch.device) -> bool:
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
-    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"}) and not _kernels_capped_below_bfloat16()
+
+
+def _kernels_capped_below_bfloat16() -> bool:
+    """Whether torch's or oneDNN's kernels are held below the CPU's bfloat16 instructions (``ATEN_CPU_CAPABILITY=avx2``,
+    ``ONEDNN_MAX_CPU_ISA=AVX2``): they then run as on a CPU without them, where bfloat16 is emulated."""
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if capped and capped != "ALL" and "BF16" not in capped and "AMX" not in capped:
+        return True
+    return torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AMX", "AVX512_BF16")
 
 
 def _cpu_flags() -> set[str]:

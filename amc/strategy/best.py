@@ -108,6 +108,30 @@ def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any
     }
 
 
+def rescore_finalists(task: SearchTask, recorder: SearchRecorder, count: int) -> tuple[dict[str, Any] | None, list]:
+    """When episodes were scored on part of search-val (``screen_images``), the ``count`` best distinct strategies
+    scored again on all of it; the best of them by that score, and one row per finalist. (None, []) otherwise."""
+    if task.rescore_images is None or count < 1:
+        return None, []
+    rows = finalists(recorder.rows, count)
+    if not rows:
+        return None, []
+    scorer = task.scorer
+    screened = len(scorer.val_labels)
+    scorer.use_val(*task.rescore_images)
+    scored = []
+    for row in tqdm(rows, desc=f"finalists on all {len(scorer.val_labels)} search-val images", dynamic_ncols=True):
+        score = scorer.score(row["channels"])
+        scored.append({"episode": row["episode"], "screened": row["accuracy"], "search_val": score.accuracy})
+        row.update(screened_accuracy=row["accuracy"], accuracy=score.accuracy, top1=score.top1, top5=score.top5)
+    best = max(rows, key=lambda r: (r["accuracy"], -r["episode"]))
+    log.info(
+        f"finalists: the {len(rows)} best strategies on {screened} search-val images scored again on all "
+        f"{len(scorer.val_labels)}; episode {best['episode']} is best there ({best['accuracy']:.2f} %)"
+    )
+    return best, scored
+
+
 def finalists(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     """The ``count`` best episodes by :func:`strategy_rank` with distinct channels, none timed over a budget (the
     recorder marks every episode of a channel set once one of them is)."""
@@ -199,12 +223,14 @@ def export_best(
     tracker: Tracker,
     promotion: dict[str, Any] | None = None,
     latency_checks: list[dict[str, Any]] | None = None,
+    rescored: tuple[dict[str, Any] | None, list] = (None, []),
 ) -> tuple[dict[str, Any], nn.Module]:
     """Rebuild the best strategy (closed or open loop), measure its test top-1, write the results; the strategy
     and its network. Without a dataset (the library's user metric) there is no test split to measure.
 
     :param promotion: the promotion's summary; its winner is exported instead of the search's best score.
     :param latency_checks: the finalists timed for a latency budget (:func:`check_finalists_latency`).
+    :param rescored: the best finalist on all of search-val and every finalist's scores (:func:`rescore_finalists`).
     """
     scorer = task.scorer
     _free_prefix_cache(scorer)
@@ -214,7 +240,8 @@ def export_best(
         calibration = export_calibration(cfg, task) if closed else scorer.calibration_images
         pruned, scored_finalists = export_network(scorer, best["channels"], closed, calibration), []
     else:
-        search_best = best_timed_finalist(recorder, latency_checks, task.constraint.budget) or recorder.best
+        timed = best_timed_finalist(recorder, latency_checks, task.constraint.budget)
+        search_best = timed or rescored[0] or recorder.best
         best, pruned, scored_finalists, calibration = export_finalists(cfg, task, search_best, recorder.rows, device)
     test = base_test = {"top1": None, "top5": None}
     if task.data is not None:
@@ -238,6 +265,7 @@ def export_best(
         export_calibration_images=0 if calibration is None else len(calibration),
         not_reconstructed=unreconstructed(scorer.model, scorer.structure) if cfg.reconstruct else {},
         export_finalists=scored_finalists,
+        **({"rescored_finalists": rescored[1]} if rescored[1] else {}),
         lsq_fallbacks=dict(linear_solve.FALLBACKS),  # singular systems solved by least squares instead, by purpose
         **latency,
         **({"export_latency_checks": latency_checks} if latency_checks is not None else {}),

@@ -175,6 +175,15 @@ class StrategyScorer:
             warnings.warn(f"{structure.arch_name}: no staged forward (torch.fx); no prefix cache", stacklevel=2)
         self.prefix_cache = PrefixCache(self.staged, int(cache_mb * 2**20)) if cache_mb > 0 and self.staged else None
 
+    def use_val(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Score on ``images`` and ``labels`` from now on (the finalists on all of search-val, after a screen on part
+        of it); the prefix cache, which holds activations of the old images, is emptied."""
+        self.val_images = images.to(self.device, self.settings.dtype).contiguous(memory_format=self.memory_format)
+        self.val_labels = labels.to(self.device)
+        self._val_targets = None
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
+
     def use_score(self, score: str) -> None:
         """Rebuild candidates by ``score`` from now on (``SCORES``). Refused with a prefix cache, whose stored
         activations were computed by the evaluator it started with."""

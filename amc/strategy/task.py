@@ -40,6 +40,7 @@ class SearchTask:
     env: ChannelPruningEnv
     latency_timer: LatencyTimer | None = None  # latency budgets: times the new bests and the export
     user_calibration: torch.Tensor | None = None  # the library's calibration inputs, where there is no dataset
+    rescore_images: tuple[torch.Tensor, torch.Tensor] | None = None  # all of search-val, when episodes saw a part
 
     def close(self) -> None:
         if self.latency_timer is not None:
@@ -73,9 +74,10 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
     base = base.to(device).eval()
     data = build_data(**{**asdict(cfg.data), "augment": False, "resize": trained_size(base)})
     val_x, val_y = stack_dataset(data.search_val, limit=cfg.search_val_images)
+    screen = cfg.screen_images if cfg.screen_images and cfg.screen_images < len(val_y) else None
     images = ScoringImages(
-        val_x,
-        val_y,
+        val_x[:screen] if screen else val_x,
+        val_y[:screen] if screen else val_y,
         search_calibration(cfg, data, cfg.calibration_images) if cfg.reconstruct else None,
         search_calibration(cfg, data, cfg.adabn_images) if "adabn" in cfg.score else None,
         # an underdetermined consumer (the classifier) is fit on the export's images, at least 2 rows per column
@@ -83,7 +85,9 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         distill=search_calibration(cfg, data, cfg.kd_steps * cfg.kd_batch_size) if "kd" in cfg.score else None,
     )
     example = torch.zeros(1, data.in_channels, data.image_size, data.image_size)
-    return assemble_task(cfg, base, example, images, device, data=data, base_path=base_path)
+    task = assemble_task(cfg, base, example, images, device, data=data, base_path=base_path)
+    task.rescore_images = (val_x, val_y) if screen else None
+    return task
 
 
 def assemble_task(
