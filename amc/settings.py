@@ -19,6 +19,7 @@ from amc.choices import (
     EvalPrecision,
     Evaluator,
     Metric,
+    MixedPrecision,
     OnExisting,
     Optimizer,
     Reconstruction,
@@ -127,6 +128,7 @@ class TrainConfig:
     max_steps_per_epoch: Optional[int]
     channels_last: bool  # ~1.35x faster depthwise convs on CPU
     grad_clip_norm: Optional[float]  # clips the global gradient norm
+    mixed_precision: Optional[MixedPrecision] = None  # bfloat16 (CPU, CUDA) | float16 (CUDA): autocast's dtype
 
 
 @dataclass

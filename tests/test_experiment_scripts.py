@@ -41,3 +41,19 @@ def test_a_bad_argument_is_one_line_before_any_work(script, argv, reason, capsys
     assert exit_.value.code == 2 and not started
     err = capsys.readouterr().err
     assert err.startswith(f"error: {reason}") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_on_the_cpu(tmp_path):
+    """experiments/gpu_check.py, with the device a parameter: it cannot rot before a GPU is lent."""
+    import os
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "gpu_check.py"), "device=cpu", f"out={tmp_path}"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert [line.split()[0] for line in lines[1:]] == ["OK", "OK", "note", "OK"], proc.stdout

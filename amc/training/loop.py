@@ -27,7 +27,7 @@ from amc.tracking import Tracker
 from amc.training.distributed import Dist, all_reduce_sum
 from amc.training.evaluation import accuracy_of, count_correct
 from amc.training.hooks import Checkpoints, Hook, Metrics, ResumeState, Tracking
-from amc.training.steps import Stepper
+from amc.training.steps import Stepper, autocast, grad_scaler
 
 LossFn = Callable[..., torch.Tensor]  # (logits, labels, inputs, *extras of the training set) -> loss
 
@@ -113,7 +113,11 @@ class Trainer:
         self.steps_per_epoch = min(len(self.loader), cfg.max_steps_per_epoch or len(self.loader))
         total, warmup = cfg.epochs * self.steps_per_epoch, int(cfg.warmup_epochs * self.steps_per_epoch)
         self.scheduler = cosine_with_warmup(self.optimizer, total, warmup)
-        self.stepper = Stepper(self.optimizer, self.scheduler, cfg.grad_clip_norm, self.params)
+        precision = cfg.mixed_precision
+        self.stepper = Stepper(
+            self.optimizer, self.scheduler, cfg.grad_clip_norm, self.params, grad_scaler(precision, ctx.device)
+        )
+        self.autocast = lambda: autocast(precision, ctx.device)
         self.criterion = loss_fn or (
             lambda logits, y, *_: F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         )
@@ -169,8 +173,9 @@ class Trainer:
             if step >= self.steps_per_epoch:
                 break
             x, y = x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
-            logits = self.net(x)
-            loss = self.criterion(logits, y, x, *(e.to(device, non_blocking=True) for e in extra))
+            with self.autocast():
+                logits = self.net(x)
+                loss = self.criterion(logits, y, x, *(e.to(device, non_blocking=True) for e in extra))
             self.stepper.step(loss)
             seen += len(y)
             loss_sum += float(loss.detach()) * len(y)

@@ -8,6 +8,7 @@ outputs: what a user's own data and task need (a detector, a segmenter, a regres
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -15,6 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
+
+from amc.choices import MixedPrecision
+from amc.errors import ConfigError
 
 OutputLoss = Callable[[Any, Any], torch.Tensor]  # (student output, teacher output) -> scalar
 
@@ -28,19 +32,50 @@ class Stepper:
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         clip_norm: float | None = None,
         params: Iterable[nn.Parameter] | None = None,
+        scaler: torch.amp.GradScaler | None = None,
     ) -> None:
-        self.optimizer, self.scheduler, self.clip_norm = optimizer, scheduler, clip_norm
+        """:param scaler: scales float16 losses so small gradients survive (``mixed_precision=float16``)."""
+        self.optimizer, self.scheduler, self.clip_norm, self.scaler = optimizer, scheduler, clip_norm, scaler
         self.params = list(params) if params is not None else [p for g in optimizer.param_groups for p in g["params"]]
 
     def step(self, loss: torch.Tensor) -> None:
         """Apply one gradient step for ``loss``."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
         if self.clip_norm:
             nn.utils.clip_grad_norm_(self.params, self.clip_norm)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         if self.scheduler is not None:
             self.scheduler.step()
+
+
+MIXED_PRECISIONS = tuple(MixedPrecision)
+
+
+def autocast(mixed_precision: str | None, device: torch.device):
+    """The context a forward pass and its loss run in: ``torch.autocast`` in ``mixed_precision`` (``None``: full
+    float32). float16 needs CUDA; bfloat16 runs on CPU and CUDA."""
+    if mixed_precision is None:
+        return contextlib.nullcontext()
+    if mixed_precision not in MIXED_PRECISIONS:
+        choices = ", ".join(MIXED_PRECISIONS)
+        raise ConfigError(f"mixed_precision must be one of {choices} or null, got {mixed_precision!r}")
+    if mixed_precision == "float16" and device.type != "cuda":
+        raise ConfigError("mixed_precision=float16 needs a CUDA device; use bfloat16 on the CPU")
+    return torch.autocast(device.type, dtype=getattr(torch, mixed_precision))
+
+
+def grad_scaler(mixed_precision: str | None, device: torch.device) -> torch.amp.GradScaler | None:
+    """A loss scaler for float16 training (bfloat16 and float32 need none)."""
+    return torch.amp.GradScaler(device.type) if mixed_precision == "float16" else None
 
 
 def soft_logit_loss(temperature: float = 4.0) -> OutputLoss:
