@@ -11,6 +11,8 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from amc.pruning.graph import symbolic_trace
+
 
 def batchnorm_pairs(model: nn.Module) -> list[tuple[str, str]]:
     """(conv, batchnorm) module names where a Conv2d's output feeds only a BatchNorm2d, found in the traced graph
@@ -18,7 +20,7 @@ def batchnorm_pairs(model: nn.Module) -> list[tuple[str, str]]:
     A network ``torch.fx`` cannot trace falls back to the pairs that sit side by side in an ``nn.Sequential``."""
     modules = dict(model.named_modules())
     try:
-        graph = fx.symbolic_trace(model).graph
+        graph = symbolic_trace(model).graph
     except Exception:  # fx raises many kinds on data-dependent control flow: fall back, never fail a search
         return _sequential_pairs(model)
     calls: dict[str, int] = {}

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from amc.errors import ConfigError
 from amc.pruning.fusion import ConvActivation, can_fuse, conv_activation_chains, fused_conv_activation
+from amc.pruning.graph import symbolic_trace
 from amc.pruning.structure import PrunableStructure
 
 
@@ -38,7 +39,7 @@ class StagedForward:
     """
 
     def __init__(self, model: nn.Module, structure: PrunableStructure, fuse: bool = True) -> None:
-        self.nodes = list(fx.symbolic_trace(model).graph.nodes)
+        self.nodes = list(symbolic_trace(model).graph.nodes)
         inputs = [n for n in self.nodes if n.op == "placeholder"]
         if len(inputs) != 1:
             raise ConfigError("the model's forward takes more than one input; amc prunes single-input classifiers")

@@ -140,7 +140,7 @@ def test_unknown_models_are_one_line_errors(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["LayerNormBlocks", "ParallelInput", "ManualAttention"])
+@pytest.mark.parametrize("kind", ["LayerNormBlocks", "ConvNeXtBlocks", "ParallelInput", "ManualAttention"])
 def test_zoo_kinds_search_and_export_exactly_or_are_refused_in_one_line(tmp_path, kind):
     """No search of these kinds ends in a traceback: the exported MACs recount exactly, or one error line."""
     from torch.utils.flop_counter import FlopCounterMode

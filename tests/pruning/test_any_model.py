@@ -203,6 +203,7 @@ def test_least_squares_refits_every_consumer_of_a_residual_stream():
 # recount exactly, or it is refused in one line before any training.
 ZOO_KINDS = {
     "LayerNormBlocks": "accepted",
+    "ConvNeXtBlocks": "accepted",  # LayerNorm over channels, channels-first (a LayerNorm2d subclass) and channels-last
     "ParallelInput": "accepted",
     "AttentionBlocks": "refused",  # nn.MultiheadAttention's projections and matmuls are not priced
     "ManualAttention": "refused",  # q kᵀ and the attention-weighted sum are matmuls the model does not price
