@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import statistics
 import time
 import warnings
 from dataclasses import dataclass
@@ -52,17 +53,35 @@ def torch_latency(model: nn.Module, images: torch.Tensor, threads: int, min_run_
     return Latency("pytorch", len(images), 1000 * m.median, 1000 * m.iqr, len(m.times), threads)
 
 
-def paired_latency(
-    model: nn.Module, base: nn.Module, images: torch.Tensor, threads: int, min_run_s: float = 2.0
-) -> tuple[float, float]:
-    """Fastest ms of ``model`` and of ``base``, called alternately one forward at a time for ``min_run_s``.
+@dataclass(frozen=True)
+class PairedTiming:
+    """A network timed against the base by alternating single calls: the fastest of each, and each pair's ratio."""
 
-    Alternating single calls put both under the same drift of the machine's speed, and the fastest call is the
-    one least disturbed by other load (timed in separate blocks, the ratio scattered far more: lab notebook,
-    "Latency budget").
-    """
+    model_ms: float  # the fastest call: the one least disturbed by other load
+    base_ms: float
+    ratios: tuple[float, ...]  # model over base, call by call: drift of the machine's speed cancels within a pair
+
+    @property
+    def median_ratio(self) -> float:
+        """The median of the pairs' ratios: the network's latency over the base's."""
+        return statistics.median(self.ratios)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        """The pairs' ratios at the 25th and 75th percentile."""
+        q = statistics.quantiles(self.ratios, n=4) if len(self.ratios) > 1 else [self.ratios[0]] * 3
+        return q[0], q[2]
+
+
+def paired_timing(
+    model: nn.Module, base: nn.Module, images: torch.Tensor, threads: int, min_run_s: float = 2.0
+) -> PairedTiming:
+    """``model`` and ``base`` called alternately, one forward at a time, for ``min_run_s``. Alternating single calls
+    put both under the same drift of the machine's speed, and the fastest call is the one least disturbed by other
+    load (timed in separate blocks, the ratio scattered far more: lab notebook, "Latency budget")."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    ratios = []
     try:
         with torch.inference_mode():
             for _ in range(5):  # warm-up: allocator, oneDNN primitives
@@ -70,12 +89,22 @@ def paired_latency(
             model_s, base_s = math.inf, math.inf
             calls, start = 0, time.perf_counter()
             while time.perf_counter() - start < min_run_s or calls < 11:
-                base_s = min(base_s, forward_seconds(base, images))
-                model_s = min(model_s, forward_seconds(model, images))
+                base_call = forward_seconds(base, images)
+                model_call = forward_seconds(model, images)
+                base_s, model_s = min(base_s, base_call), min(model_s, model_call)
+                ratios.append(model_call / base_call)
                 calls += 1
     finally:
         torch.set_num_threads(previous)
-    return 1000 * model_s, 1000 * base_s
+    return PairedTiming(1000 * model_s, 1000 * base_s, tuple(ratios))
+
+
+def paired_latency(
+    model: nn.Module, base: nn.Module, images: torch.Tensor, threads: int, min_run_s: float = 2.0
+) -> tuple[float, float]:
+    """Fastest ms of ``model`` and of ``base``, called alternately one forward at a time (:func:`paired_timing`)."""
+    timing = paired_timing(model, base, images, threads, min_run_s)
+    return timing.model_ms, timing.base_ms
 
 
 def paired_latency_ratio(
@@ -89,13 +118,18 @@ def paired_latency_ratio(
 class LatencyTimer:
     """Times networks against one base network: :class:`IsolatedTimer` or :class:`InProcessTimer`."""
 
-    def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
-        """Fastest ms of ``model`` and of the base (:func:`paired_latency`)."""
+    def timing(self, model: nn.Module, min_run_s: float = 2.0) -> PairedTiming:
+        """``model`` timed against the base (:func:`paired_timing`)."""
         raise NotImplementedError
 
+    def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
+        """Fastest ms of ``model`` and of the base (:func:`paired_timing`)."""
+        timing = self.timing(model, min_run_s)
+        return timing.model_ms, timing.base_ms
+
     def ratio(self, model: nn.Module, min_run_s: float = 2.0) -> float:
-        model_ms, base_ms = self.latency(model, min_run_s)
-        return model_ms / base_ms
+        """``model``'s latency over the base's: the median of the interleaved pairs' ratios."""
+        return self.timing(model, min_run_s).median_ratio
 
     def close(self) -> None:
         pass
@@ -126,8 +160,8 @@ class IsolatedTimer(LatencyTimer):
         # cache it times with (None: oneDNN's default)
         self.kernel_cache_capacity: str | None = self.connection.recv()["onednn_kernel_cache"]
 
-    def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
-        """Fastest ms of ``model`` and of the base, timed alternately in the child."""
+    def timing(self, model: nn.Module, min_run_s: float = 2.0) -> PairedTiming:
+        """``model`` and the base, timed alternately in the child."""
         self.connection.send((_on_cpu(model), min_run_s))
         try:
             return self.connection.recv()
@@ -147,8 +181,8 @@ class InProcessTimer(LatencyTimer):
     def __init__(self, base: nn.Module, example: torch.Tensor, threads: int) -> None:
         self.base, self.example, self.threads = base.eval(), example, threads
 
-    def latency(self, model: nn.Module, min_run_s: float = 2.0) -> tuple[float, float]:
-        return paired_latency(model.eval(), self.base, self.example, self.threads, min_run_s)
+    def timing(self, model: nn.Module, min_run_s: float = 2.0) -> PairedTiming:
+        return paired_timing(model.eval(), self.base, self.example, self.threads, min_run_s)
 
 
 def latency_timer(base: nn.Module, example: torch.Tensor, threads: int) -> LatencyTimer:
@@ -187,4 +221,4 @@ def _time_in_child(connection, base: nn.Module, example: torch.Tensor, threads: 
         if message is None:
             return
         model, min_run_s = message
-        connection.send(paired_latency(model.to(device).eval(), base, example, threads, min_run_s))
+        connection.send(paired_timing(model.to(device).eval(), base, example, threads, min_run_s))

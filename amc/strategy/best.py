@@ -70,6 +70,50 @@ def check_finalists_latency(
     return checks
 
 
+def fit_latency(
+    cfg: SearchConfig, task: SearchTask, recorder: SearchRecorder, checks: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The network to export under a latency budget, as this machine measures it: a finalist the export's check timed
+    within ``[WINDOW·budget, budget]`` as it is, else the best strategy's allocation scaled until it measures there
+    (:func:`amc.strategy.latency_fit.fit_to_budget`), scored and recorded as one more evaluation."""
+    from amc.pruning.apply import prune_model
+    from amc.strategy.budget import channel_grids
+    from amc.strategy.latency_fit import WINDOW, fit_to_budget
+
+    assert task.latency_timer is not None
+    budget = task.constraint.budget
+    if any(WINDOW * budget <= c["measured"] <= budget for c in checks):
+        return None  # a finalist already measures where the budget is: the export takes the best of those
+    source = max(recorder.rows, key=lambda r: (r["reward"], -r["episode"]))
+    scorer = task.scorer
+    grids = channel_grids(scorer.structure, cfg.channel_round, cfg.lower_bound)
+    fit = fit_to_budget(
+        source["channels"],
+        grids,
+        budget,
+        task.latency_timer,
+        lambda channels: prune_model(scorer.model, scorer.structure, channels, reconstruction="none").eval(),
+    )
+    env, probe = task.env, task.env.latency_probe
+    env.latency_probe = None  # timed already, by the fit
+    try:
+        row = recorder.record(env.evaluate(fit.channels, fill=False))
+    finally:
+        env.latency_probe = probe
+    assert fit.timing is not None
+    low, high = fit.timing.spread
+    row.update(export_latency_ratio=fit.timing.median_ratio, latency_fit=fit.steps, fitted_from=source["episode"])
+    steps = ", ".join(f"{s['median']:.3f}" for s in fit.steps)
+    (log.info if fit.within else log.warning)(
+        f"latency budget {budget:g}: episode {source['episode']}'s allocation scaled until it measures within it on "
+        f"this machine ({len(fit.steps)} timings: {steps}); the network exported measures {fit.timing.median_ratio:.3f}"
+        f" of the base (median of interleaved pairs, quartiles {low:.3f}-{high:.3f}), search-val "
+        f"{row['accuracy']:.2f} %"
+        + ("" if fit.within else "; even the smallest network the wall allows measures over the budget")
+    )
+    return row
+
+
 def best_timed_finalist(
     recorder: SearchRecorder, checks: list[dict[str, Any]] | None, budget: float
 ) -> dict[str, Any] | None:
@@ -224,6 +268,7 @@ def export_best(
     promotion: dict[str, Any] | None = None,
     latency_checks: list[dict[str, Any]] | None = None,
     rescored: tuple[dict[str, Any] | None, list] = (None, []),
+    chosen: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], nn.Module]:
     """Rebuild the best strategy (closed or open loop), measure its test top-1, write the results; the strategy
     and its network. Without a dataset (the library's user metric) there is no test split to measure.
@@ -231,6 +276,7 @@ def export_best(
     :param promotion: the promotion's summary; its winner is exported instead of the search's best score.
     :param latency_checks: the finalists timed for a latency budget (:func:`check_finalists_latency`).
     :param rescored: the best finalist on all of search-val and every finalist's scores (:func:`rescore_finalists`).
+    :param chosen: the row to export whatever the others say (a latency fit, :func:`fit_latency`).
     """
     scorer = task.scorer
     _free_prefix_cache(scorer)
@@ -241,7 +287,7 @@ def export_best(
         pruned, scored_finalists = export_network(scorer, best["channels"], closed, calibration), []
     else:
         timed = best_timed_finalist(recorder, latency_checks, task.constraint.budget)
-        search_best = timed or rescored[0] or recorder.best
+        search_best = chosen or timed or rescored[0] or recorder.best
         best, pruned, scored_finalists, calibration = export_finalists(cfg, task, search_best, recorder.rows, device)
     test = base_test = {"top1": None, "top5": None}
     if task.data is not None:
@@ -266,6 +312,11 @@ def export_best(
         not_reconstructed=unreconstructed(scorer.model, scorer.structure) if cfg.reconstruct else {},
         export_finalists=scored_finalists,
         **({"rescored_finalists": rescored[1]} if rescored[1] else {}),
+        **(
+            {"latency_fit": best["latency_fit"], "fitted_from_episode": best["fitted_from"]}
+            if "latency_fit" in best
+            else {}
+        ),
         lsq_fallbacks=dict(linear_solve.FALLBACKS),  # singular systems solved by least squares instead, by purpose
         **latency,
         **({"export_latency_checks": latency_checks} if latency_checks is not None else {}),

@@ -21,7 +21,13 @@ from amc.errors import ConfigError
 from amc.runtime.memory import release_freed_memory
 from amc.runtime.process import seed_everything, set_threads
 from amc.settings import SearchConfig
-from amc.strategy.best import check_finalists_latency, export_best, promote_finalists, rescore_finalists
+from amc.strategy.best import (
+    check_finalists_latency,
+    export_best,
+    fit_latency,
+    promote_finalists,
+    rescore_finalists,
+)
 from amc.strategy.recorder import SearchRecorder
 from amc.strategy.runners import Runner, WorkerDied, make_runner, minimum_evaluations
 from amc.strategy.state import SearchStateFiles
@@ -159,15 +165,18 @@ def run_search(
         )
         tracker.finish()
         return recorder.best or {}, None, recorder
-    latency_checks = None
+    latency_checks, fitted = None, None
     if task.latency_timer is not None:
         needed = max(cfg.export_candidates, cfg.promote.top_k if cfg.promote is not None else 0, 1)
         latency_checks = check_finalists_latency(task, recorder, task.constraint.budget, needed)
+        fitted = fit_latency(cfg, task, recorder, latency_checks)
     rescored = rescore_finalists(task, recorder, cfg.rescore_finalists)
     promotion = None
     if cfg.promote is not None and cfg.promote.top_k > 0:
         promotion = promote_finalists(cfg, run_dir, task, recorder.rows, device)
-    strategy, pruned = export_best(cfg, run_dir, task, recorder, device, tracker, promotion, latency_checks, rescored)
+    strategy, pruned = export_best(
+        cfg, run_dir, task, recorder, device, tracker, promotion, latency_checks, rescored, chosen=fitted
+    )
     task.close()
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     log.info(f"wall time {time.perf_counter() - started:.0f} s (setup {setup_s:.0f} s); peak RSS {usage:.2f} GiB")
