@@ -8,6 +8,7 @@ config to its dataclass, and owns the run dir and the saved, resolved config of 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -239,20 +240,53 @@ def check_saved_imports(saved: DictConfig, path: Path) -> None:
         )
 
 
-def start_run(cfg: DictConfig, results: tuple[str, ...] = (), job: str = "run") -> tuple[Any, Path]:
-    """(typed settings, run dir) for an entry point: a new run dir must not hold ``results`` of an
-    earlier run; the resolved config is saved there (by rank 0 only under torchrun). A resumed run
-    continues with its saved settings (``resumed_config``)."""
+class FinishedRun(Exception):
+    """A run dir continued with ``on_existing=continue`` whose run has finished: its results are kept as they are."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"{run_dir}: this run has finished")
+        self.run_dir = run_dir
+
+
+def start_run(
+    cfg: DictConfig,
+    results: tuple[str, ...] = (),
+    job: str = "run",
+    *,
+    finished: tuple[str, ...] = (),
+    check: Callable[[Any], None] | None = None,
+) -> tuple[Any, Path]:
+    """(typed settings, run dir) for an entry point, the one path every job starts on.
+
+    A new run dir must not hold ``results`` of an earlier run. A resumed run (``resume=DIR``, or ``on_existing=
+    continue`` on a run dir that holds a config) continues with its saved settings (``resumed_config``), unless it
+    holds every file in ``finished``: then a resume is refused (it would write over them), and a continued sweep
+    job raises :class:`FinishedRun`. ``check(settings)`` runs before the config is saved (the job's input checks).
+    The resolved config is saved (by rank 0 only under torchrun); a resumed run's beside the original.
+    """
     settings = settings_of(cfg)
     resume = getattr(settings, "resume", None)
+    if not resume and getattr(settings, "on_existing", None) == "continue":
+        here = run_dir_of()
+        if (here / "config.yaml").is_file():  # a sweep launched again: each job continues its own run dir
+            if finished and all((here / name).exists() for name in finished):
+                raise FinishedRun(here)
+            resume = str(here)
     run_dir = run_dir_of(resume)
     if resume:
+        if finished and all((run_dir / name).exists() for name in finished):
+            raise ConfigError(
+                f"resume={run_dir}: this {job} has finished ({' and '.join(finished)} hold its results, which a "
+                "resume would write over); start a new run in another hydra.run.dir"
+            )
         cfg = resumed_config(cfg, type(settings), run_dir)
         settings = settings_of(cfg)
     elif results:
         from amc.io import refuse_finished_run
 
         refuse_finished_run(run_dir, results, job)
+    if check is not None:
+        check(settings)
     if int(os.environ.get("RANK", "0")) == 0:
         save_resolved_config(cfg, run_dir)
     return settings, run_dir

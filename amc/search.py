@@ -13,10 +13,8 @@ import logging
 
 from omegaconf import DictConfig
 
-from amc.config import resumed_config, run_dir_of, save_resolved_config, settings_of
+from amc.config import FinishedRun, start_run
 from amc.entry import entry_point
-from amc.errors import ConfigError
-from amc.io import refuse_finished_run
 from amc.networks import count_weighted_layers
 from amc.runtime.onednn_cache import bound_primitive_cache
 from amc.settings import SearchConfig
@@ -28,32 +26,18 @@ log = logging.getLogger(__name__)
 
 @entry_point("search")
 def main(cfg: DictConfig) -> float | None:
-    settings: SearchConfig = settings_of(cfg)
-    resuming = settings.resume
-    if not resuming and settings.on_existing == "continue" and (run_dir_of() / "config.yaml").is_file():
-        resuming = str(run_dir_of())  # a sweep run again: each job continues its own run dir
-        if all((run_dir_of() / name).exists() for name in FINISHED_FILES):
-            log.info(f"{run_dir_of()}: this search has finished; its results are kept (on_existing=continue)")
-            return finished_metric(run_dir_of())
-    if resuming:
-        run_dir = run_dir_of(resuming)
-        if all((run_dir / name).exists() for name in FINISHED_FILES):
-            raise ConfigError(
-                f"resume={run_dir}: this search has finished ({' and '.join(FINISHED_FILES)} hold its results, "
-                "which a resume would write over); start a new run in another hydra.run.dir"
-            )
-        cfg = resumed_config(cfg, SearchConfig, run_dir)
-        settings = settings_of(cfg)
-    # before any network runs in this process (the input checks run some)
+    try:
+        settings, run_dir = start_run(cfg, RESULT_FILES, "search", finished=FINISHED_FILES, check=check_search)
+    except FinishedRun as done:
+        log.info(f"{done.run_dir}: this search has finished; its results are kept (on_existing=continue)")
+        return finished_metric(done.run_dir)
+    return metric_of(search(settings, run_dir))
+
+
+def check_search(settings: SearchConfig) -> None:
+    """Before any network runs in this process: bound oneDNN's kernel cache, then check every input."""
     bound_primitive_cache(count_weighted_layers(settings.model, settings.data, settings.checkpoint))
     check_inputs(settings)
-    if resuming:
-        save_resolved_config(cfg, run_dir)  # as resume-config.yaml: the original stays
-    else:
-        run_dir = run_dir_of()
-        refuse_finished_run(run_dir, RESULT_FILES, "search")
-        save_resolved_config(cfg, run_dir)
-    return metric_of(search(settings, run_dir))
 
 
 def metric_of(strategy: dict) -> float | None:

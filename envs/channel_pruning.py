@@ -139,6 +139,7 @@ class ChannelPruningEnv(gym.Env):
             reward=reward_of(self.reward_kind, score.accuracy, macs, params),
             timings=score.timings,
             reused_stages=score.reused_stages,
+            evaluator=getattr(self.scorer, "description", ""),
         )
         if self.latency_probe is not None and tuple(channels) in self._timed_over:
             result.over_budget = True  # timed over once: not timed again (the recorder marks it over too)

@@ -18,6 +18,7 @@ class EpisodeResult:
     :param measured_cost_ratio: latency budgets: the end-to-end measured latency ratio, for strategies that were
         timed (each new best); ``None`` otherwise.
     :param over_budget: it was timed and missed the latency budget: never the exported strategy.
+    :param evaluator: how it was rebuilt and scored (``lsq``, ``lsq+kd60``): a multi-fidelity search mixes them.
     """
 
     channels: list[int]
@@ -35,3 +36,4 @@ class EpisodeResult:
     reused_stages: int = 0
     measured_cost_ratio: float | None = None
     over_budget: bool = False
+    evaluator: str = ""

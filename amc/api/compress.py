@@ -160,6 +160,7 @@ def prepare_inputs(
     """Check the model, example input, metric, dataset and calibration (one AmcError line each), and turn them into
     what the scorer reads; the user's metric is called once on the base, so one that fails, fails now."""
     from amc.strategy.scoring import ScoringImages, call_user_metric
+    from amc.strategy.task import distill_steps
 
     model = check_model(model)
     if evaluate is None and data is None:
@@ -183,7 +184,7 @@ def prepare_inputs(
         calib[: cfg.calibration_images] if calib is not None and cfg.reconstruct else None,
         calib[: cfg.adabn_images] if calib is not None and "adabn" in cfg.score else None,
         more_calibration=(lambda count: calib) if calib is not None else None,
-        distill=calib[: cfg.kd_steps * cfg.kd_batch_size] if calib is not None and "kd" in cfg.score else None,
+        distill=calib[: distill_steps(cfg) * cfg.kd_batch_size] if calib is not None and distill_steps(cfg) else None,
     )
     return PreparedInputs(model_device(model), example, images, calib, base_score)
 

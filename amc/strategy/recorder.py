@@ -138,6 +138,7 @@ class SearchRecorder:
             "wall_s": wall,
             **timings,
             "reused_stages": result.reused_stages,
+            **({"evaluator": result.evaluator} if result.evaluator else {}),
         }
 
     def record_probe(self, result: EpisodeResult) -> dict[str, Any]:

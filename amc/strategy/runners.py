@@ -22,7 +22,7 @@ from amc.strategy.state import SavedSearch
 
 __all__ = ["AGENTS", "BATCHED_AGENTS", "SAMPLERS", "Runner", "Session", "WorkerDied", "make_runner", "runner_class"]
 
-AGENTS = ("ddpg", "td3", "sac", "sensitivity", "greedy", "optuna", "random", "uniform")  # conf/agent/*.yaml
+AGENTS = ("ddpg", "td3", "sac", "sensitivity", "greedy", "optuna", "hyperband", "random", "uniform")  # conf/agent/
 SAMPLERS = tuple(Sampler)  # agent=optuna agent.sampler=...
 BATCHED_AGENTS = tuple(Algorithm)  # learn from batches of episodes, so workers=N can score them at once
 

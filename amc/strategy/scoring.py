@@ -9,6 +9,7 @@ cached activations where the strategy agrees with earlier ones on the early laye
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 import warnings
@@ -205,6 +206,19 @@ class StrategyScorer:
         self.distil = "kd" in steps
         self.agreement = "kl" in steps
         self.recalibration_images = self._recalibration if "adabn" in steps else None
+
+    @property
+    def description(self) -> str:
+        """The evaluator as a run records it: its name, with the distillation steps where it distils."""
+        return (
+            str(self.score_name).replace("kd", f"kd{self.settings.kd_steps}") if self.distil else str(self.score_name)
+        )
+
+    def use_fidelity(self, kd_steps: int) -> None:
+        """Rebuild candidates by the refit alone (``kd_steps`` 0) or the refit then ``kd_steps`` steps of
+        distillation from the base: the fidelities of a multi-fidelity search."""
+        self.use_score("lsq+kd" if kd_steps else "lsq")
+        self.settings = dataclasses.replace(self.settings, kd_steps=kd_steps)
 
     def keep(self, channels: Sequence[int]) -> list[torch.Tensor]:
         return [r[: int(c)].sort().values for r, c in zip(self.rankings, channels, strict=True)]

@@ -82,12 +82,19 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         search_calibration(cfg, data, cfg.adabn_images) if "adabn" in cfg.score else None,
         # an underdetermined consumer (the classifier) is fit on the export's images, at least 2 rows per column
         more_calibration=lambda count: search_calibration(cfg, data, max(count, cfg.export_calibration_images or 0)),
-        distill=search_calibration(cfg, data, cfg.kd_steps * cfg.kd_batch_size) if "kd" in cfg.score else None,
+        distill=search_calibration(cfg, data, distill_steps(cfg) * cfg.kd_batch_size) if distill_steps(cfg) else None,
     )
     example = torch.zeros(1, data.in_channels, data.image_size, data.image_size)
     task = assemble_task(cfg, base, example, images, device, data=data, base_path=base_path)
     task.rescore_images = (val_x, val_y) if screen else None
     return task
+
+
+def distill_steps(cfg: SearchConfig) -> int:
+    """The most distillation steps a candidate may get: the ``kd`` evaluators', or a multi-fidelity search's last
+    rung (``agent.options.rungs``)."""
+    rungs = (cfg.agent.options or {}).get("rungs") or [0]
+    return max(cfg.kd_steps if "kd" in cfg.score else 0, *(int(r) for r in rungs))
 
 
 def assemble_task(
@@ -138,7 +145,8 @@ def assemble_task(
         points_per_image=cfg.points_per_image,
         batch_size=cfg.eval_batch_size,
         seed=cfg.seed,
-        prefix_cache_mb=0 if evaluate is not None else cfg.prefix_cache_mb,
+        # a user's metric runs the network itself; a multi-fidelity search switches evaluators, which a cache forbids
+        prefix_cache_mb=0 if evaluate is not None or (cfg.agent.options or {}).get("rungs") else cfg.prefix_cache_mb,
         dtype=torch.float32 if evaluate is not None else eval_dtype(cfg.eval_precision, device),
         kd_steps=cfg.kd_steps,
         kd_batch_size=cfg.kd_batch_size,

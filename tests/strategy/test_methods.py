@@ -30,6 +30,7 @@ METHODS = {
     "greedy": ["agent=greedy"],
     "optuna-tpe": ["agent=optuna", "agent.sampler=tpe", "agent.warmup_episodes=5"],
     "optuna-cmaes": ["agent=optuna", "agent.sampler=cmaes", "agent.warmup_episodes=5"],
+    "hyperband": ["agent=hyperband", "agent.warmup_episodes=3", "agent.options.rungs=[0,4,12]"],
     "random": ["agent=random"],
     "uniform": ["agent=uniform"],
 }
@@ -175,6 +176,17 @@ def test_sensitivity_at_another_budget_reuses_an_earlier_runs_probes(tmp_path, c
     other_seed = composed("search", *COMMON[:-2], "seed=6", *METHODS["sensitivity"], f"agent.probes_from={earlier}")
     with pytest.raises(ConfigError, match=r"scored its probes with other settings: seed=6 \(it ran with 5\)"):
         check_probes_from(other_seed, earlier)
+
+
+def test_the_multi_fidelity_search_stops_weak_strategies_early(finished):
+    """Optuna's pruner stops most strategies at the refit's fidelity; few reach the last rung's distillation."""
+    episodes = rows(finished("hyperband") / "episodes.jsonl")
+    by_fidelity = {name: sum(r["evaluator"] == name for r in episodes) for name in ("lsq", "lsq+kd4", "lsq+kd12")}
+    assert sum(by_fidelity.values()) == EPISODES
+    assert by_fidelity["lsq"] > by_fidelity["lsq+kd4"] >= by_fidelity["lsq+kd12"] >= 1, by_fidelity
+    strategy = json.loads((finished("hyperband") / "strategy.json").read_text())
+    best = next(r for r in episodes if r["episode"] == strategy["episode"])
+    assert best["evaluator"] == "lsq+kd12"  # the export picks among the strategies scored at the last rung
 
 
 @pytest.mark.parametrize("method", ["sensitivity", "greedy"])

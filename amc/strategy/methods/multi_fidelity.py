@@ -1,0 +1,64 @@
+"""Multi-fidelity search: many strategies scored cheaply, few expensively (``agent=hyperband``).
+
+A proposer (Optuna's TPE or CMA-ES over one action per decision point, as ``agent=optuna``) suggests a strategy; it is
+scored at the first rung's fidelity (the least-squares refit alone), then, while Optuna's pruner lets it go on, at
+each further rung (the refit and ``agent.rungs`` steps of distillation from the base), each rung reported to the
+pruner as an intermediate value. Optuna's ``SuccessiveHalvingPruner`` (or ``HyperbandPruner``, ``agent.pruner``)
+stops the strategies below the best fraction of their rung. Every rung's score is one evaluation of the search's
+budget and one recorded episode (its ``evaluator`` says which fidelity); strategies that reach the last rung carry
+the highest scores, so the export picks among them. Deterministic given the seed and the scores, so a resumed search
+replays its recorded evaluations and continues exactly (``amc.strategy.methods.base``).
+"""
+
+from __future__ import annotations
+
+import optuna
+from stable_baselines3.common.vec_env import VecEnv
+
+from amc.envs import ChannelPruningEnv
+from amc.errors import ConfigError
+from amc.settings import AgentConfig
+from amc.strategy.methods.base import Evaluator, ReplayedMethod
+from amc.strategy.methods.optuna_search import make_sampler
+
+PRUNERS = ("successive_halving", "hyperband")
+
+
+def make_pruner(name: str, rungs: int, reduction: int) -> optuna.pruners.BasePruner:
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=reduction)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=rungs, reduction_factor=reduction)
+    raise ConfigError(f"unknown agent.pruner {name!r}; use one of {', '.join(PRUNERS)}")
+
+
+class MultiFidelity(ReplayedMethod):
+    def __init__(self, env: ChannelPruningEnv, agent: AgentConfig, seed: int, workers: VecEnv | None = None) -> None:
+        super().__init__(env)
+        options = agent.options or {}
+        self.rungs = [int(r) for r in options.get("rungs", (0, 20, 60, 200))]
+        if self.rungs != sorted(set(self.rungs)) or self.rungs[0] < 0:
+            raise ConfigError(f"agent.options.rungs must be increasing distillation steps from 0, got {self.rungs}")
+        if not hasattr(env.scorer, "use_fidelity"):
+            raise ConfigError("agent=hyperband needs amc's scorer (its fidelities are steps of distillation)")
+        self.sampler = make_sampler(agent.sampler or "tpe", seed, agent.warmup_episodes)
+        reduction = int(options.get("reduction_factor", 3))
+        self.pruner = make_pruner(str(options.get("pruner", "successive_halving")), len(self.rungs), reduction)
+
+    def search(self, evaluator: Evaluator) -> None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="maximize", sampler=self.sampler, pruner=self.pruner)
+        space = {f"a{t}": optuna.distributions.FloatDistribution(-1.0, 1.0) for t in range(self.env.steps)}
+        scorer = self.env.scorer
+        while True:
+            trial = study.ask(space)
+            actions = [trial.params[f"a{t}"] for t in range(self.env.steps)]
+            for rung, steps in enumerate(self.rungs):
+                scorer.use_fidelity(steps)
+                evaluation = evaluator.strategy(actions)
+                trial.report(evaluation.reward, rung + 1)
+                if rung + 1 < len(self.rungs) and trial.should_prune():
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    break
+            else:
+                study.tell(trial, evaluation.reward)
