@@ -38,5 +38,6 @@ Algorithm = _choice("Algorithm", "ddpg", "td3", "sac")  # stable-baselines3's ag
 Sampler = _choice("Sampler", "tpe", "cmaes")  # Optuna's samplers behind agent=optuna
 Distill = _choice("Distill", "ce", "kd", "hint")  # the fine-tuning loss
 Optimizer = _choice("Optimizer", "sgd", "adamw")
+LatencyRuntime = _choice("LatencyRuntime", "pytorch", "onnxruntime")  # what a latency budget is timed in
 MixedPrecision = _choice("MixedPrecision", "bfloat16", "float16")  # train.mixed_precision: autocast's dtype
 Tracking = _choice("Tracking", "none", "wandb")  # logger.kind

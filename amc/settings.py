@@ -18,6 +18,7 @@ from amc.choices import (
     Distill,
     EvalPrecision,
     Evaluator,
+    LatencyRuntime,
     Metric,
     MixedPrecision,
     OnExisting,
@@ -187,6 +188,7 @@ class SearchConfig:
     export_candidates: int = 1  # the best N strategies rebuilt as exported, the best of them kept (1: as before)
     score: Evaluator = Evaluator["lsq"]  # lsq for runs saved before it
     adabn_images: int = 1000  # training images the BN statistics are recomputed on (score=adabn, lsq+adabn)
+    latency_runtime: LatencyRuntime = LatencyRuntime["pytorch"]  # latency_budget timed in PyTorch eager or onnxruntime
     screen_images: Optional[int] = None  # episodes scored on this many search-val images (None: all of them) ...
     rescore_finalists: int = 10  # ... and the best this many, distinct, scored again on all before the export
     kd_steps: int = 50  # score=lsq+kd...: distillation steps from the base per candidate

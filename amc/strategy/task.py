@@ -129,7 +129,7 @@ def assemble_task(
         from amc.timing import latency_timer
 
         example = torch.randn(structure.input_size, device=device)
-        timer = latency_timer(base, example, torch.get_num_threads())
+        timer = latency_timer(base, example, torch.get_num_threads(), cfg.latency_runtime)
         grids = channel_grids(structure, cfg.channel_round, cfg.lower_bound)
         latency_fn = LatencyTable.cached(cfg.cache_dir, base, structure, grids, timer)
         probe = EndToEndProbe(base, latency_fn, timer)

@@ -68,3 +68,27 @@ def test_an_unreachable_budget_says_so_and_returns_the_smallest_measured():
     cpu = SimulatedCPU(model, size, overhead=5.0, macs_per_ms=1e9, speedup=1.0)  # overhead is everything
     fit = fit_to_budget(structure.widths, grids, 0.3, cpu, lambda c: prune_model(model, structure, c, "l1", "none"))
     assert not fit.within and fit.channels == [g[0] for g in grids]
+
+
+def test_a_budget_in_onnxruntime_is_timed_and_fitted_there():
+    """latency_runtime=onnxruntime: networks are timed as onnxruntime runs them, and the fit lands in its window."""
+    pytest.importorskip("onnxruntime")
+    from amc.pruning.structure import analyse
+    from amc.timing import latency_timer
+
+    model, size = randomised("mobilenet_v1")
+    structure = analyse(model, size)
+    grids = channel_grids(structure, 8, 0.2)
+    import torch
+
+    timer = latency_timer(model, torch.randn(size), threads=1, runtime="onnxruntime")
+    try:
+        assert timer.runtime == "onnxruntime"
+        build = lambda c: prune_model(model, structure, c, reconstruction="none").eval()  # noqa: E731
+        smallest = timer.timing(build([g[0] for g in grids]), 0.2)
+        assert smallest.median_ratio < 1 and len(smallest.ratios) >= 11
+        budget = (1 + smallest.median_ratio) / 2  # halfway between the smallest network and the base
+        fit = fit_to_budget(structure.widths, grids, budget, timer, build, timing_s=0.3)
+        assert fit.within and fit.timing.median_ratio <= budget
+    finally:
+        timer.close()
