@@ -12,7 +12,7 @@ from tests.conftest import FMNIST, ROOT
 
 SMALL = {
     "quickstart": 'EVALUATIONS = 3\nEPOCHS = 1.0\nLIMIT = 300\nMETHOD = "random"',
-    "your_model_your_metric": "EVALUATIONS = 3\nEPOCHS = 1",
+    "your_model_your_metric": "EVALUATIONS = 3\nEPOCHS = 1\nTRAIN_STEPS = 10",
     "your_rl_agent": "TIMESTEPS = 16",
 }
 
@@ -41,4 +41,7 @@ def test_the_notebook_runs(name, tmp_path):
 def _with_checkout_on_path() -> dict[str, str]:
     import os
 
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # one thread: the kernel shares the cores with the suite's other worker, and oversubscribed OpenMP threads wait
+    # on each other (a notebook ran 10x slower on two threads beside another job)
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}

@@ -133,10 +133,11 @@ def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any
     if ratio is None:
         ratio = timer.ratio(pruned, min_run_s=EXPORT_TIMING_S)
     timed = best.get("measured_cost_ratio")
+    runtime = getattr(timer, "runtime", "pytorch")
     log.info(
         f"latency: the table predicted {best['cost_ratio']:.3f} of the base"
         + (f", the search timed {timed:.3f}" if timed is not None else "")
-        + f"; measured end to end {ratio:.3f} ({timer.runtime}, batch 1, {torch.get_num_threads()} threads, the median "
+        + f"; measured end to end {ratio:.3f} ({runtime}, batch 1, {torch.get_num_threads()} threads, the median "
         "ratio of single calls interleaved with the base's; the budget means this runtime)"
     )
     if ratio > budget:
@@ -149,7 +150,7 @@ def measured_latency(timer: LatencyTimer, pruned: nn.Module, best: dict[str, Any
         "predicted_latency_ratio": best["cost_ratio"],
         "search_timed_latency_ratio": timed,
         "measured_latency_ratio": ratio,
-        "latency_runtime": timer.runtime,
+        "latency_runtime": runtime,
     }
 
 

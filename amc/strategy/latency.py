@@ -197,7 +197,9 @@ class LatencyTable:
                 str(next(model.parameters()).device),
                 torch.get_num_threads(),
                 [list(g) for g in grids],
-                *([timer.runtime] if timer.runtime != "pytorch" else []),  # tables timed in eager keep their key
+                *(
+                    [timer.runtime] if getattr(timer, "runtime", "pytorch") != "pytorch" else []
+                ),  # tables timed in eager keep their key
             ]
         )
         name = f"latency_{structure.arch_name.rsplit('.', 1)[-1]}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"

@@ -52,12 +52,14 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
     common = "model=custom model._target_=my_nets.build +model.kwargs.width=16"
     train_dir = tmp_path / "train"
     run_ok(f"amc.train {common} data=digits logger=none train.epochs=2 hydra.run.dir={train_dir}", user_code)
-    # A checkpoint naming a builder nobody named in this run is refused; named, it loads. This process cannot
-    # import my_nets by name: the checkpoint's recorded source file rebuilds it.
+    # A checkpoint naming a builder nobody named in this run is refused; named, it loads from the file the caller
+    # names too (this process cannot import my_nets by name, and a file's stored path is never executed).
     with pytest.raises(models.UntrustedBuilderError):
         models.load_checkpoint(train_dir / "best.pt")
-    base = models.load_checkpoint(train_dir / "best.pt", trusted_builders=["my_nets.build"])
-    assert base.arch["name"] == "my_nets.build" and base.arch["source"] == str(user_code / "my_nets.py")
+    trusted = {"trusted_builders": ["my_nets.build"], "builder_source": str(user_code / "my_nets.py")}
+    base = models.load_checkpoint(train_dir / "best.pt", **trusted)
+    assert base.arch["name"] == "my_nets.build" and base.arch["source_hint"] == "my_nets.py"
+    assert str(user_code) not in str(torch.load(train_dir / "best.pt", weights_only=True)["arch"])  # no saver's path
     assert base.arch["kwargs"] == {"width": 16, "num_classes": 10, "in_channels": 1}
     assert base[0].in_channels == 1  # adapted to the 1-channel digits
 
@@ -76,7 +78,7 @@ def test_user_model_trains_searches_exports_and_finetunes(tmp_path, user_code):
             grown = [c + 4 * (j == i) for j, c in enumerate(channels)]
             assert structure.macs(grown) > 0.5 * strategy["base_macs"]
     assert strategy["prune_residual"] is True and len(strategy["channels"]) == 4  # 2 inner + 2 residual streams
-    pruned = models.load_checkpoint(search_dir / "pruned.pt", trusted_builders=["my_nets.build"])
+    pruned = models.load_checkpoint(search_dir / "pruned.pt", **trusted)
     assert sum(p.numel() for p in pruned.parameters()) == strategy["params"]
 
     export_dir = tmp_path / "export"
