@@ -88,7 +88,7 @@ def test_a_budget_in_onnxruntime_is_timed_and_fitted_there():
         smallest = timer.timing(build([g[0] for g in grids]), 0.2)
         assert smallest.median_ratio < 1 and len(smallest.ratios) >= 11
         budget = (1 + smallest.median_ratio) / 2  # halfway between the smallest network and the base
-        fit = fit_to_budget(structure.widths, grids, budget, timer, build, steps=4, timing_s=0.1)
+        fit = fit_to_budget(structure.widths, grids, budget, timer, build, steps=2, timing_s=0.05)
         assert fit.within and fit.timing.median_ratio <= budget
     finally:
         timer.close()
