@@ -7,6 +7,7 @@ config to its dataclass, and owns the run dir and the saved, resolved config of 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -206,9 +207,10 @@ def _import_targets(node: Any, prefix: str = "") -> dict[str, str]:
     return found
 
 
-def _shipped_runners() -> set[str]:
+@functools.cache
+def _shipped_runners() -> frozenset[str]:
     """The runner classes amc's own ``conf/agent/*.yaml`` name: amc's code, safe to import."""
-    return {str(OmegaConf.load(path).get("runner")) for path in (CONFIG_DIR / "agent").glob("*.yaml")}
+    return frozenset(str(OmegaConf.load(path).get("runner")) for path in (CONFIG_DIR / "agent").glob("*.yaml"))
 
 
 def _is_amcs_own(key: str, value: str) -> bool:

@@ -20,7 +20,15 @@ import torch
 import torch.nn as nn
 
 from amc.api.budget import Budget, BudgetError
-from amc.api.inputs import InputError, check_example_input, check_model, classification_data, model_device, stack_inputs
+from amc.api.inputs import (
+    InputError,
+    check_example_input,
+    check_model,
+    classification_data,
+    model_device,
+    private_copy,
+    stack_inputs,
+)
 from amc.errors import ConfigError
 from amc.settings import AgentConfig, SearchConfig
 from amc.strategy.runners import AGENTS
@@ -116,18 +124,14 @@ def compress(
     inputs = prepare_inputs(model, example_input, cfg, evaluate, data, calibration)
     device, example, images, calib = inputs.device, inputs.example, inputs.images, inputs.calibration
     seed_everything(cfg.seed)
-    was_training = model.training
     started = time.perf_counter()
-    try:
-        with _working_dir(run_dir, cfg) as (folder, cfg):
-            base = _private_copy(model).to(device).eval()  # the search reads the base; yours stays as it is
-            task = assemble_task(cfg, base, example, images, device, evaluate=evaluate, user_calibration=calib)
-            strategy, network, recorder = run_search(cfg, folder, task, device, started)
-            if network is None:
-                raise ConfigError(f"the search stopped before it finished: resume it with the same run_dir={folder}")
-            history = [dict(row) for row in recorder.rows]
-    finally:
-        model.train(was_training)
+    with _working_dir(run_dir, cfg) as (folder, cfg):
+        base = private_copy(model).to(device).eval()  # the search reads the base; yours stays as it is
+        task = assemble_task(cfg, base, example, images, device, evaluate=evaluate, user_calibration=calib)
+        strategy, network, recorder = run_search(cfg, folder, task, device, started)
+        if network is None:
+            raise ConfigError(f"the search stopped before it finished: resume it with the same run_dir={folder}")
+        history = [dict(row) for row in recorder.rows]
     network = network.to(device).eval()
     return Compressed(
         network,
@@ -177,7 +181,7 @@ def prepare_inputs(
             f"calibration= is needed: score={cfg.score} and the least-squares refit read inputs "
             "(or pass reconstruct=False, selection='l1', score='plain')"
         )
-    base_score = call_user_metric(evaluate, _private_copy(model).eval()) if evaluate is not None else None
+    base_score = call_user_metric(evaluate, private_copy(model).eval()) if evaluate is not None else None
     images = ScoringImages(
         val_x,
         val_y,
@@ -218,7 +222,7 @@ def prune(
 
     model = check_model(model)
     example = check_example_input(model, example_input)
-    base = _private_copy(model).eval()
+    base = private_copy(model).eval()
     structure = analyse(base, (1, *example.shape[1:]))
     if structure.arch is None:
         structure.arch = {"name": f"{type(model).__module__}.{type(model).__qualname__}", "kwargs": {}}
@@ -343,9 +347,3 @@ def _working_dir(run_dir: str | Path | None, cfg: SearchConfig) -> Iterator[tupl
         folder.mkdir(parents=True, exist_ok=True)
         save_settings(cfg, folder)
     yield folder, cfg
-
-
-def _private_copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model)

@@ -41,18 +41,13 @@ def make_env(
         ``score``, ``fill_budget``, ...).
     """
     from amc.api.compress import prepare_inputs, search_settings
+    from amc.api.inputs import private_copy
     from amc.strategy.task import assemble_task
 
     cfg = search_settings(budget, "random", None, seed, options)
     inputs = prepare_inputs(model, example_input, cfg, evaluate, data, calibration)
-    base = _copy(model).to(inputs.device).eval()
+    base = private_copy(model).to(inputs.device).eval()
     task = assemble_task(
         cfg, base, inputs.example, inputs.images, inputs.device, evaluate=evaluate, user_calibration=inputs.calibration
     )
     return task.env
-
-
-def _copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model)

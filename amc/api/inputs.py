@@ -89,3 +89,10 @@ def classification_data(data: Any, example: torch.Tensor) -> tuple[torch.Tensor,
     if labels.dim() != 1 or len(labels) != len(inputs) or labels.is_floating_point():
         raise InputError(f"data's labels must be one class index per input ({len(inputs)}), got {tuple(labels.shape)}")
     return inputs, labels.long().cpu()
+
+
+def private_copy(model: nn.Module) -> nn.Module:
+    """A copy of a caller's model that the search may read, move and change, leaving theirs as it was."""
+    import copy
+
+    return copy.deepcopy(model)

@@ -82,7 +82,7 @@ def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
         search_calibration(cfg, data, cfg.adabn_images) if "adabn" in cfg.score else None,
         # an underdetermined consumer (the classifier) is fit on the export's images, at least 2 rows per column
         more_calibration=lambda count: search_calibration(cfg, data, max(count, cfg.export_calibration_images or 0)),
-        distill=search_calibration(cfg, data, distill_steps(cfg) * cfg.kd_batch_size) if distill_steps(cfg) else None,
+        distill=search_calibration(cfg, data, steps * cfg.kd_batch_size) if (steps := distill_steps(cfg)) else None,
     )
     example = torch.zeros(1, data.in_channels, data.image_size, data.image_size)
     task = assemble_task(cfg, base, example, images, device, data=data, base_path=base_path)
