@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from amc.errors import ConfigError
 from amc.io import write_text_atomic
-from amc.settings import CODE_KEYS, SCHEMAS, range_errors, within
+from amc.settings import CODE_KEYS, SAVED_BEFORE, SCHEMAS, range_errors, within
 
 T = TypeVar("T")
 
@@ -74,10 +74,18 @@ def settings_of(cfg: DictConfig) -> Any:
     return settings
 
 
+def saved_config(path: Path, schema: type) -> DictConfig:
+    """A run dir's saved config over ``schema``: a setting it lacks (saved before the setting existed) takes the
+    value such runs ran with (``amc.settings.SAVED_BEFORE``), else today's default."""
+    saved = OmegaConf.load(path)
+    before = {key: value for key, value in SAVED_BEFORE.get(schema.__name__, {}).items() if key not in saved}
+    return OmegaConf.merge(OmegaConf.structured(schema), before, saved)
+
+
 def load_settings(path: Path, schema: type[T]) -> T:
     """A run dir's saved ``config.yaml``, checked against ``schema`` (for resume)."""
     try:
-        saved = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path))
+        saved = saved_config(path, schema)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{path} does not match this entry point's settings: {str(exc).splitlines()[0]}") from None
     return settings_of(saved)
@@ -168,7 +176,7 @@ def resumed_config(cfg: DictConfig, schema: type, run_dir: Path) -> DictConfig:
         k: o for k, o in command_line_overrides().items() if OmegaConf.select(cfg, k, default=_ABSENT) is not _ABSENT
     }
     try:
-        saved = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path))
+        saved = saved_config(path, schema)
         changed = [
             f"{typed} (it began with {_short(old)})"
             for key, typed in given.items()

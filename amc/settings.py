@@ -1,9 +1,9 @@
-"""Typed settings of every entry point: the schema Hydra validates each config against.
+"""Typed settings of every entry point, with their defaults: the one place each default is written.
 
-The YAML files in ``conf/`` are the one source of values; these dataclasses give each key its type, so
-that a typo or a wrongly typed override fails when Hydra composes (``amc.config`` registers them). Fields
-without a default must be set by the YAML; a ``None`` default marks a key only some group options carry.
-Library code receives these objects (``amc.config.settings_of``), never the raw composed config.
+Hydra composes each entry point's config over these dataclasses (``amc.config`` registers them as structured
+configs), so a typo or a wrongly typed override fails while composing, and the YAML files in ``conf/`` only choose
+group options (``model``, ``data``, ``agent``, ...) and override. A field without a default is a group the YAML
+chooses. Library code receives these objects (``amc.config.settings_of``), never the raw composed config.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from amc.choices import (
 
 
 CODE_KEYS = ("_target_", "runner", "source")  # settings whose value names code to import, call or execute
+CACHE_DIR = "${oc.env:AMC_CACHE,'~/.cache/amc'}"  # cached base models, latency tables, teacher logits
 
 
 @dataclass
@@ -43,8 +44,8 @@ class ModelConfig:
     a ``.py`` file holding ``_target_`` when its module is not importable (only ever taken from this run)."""
 
     name: str
-    supports_small_input: bool
-    kwargs: dict[str, Any]
+    supports_small_input: bool = False  # may take a stem of stride 1 for inputs of 64 px or less
+    kwargs: dict[str, Any] = field(default_factory=dict)
     _target_: Optional[str] = None
     source: Optional[str] = None
 
@@ -54,14 +55,14 @@ class DataConfig:
     """A dataset and how it is split (``amc.data.build_data`` takes these as keywords)."""
 
     name: str
-    root: Optional[str]
-    download: bool
-    search_val_size: int
-    split_seed: int
-    augment: bool
-    train_limit: Optional[int]
-    search_val_limit: Optional[int]
-    test_limit: Optional[int]
+    root: Optional[str] = None
+    download: bool = False  # fashion_mnist only: fetch it when root has none (needs internet)
+    search_val_size: int = 5000  # images held out of the training split that strategies are scored on
+    split_seed: int = 0
+    augment: bool = True  # random crop (and flip where it keeps the label) on train
+    train_limit: Optional[int] = None  # the first N of each split (smoke runs)
+    search_val_limit: Optional[int] = None
+    test_limit: Optional[int] = None
     crop: Optional[int] = None
 
 
@@ -70,7 +71,7 @@ class AgentConfig:
     """A search method (``conf/agent/NAME.yaml``): ``runner`` names its class; the other keys are its settings."""
 
     name: str
-    warmup_episodes: int
+    warmup_episodes: int = 0
     runner: Optional[str] = None  # e.g. amc.strategy.methods.sensitivity.Sensitivity
     algorithm: Optional[Algorithm] = None  # RL agents (default: name)
     sampler: Optional[Sampler] = None  # optuna
@@ -95,108 +96,132 @@ class AgentConfig:
 class LoggerConfig:
     """Run tracking: ``kind`` none or wandb; ``mode`` null picks offline unless a key is configured."""
 
-    kind: Tracking
-    project: str
-    mode: Optional[str]
+    kind: Tracking = Tracking["none"]
+    project: str = "amc"
+    mode: Optional[str] = None  # online | offline | disabled forces one
 
 
 @dataclass
 class DistillConfig:
-    """The fine-tuning loss: ``ce``, ``kd`` (Hinton) or ``hint`` (KD plus FitNets feature hints)."""
+    """The fine-tuning loss: ``ce``, ``kd`` (Hinton: (1 - alpha) CE + alpha T² KL) or ``hint`` (KD plus FitNets
+    feature hints)."""
 
-    kind: Distill
-    temperature: float
-    alpha: float
+    kind: Distill = Distill["kd"]
+    temperature: float = 4.0
+    alpha: float = 0.9
     hint_weight: Optional[float] = None
-    hint_layers: Optional[list[Any]] = None
+    hint_layers: Optional[list[Any]] = None  # [student, teacher] layer pairs; null: the stages both nets share
 
 
 @dataclass
 class TrainConfig:
-    """One schedule of the training loop (``amc.training.loop``)."""
+    """One schedule of the training loop (``amc.training.loop``); each job sets its own length and rate."""
 
-    epochs: int
-    batch_size: int
-    eval_batch_size: int
-    optimizer: Optimizer
-    lr: float
-    momentum: float
-    nesterov: bool
-    weight_decay: float
-    warmup_epochs: float
-    label_smoothing: float
-    num_workers: int
-    max_steps_per_epoch: Optional[int]
-    channels_last: bool  # ~1.35x faster depthwise convs on CPU
-    grad_clip_norm: Optional[float]  # clips the global gradient norm
+    epochs: int = 1
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    optimizer: Optimizer = Optimizer["sgd"]  # sgd | adamw
+    lr: float = 0.05
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = True  # SGD only
+    weight_decay: float = 4.0e-5
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    num_workers: int = 0
+    max_steps_per_epoch: Optional[int] = None
+    channels_last: bool = True  # ~1.35x faster depthwise convs on CPU
+    grad_clip_norm: Optional[float] = None  # clips the global gradient norm (e.g. 5.0)
     mixed_precision: Optional[MixedPrecision] = None  # bfloat16 (CPU, CUDA) | float16 (CUDA): autocast's dtype
 
 
 @dataclass
 class PromoteConfig:
-    """Fidelity promotion (``amc.strategy.promotion``): ``top_k`` strategies fine-tuned ``epochs`` with KD."""
+    """Fidelity promotion (``amc.strategy.promotion``): the ``top_k`` best distinct strategies, fine-tuned
+    ``epochs`` with KD from the base, decide the export (0: off; the search's best score is exported)."""
 
-    top_k: int
-    epochs: float
-    temperature: float
-    alpha: float
-    train: TrainConfig  # the schedule; its length is ``epochs``
+    top_k: int = 0
+    epochs: float = 1.0  # of KD each; fractions of an epoch allowed (0.25: a quarter of the training set)
+    temperature: float = 4.0
+    alpha: float = 0.9
+    # a short KD from a reconstructed network: lr 0.02 diverged after the warm-up for some seeds, and without the
+    # clip it can diverge (RESULTS, section 2); the schedule's length is ``epochs``
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(warmup_epochs=0.1, lr=0.005, grad_clip_norm=2.0))
 
 
 @dataclass
 class SearchConfig:
-    """``amc.search``: see ``conf/search.yaml`` for what each key does."""
+    """``amc.search``: a per-layer channel strategy that meets a budget with the best score, exported."""
 
     model: ModelConfig
     data: DataConfig
     agent: AgentConfig
     logger: LoggerConfig
-    flops_budget: Optional[float]
-    params_budget: Optional[float]
-    latency_budget: Optional[float]
-    checkpoint: Optional[str]
-    cache_dir: str
-    episodes: int
-    lower_bound: float
-    prune_residual: bool
-    channel_round: int
-    fill_budget: bool
-    reward: Reward
-    metric: Metric
-    selection: Selection
-    reconstruct: bool
-    calibration_images: int
-    export_reconstruction: Reconstruction
-    export_calibration_images: Optional[int]
-    calibration_augment: bool
-    points_per_image: int
-    search_val_images: Optional[int]
-    test_images: Optional[int]
-    eval_batch_size: int
-    prefix_cache_mb: float
-    seed: int
-    device: str
-    threads: Optional[int]
-    resume: Optional[str]
-    stop_after: Optional[int]
-    workers: int
-    devices: Optional[list[str]]
-    base_training: TrainConfig
-    # conf/search.yaml sets auto; the default is what a run saved before this option existed was scored in, so that
-    # resuming it goes on as it began
-    eval_precision: EvalPrecision = EvalPrecision["float32"]
-    export_candidates: int = 1  # the best N strategies rebuilt as exported, the best of them kept (1: as before)
-    score: Evaluator = Evaluator["lsq"]  # lsq for runs saved before it
-    adabn_images: int = 1000  # training images the BN statistics are recomputed on (score=adabn, lsq+adabn)
-    latency_runtime: LatencyRuntime = LatencyRuntime["pytorch"]  # latency_budget timed in PyTorch eager or onnxruntime
-    screen_images: Optional[int] = None  # episodes scored on this many search-val images (None: all of them) ...
-    rescore_finalists: int = 10  # ... and the best this many, distinct, scored again on all before the export
-    kd_steps: int = 50  # score=lsq+kd...: distillation steps from the base per candidate
+    # the budget: one of them, a fraction of the base's MACs (FLOPs = 2 x MACs, the same ratio), params, or latency
+    # on this device at batch 1 (timed in latency_runtime); none given: flops 0.5
+    flops_budget: Optional[float] = None
+    params_budget: Optional[float] = None
+    latency_budget: Optional[float] = None
+    latency_runtime: LatencyRuntime = LatencyRuntime["pytorch"]  # pytorch (eager) | onnxruntime (amc[deploy])
+    checkpoint: Optional[str] = None  # the base; none: the one amc ships for model and data (pretrained) ...
+    pretrained: bool = True  # ... else one trained once (base_training) and cached in cache_dir
+    cache_dir: str = CACHE_DIR
+    episodes: int = 150  # strategies scored (probes included)
+    lower_bound: float = 0.2  # smallest keep ratio per decision point
+    prune_residual: bool = True  # also search residual-stream widths (groups coupled by adds)
+    channel_round: int = 8  # kept channels are multiples of this (or the full width); 1 = no rounding
+    fill_budget: bool = True  # spend budget left over by rounding on the most-pruned layers
+    reward: Reward = Reward["acc"]  # acc | acc_flops | acc_params
+    metric: Metric = Metric["top1"]  # the search-val accuracy strategies are scored by
+    selection: Selection = Selection["lsq"]  # channel ranking: lsq | l1 (AMC's) | l2 | bn_gamma | random
+    reconstruct: bool = True  # least squares on calibration features (open loop, cached for the search)
+    # how a candidate is rebuilt before it is scored: lsq (refit consumers) | adabn (BN statistics recomputed,
+    # EagleEye) | lsq+adabn | plain (sliced only) | lsq+kd (refit, then kd_steps of distillation from the base) |
+    # lsq+kd+adabn | kl, lsq+kl, lsq+kd+kl (agreement with the base's outputs)
+    score: Evaluator = Evaluator["lsq"]
+    adabn_images: int = 1000  # training images the BN statistics are recomputed on (score=...adabn)
+    kd_steps: int = 50  # score=...kd...: distillation steps per candidate, kd_batch_size images each, SGD at kd_lr
     kd_batch_size: int = 64
-    kd_lr: float = 0.01  # SGD, momentum 0.9, constant
-    promote: Optional[PromoteConfig] = None  # conf/search.yaml sets it; runs saved before it have none
-    pretrained: bool = False  # no checkpoint=: search the base amc ships for model and data (conf: true)
-    on_existing: OnExisting = OnExisting["refuse"]  # continue: resume it (a finished one is kept)
+    kd_lr: float = 0.01  # momentum 0.9, constant
+    calibration_images: int = 1000
+    export_reconstruction: Reconstruction = Reconstruction["closed"]  # closed: refit on the pruned net's features
+    export_calibration_images: Optional[int] = 5000  # train images the export refits on (null: the search's own)
+    export_candidates: int = 1  # rebuild the best N strategies as exported and keep the best on search-val
+    calibration_augment: bool = False
+    points_per_image: int = 10
+    search_val_images: Optional[int] = None  # null: the whole search-val split
+    # episodes are scored on the first screen_images of it (null: all), and the best rescore_finalists distinct
+    # strategies again on all before the export picks one (RESULTS, "first result")
+    screen_images: Optional[int] = 1000
+    rescore_finalists: int = 10
+    test_images: Optional[int] = None  # the best strategy's final test top-1 uses the whole test split
+    eval_batch_size: int = 125  # small enough that its largest activation is reused, not page-faulted
+    prefix_cache_mb: float = 200  # memory for early-layer activations strategies share (0: off)
+    # float32 | bfloat16 | auto = bfloat16 where the hardware has it (AVX512-BF16/AMX, CUDA), else float32
+    eval_precision: EvalPrecision = EvalPrecision["auto"]
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
+    seed: int = 2018
+    device: str = "auto"  # auto = cuda when present
+    threads: Optional[int] = None  # CPU threads for torch (null: torch's default)
+    resume: Optional[str] = None  # a killed search's run dir
+    # continue: a run dir that holds a search resumes it (a finished one is kept), so a multirun launched again
+    # picks up where each job stopped
+    on_existing: OnExisting = OnExisting["refuse"]
+    stop_after: Optional[int] = None  # stop after this many episodes in this invocation (resume later)
+    workers: int = 1  # episodes scored at once, each worker a process with its own scorer (SB3 SubprocVecEnv)
+    # e.g. [cuda:0,cuda:1]: worker i runs on devices[i % len]; null: `device` for all (on CPU the threads are split)
+    devices: Optional[list[str]] = None
+    # the base a search trains when there is no checkpoint and amc ships none for the model and data: a short
+    # schedule, chosen by the runs in the lab notebook ("First run")
+    base_training: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=2, batch_size=64, eval_batch_size=125)
+    )
+
+
+# What a run saved before a setting existed ran with, where that differs from today's default: a resumed run goes
+# on as it began (``amc.config`` fills these into a saved config that lacks them).
+SAVED_BEFORE: dict[str, dict[str, Any]] = {
+    "SearchConfig": {"eval_precision": "float32", "screen_images": None, "pretrained": False},
+}
 
 
 @dataclass
@@ -206,33 +231,33 @@ class TrainRunConfig:
     model: ModelConfig
     data: DataConfig
     logger: LoggerConfig
-    seed: int
-    teacher: Optional[str]
-    teacher_model: ModelConfig
-    distill: DistillConfig
-    device: str
-    threads: Optional[int]
-    resume: Optional[str]
-    init_checkpoint: Optional[str]
-    train: TrainConfig
+    seed: int = 0
+    teacher: Optional[str] = None  # a checkpoint to distil from (bare state_dicts are read as teacher_model)
+    teacher_model: ModelConfig = field(default_factory=lambda: ModelConfig("resnet18"))
+    distill: DistillConfig = field(default_factory=DistillConfig)  # with a teacher only; HW7's: T 20, alpha 0.5
+    device: str = "auto"
+    threads: Optional[int] = None
+    resume: Optional[str] = None  # a run dir of an interrupted run: continues from its last epoch
+    init_checkpoint: Optional[str] = None  # start from these weights with a fresh schedule (a warm restart)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, lr=0.1))
 
 
 @dataclass
 class FinetuneConfig:
     """``amc.finetune``: a pruned network recovered by distillation from its base."""
 
-    model: ModelConfig
+    model: ModelConfig  # how to read a bare state_dict teacher
     data: DataConfig
     distill: DistillConfig
     logger: LoggerConfig
-    checkpoint: Optional[str]
-    teacher: Optional[str]
-    seed: int
-    device: str
-    threads: Optional[int]
-    resume: Optional[str]
-    cache_teacher_logits: Any  # auto | true | false
-    train: TrainConfig
+    checkpoint: Optional[str] = None
+    teacher: Optional[str] = None  # default: the base checkpoint the pruned model records
+    seed: int = 0
+    device: str = "auto"
+    threads: Optional[int] = None
+    resume: Optional[str] = None
+    cache_teacher_logits: Any = "auto"  # auto: the teacher's logits computed once when data.augment=false (kd only)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=4, lr=0.02, warmup_epochs=0.1))
 
 
 @dataclass
@@ -241,22 +266,22 @@ class ExportConfig:
 
     model: ModelConfig
     data: DataConfig
-    checkpoint: Optional[str]
-    channels: Optional[list[int]]
-    strategy: Optional[str]
-    selection: Optional[Selection]
-    prune_residual: Optional[bool]
-    reconstruct: bool
-    reconstruction: Reconstruction
-    calibration_images: int
-    calibration_augment: bool
-    points_per_image: int
-    evaluate: bool
-    output: Optional[str]
-    overwrite: bool
-    seed: int
-    device: str
-    threads: Optional[int]
+    checkpoint: Optional[str] = None
+    channels: Optional[list[int]] = None  # kept output channels per decision point, in order
+    strategy: Optional[str] = None  # or a search's strategy.json
+    selection: Optional[Selection] = None  # null: as the strategy file's search, else l1
+    prune_residual: Optional[bool] = None  # null: the strategy file's, else true
+    reconstruct: bool = True  # least squares on the consumer of each pruned point
+    reconstruction: Reconstruction = Reconstruction["open"]  # open (inputs from the original, as AMC) | closed
+    calibration_images: int = 1000  # from the train split
+    calibration_augment: bool = False
+    points_per_image: int = 10
+    evaluate: bool = True  # search-val and test top-1 before and after reconstruction
+    output: Optional[str] = None  # default: RUN_DIR/pruned.pt
+    overwrite: bool = False
+    seed: int = 0
+    device: str = "auto"
+    threads: Optional[int] = None
 
 
 @dataclass
@@ -265,14 +290,18 @@ class SlimConfig:
 
     data: DataConfig
     logger: LoggerConfig
-    checkpoint: Optional[str]
-    steps: int
-    factor: float
-    seed: int
-    device: str
-    threads: Optional[int]
-    resume: Optional[str]
-    train: TrainConfig
+    checkpoint: Optional[str] = None
+    steps: int = 5  # the course: width x 0.95, five times (0.95 ... 0.7738)
+    factor: float = 0.95
+    seed: int = 0
+    device: str = "auto"
+    threads: Optional[int] = None
+    resume: Optional[str] = None
+    # fine-tuning after each step: the course's 5 epochs of CE with AdamW 1e-3, batch 32
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=5, batch_size=32, eval_batch_size=256, optimizer=Optimizer["adamw"], lr=1.0e-3, weight_decay=1.0e-2,
+        channels_last=False,
+    ))  # fmt: skip
 
 
 @dataclass
@@ -280,45 +309,47 @@ class QuantizeConfig:
     """``amc.quantize``: HW7's fp16/uint8 weight files, and PyTorch's int8 PTQ."""
 
     data: DataConfig
-    checkpoint: Optional[str]
-    int8_ptq: bool
-    calibration_images: int
-    seed: int
-    threads: Optional[int]
+    checkpoint: Optional[str] = None
+    int8_ptq: bool = True  # also PyTorch's own static int8 quantization, with CPU latency
+    calibration_images: int = 256
+    seed: int = 0
+    threads: Optional[int] = None
 
 
 @dataclass
 class PipelineConfig:
     """``amc.pipeline``: search, export, fine-tune and report in one run dir."""
 
-    flops_budget: float
-    checkpoint: Optional[str]
-    episodes: int
-    finetune_epochs: int
-    seed: int
-    data_group: str
-    model_group: str
-    logger_group: str
-    extra_search_args: list[str] = field(default_factory=list)
+    flops_budget: float = 0.5
+    checkpoint: Optional[str] = None
+    episodes: int = 150
+    finetune_epochs: int = 4
+    seed: int = 2018
+    data_group: str = "fashion_mnist"
+    model_group: str = "mobilenet_v1"
+    logger_group: str = "wandb"
+    extra_search_args: list[str] = field(default_factory=list)  # e.g. ["experiment=smoke"]
 
 
 @dataclass
 class PredictData:
-    root: Optional[str]
+    """Where HW7's unlabelled test images are."""
+
+    root: Optional[str] = "./data/food-11"
 
 
 @dataclass
 class PredictConfig:
     """``amc.predict``: HW7's prediction CSV from a compressed weight file."""
 
-    data: PredictData
-    model_file: Optional[str]
-    output: str
-    overwrite: bool
-    max_bytes: Optional[int]
-    crop: int
-    batch_size: int
-    threads: Optional[int]
+    data: PredictData = field(default_factory=PredictData)
+    model_file: Optional[str] = None
+    output: str = "pred.csv"
+    overwrite: bool = False
+    max_bytes: Optional[int] = 300000  # HW7's limit; null disables the check
+    crop: int = 256  # the course's CenterCrop
+    batch_size: int = 64
+    threads: Optional[int] = None
 
 
 @dataclass
@@ -326,24 +357,24 @@ class ProfileConfig:
     """``amc.profile``: MACs and params per layer."""
 
     model: ModelConfig
-    checkpoint: Optional[str]
-    checkpoint_model: Optional[str]
-    image_size: Optional[int]
+    checkpoint: Optional[str] = None  # our checkpoint (architecture inside) or a bare state_dict of `model`
+    checkpoint_model: Optional[str] = None  # registry name for a bare state_dict
+    image_size: Optional[int] = None  # default: the checkpoint's training size, else 224
 
 
 @dataclass
 class DeployConfig:
     """``amc.deploy``: ONNX export checked by onnxruntime, and latency against the base."""
 
-    model: ModelConfig
+    model: ModelConfig  # how to read a bare state_dict base
     data: DataConfig
-    checkpoint: Optional[str]
-    base: Optional[str]
-    image_size: Optional[int]
-    batch_sizes: list[int]
-    threads: Optional[int]
-    min_run_s: float
-    seed: int
+    checkpoint: Optional[str] = None
+    base: Optional[str] = None  # default: the checkpoint's base_checkpoint
+    image_size: Optional[int] = None  # default: the size the checkpoint was trained at
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 256])
+    threads: Optional[int] = 2
+    min_run_s: float = 1.0  # each latency: warm-up, then repeated runs filling at least this long; median and IQR
+    seed: int = 0
 
 
 SCHEMAS: dict[str, type] = {

@@ -55,7 +55,7 @@ EVALUATORS = {
     "lsq+kd60+kl": ("lsq+kd+kl", 60),
 }
 MOST_KD_STEPS = max(steps for _, steps in EVALUATORS.values())
-DEFAULT = "lsq"  # the search's evaluator today (conf/search.yaml: score)
+DEFAULT = "lsq"  # the search's evaluator today (amc.settings.SearchConfig.score)
 SEARCH_EPISODES = 60
 CHUNK = 4  # strategies scored, then fine-tuned, before the report is written again
 

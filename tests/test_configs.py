@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from omegaconf import OmegaConf
 
 from amc.config import settings_of
 from amc.networks import build_model, fit_input_size
-from amc.settings import SCHEMAS
+from amc.settings import SCHEMAS, AgentConfig, DataConfig, DistillConfig, LoggerConfig, ModelConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 ENTRY_POINTS = sorted(p.stem for p in CONF.glob("*.yaml"))
@@ -85,3 +87,79 @@ def tiny_net():
     import torch.nn as nn
 
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+
+
+GROUP_SCHEMAS = {
+    "model": ModelConfig, "data": DataConfig, "agent": AgentConfig, "logger": LoggerConfig, "distill": DistillConfig
+}  # fmt: skip
+IDENTITY = {"name", "kind", "_target_", "runner"}  # what names a group option, default or not
+
+
+def _leaves(node: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in node.items():
+        flat.update(_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {prefix + key: value})
+    return flat
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_the_settings_dataclass_holds_every_default_of_an_entry_point(entry):
+    """Defaults are written once, in amc.settings: the composed config is the schema's own defaults, given the
+    groups the YAML chose."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        settings = settings_of(compose(entry))
+    schema = SCHEMAS[entry]
+    chosen = {f.name: getattr(settings, f.name) for f in dataclasses.fields(schema) if f.default is dataclasses.MISSING
+              and f.default_factory is dataclasses.MISSING}  # fmt: skip
+    assert set(chosen) <= set(groups_of(entry)), "a field without a default must be a group the YAML chooses"
+    from_schema = settings_of(OmegaConf.structured(schema(**chosen)))
+    assert from_schema == settings
+
+
+def schema_default(schema: type, dotted: str) -> object:
+    """The dataclass default of a dotted setting (a group field's default is its own dataclass's)."""
+    head, _, rest = dotted.partition(".")
+    hints = typing.get_type_hints(schema)
+    spec = {f.name: f for f in dataclasses.fields(schema)}.get(head)
+    if spec is None:
+        return "<absent>"
+    if spec.default is not dataclasses.MISSING:
+        value = spec.default
+    elif spec.default_factory is not dataclasses.MISSING:
+        value = spec.default_factory()
+    else:
+        return schema_default(hints[head], rest) if rest else "<chosen>"
+    for part in rest.split(".") if rest else []:
+        value = getattr(value, part) if dataclasses.is_dataclass(value) else value.get(part, "<absent>")
+    return OmegaConf.to_container(OmegaConf.structured(value)) if dataclasses.is_dataclass(value) else value
+
+
+@pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")) + sorted(CONF.glob("[!e]*/*.yaml")), ids=str)
+def test_a_yaml_file_sets_no_value_its_schema_already_has(path):
+    """The YAML only overrides: a key set to its dataclass default would be a second place for that default."""
+    group = path.parent.name
+    schema = SCHEMAS.get(path.stem) if path.parent == CONF else GROUP_SCHEMAS.get(group)
+    if schema is None:  # hydra's own groups (job_logging, the shared hydra: block)
+        return
+    values = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    own = {k: v for k, v in values.items() if k not in ("defaults", "hydra")}
+    for key, value in _leaves(own).items():
+        if key.split(".")[-1] in IDENTITY:
+            continue
+        default = schema_default(schema, key)
+        assert value != default, f"{path.name}: {key}: {value!r} is already the default in {schema.__name__}"
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_with_what_it_ran(tmp_path):
+    from amc.config import load_settings, save_settings
+    from amc.settings import SAVED_BEFORE, SearchConfig
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        settings = settings_of(compose("search", overrides=["experiment=smoke"]))
+    save_settings(settings, tmp_path)
+    saved = (tmp_path / "config.yaml").read_text().splitlines()
+    old = [line for line in saved if line.split(":")[0] not in SAVED_BEFORE["SearchConfig"]]
+    (tmp_path / "config.yaml").write_text("\n".join(old) + "\n")
+    resumed = load_settings(tmp_path / "config.yaml", SearchConfig)
+    assert (resumed.eval_precision, resumed.screen_images, resumed.pretrained) == ("float32", None, False)
+    assert resumed.episodes == settings.episodes and resumed.model == settings.model  # the rest as saved

@@ -1,7 +1,7 @@
 """``amc.compress`` and ``amc.prune``: the search and the pruning of a model held in Python.
 
-Both go through the rooms the command line uses: the settings are ``conf/search.yaml``'s (the one place for each
-default), the task is ``amc.strategy.task.assemble_task``, the search ``amc.strategy.loop.run_search``, the export
+Both go through the rooms the command line uses: the settings are ``amc.settings.SearchConfig``'s (the one place for
+each default), the task is ``amc.strategy.task.assemble_task``, the search ``amc.strategy.loop.run_search``, the export
 ``amc.strategy.best.export_best``, the pruning ``amc.pruning``.
 """
 
@@ -105,11 +105,11 @@ def compress(
         ranking and BN recalibration read; the inputs of ``data`` when omitted.
     :param method: ``ddpg`` (AMC's agent), ``td3``, ``sac``, ``sensitivity``, ``greedy``, ``optuna``, ``random``
         or ``uniform``.
-    :param evaluations: candidates scored, probes included (default: the method's, ``conf/search.yaml``).
+    :param evaluations: candidates scored, probes included (default: ``SearchConfig.episodes``, or the method's).
     :param seed: seeds the search (and Python's, NumPy's and torch's global generators).
     :param run_dir: write the CLI's files there (``episodes.jsonl``, ``strategy.json``, ``pruned.pt``) and resume
         a search killed there; without it the working files live in a temporary folder that is removed.
-    :param options: any other setting of ``conf/search.yaml`` (``lower_bound=0.2``, ``score="lsq+adabn"``,
+    :param options: any other setting of ``amc.settings.SearchConfig`` (``lower_bound=0.2``, ``score="lsq+adabn"``,
         ``channel_round=8``, ``calibration_images=1000``), and the method's settings (``warmup_episodes=10``,
         ``noise_sigma=0.5``), or them all as ``agent=AgentConfig(...)`` or a mapping.
     :returns: a :class:`Compressed`.
@@ -270,7 +270,7 @@ def _channels_of(strategy: Any, structure: Any) -> tuple[list[int], list[torch.T
 def search_settings(
     budget: Budget, method: str, evaluations: int | None, seed: int, options: Mapping[str, Any]
 ) -> SearchConfig:
-    """The search's settings: ``conf/search.yaml`` (the CLI's defaults), the method's, then the caller's."""
+    """The search's settings: ``SearchConfig``'s defaults (the CLI's), the method's, then the caller's."""
     from amc.config import compose_settings
 
     if not isinstance(budget, Budget):

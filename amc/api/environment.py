@@ -37,7 +37,7 @@ def make_env(
     :param data: instead of ``evaluate``, ``(inputs, labels)`` or a DataLoader to score top-1 on.
     :param calibration: inputs the least-squares refit and channel ranking read (default: ``data``'s inputs).
     :param seed: seeds the channel ranking and the refit's sampling.
-    :param options: settings of ``conf/search.yaml``, as for :func:`amc.compress` (``lower_bound``, ``reward``,
+    :param options: settings of ``amc.settings.SearchConfig``, as for :func:`amc.compress` (``lower_bound``, ``reward``,
         ``score``, ``fill_budget``, ...).
     """
     from amc.api.compress import prepare_inputs, search_settings
