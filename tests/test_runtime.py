@@ -26,19 +26,29 @@ def test_triton_is_kept_out_only_without_a_gpu_driver():
         assert out == ["True", "False"]  # blocked, and torch reads it as not installed
 
 
-def test_a_search_on_the_seed_models_never_imports_torchvision():
+def test_a_search_on_the_seed_models_never_imports_torchvision_or_timm():
     # torchvision's ops pull in torch._dynamo and sympy (+84 MiB RSS, 1.5 s of start-up), which the
     # MobileNet searches of the first run never use; ResNet-18 imports it when it is built.
+    # Tracing goes through torch_pruning, which imports timm (and so torchvision) when timm is installed: amc
+    # keeps timm out of that import, and a timm imported afterwards works as usual.
     probe = (
         "import sys, amc.search\n"
         "from amc.models import create_model\n"
-        "create_model('mobilenet_v1', num_classes=10, in_channels=1, small_input=True)\n"
-        "print(sorted(m for m in ('torchvision', 'torch._dynamo', 'sympy') if m in sys.modules))\n"
+        "from amc.pruning.structure import analyse\n"
+        "net = create_model('mobilenet_v1', num_classes=10, in_channels=1, small_input=True)\n"
+        "analyse(net, (1, 1, 28, 28))\n"
+        "print(sorted(m for m in ('torchvision', 'torch._dynamo', 'sympy', 'timm') if m in sys.modules))\n"
         "create_model('resnet18', num_classes=10)\n"
-        "print('torchvision' in sys.modules)"
+        "print('torchvision' in sys.modules)\n"
+        "import importlib.util\n"
+        "if importlib.util.find_spec('timm'):\n"
+        "    import timm\n"
+        "    print(timm.create_model('resnet18', pretrained=False).__class__.__name__)\n"
+        "else:\n"
+        "    print('ResNet')"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
-    assert out[:2] == ["[]", "True"]
+    assert out[:3] == ["[]", "True", "ResNet"]
 
 
 def test_eval_precision_auto_is_bfloat16_only_with_hardware_bfloat16(monkeypatch):

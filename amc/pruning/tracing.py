@@ -87,7 +87,9 @@ def _tensor_uses(name: str, m: nn.Module, kind: str, role: str, pos: list[int], 
 
 def trace_groups(model: nn.Module, example: torch.Tensor) -> list[RawGroup]:
     """Every coupled channel group of ``model`` (output groups of the final layer excluded)."""
-    import torch_pruning as tp
+    from amc.runtime.imports import import_torch_pruning
+
+    tp = import_torch_pruning()
 
     was_training = model.training
     model.eval()

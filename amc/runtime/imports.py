@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from types import ModuleType
 
 from amc.runtime.hardware import has_gpu_driver
 
@@ -22,3 +23,19 @@ def skip_triton_without_gpu() -> None:
         sys.modules["triton"] = None  # type: ignore[assignment]
         # torch's FLOP counter (our MACs check) then warns that it cannot count triton kernels: there are none
         logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)
+
+
+def import_torch_pruning() -> ModuleType:
+    """``torch_pruning``, imported without timm: its op counter (which amc does not use: amc.pruning.counting counts)
+    imports timm when installed, and timm imports torchvision, seconds in every process that traces a network.
+    A timm imported before stays in use; one imported after works as usual."""
+    if "torch_pruning" in sys.modules or "timm" in sys.modules:
+        import torch_pruning
+
+        return torch_pruning
+    sys.modules["timm"] = None  # type: ignore[assignment]  # ``import timm`` raises ImportError: "not installed"
+    try:
+        import torch_pruning
+    finally:
+        del sys.modules["timm"]
+    return torch_pruning
