@@ -9,6 +9,7 @@ official training set: AMC scores strategies on search-val, never on test) and t
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import re
 import struct
@@ -287,12 +288,26 @@ def _fashion_mnist(name, root, augment, download, crop):
     return train, train.without_augmentation(), TensorImages(x_test.unsqueeze(1), y_test, *stats), _info(10, 1, 28)
 
 
-def _digits(name, root, augment, download, crop):
-    from sklearn.datasets import load_digits
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits, (images 0..16 as float, labels): read from the file scikit-learn ships, without
+    importing scikit-learn (which imports SciPy: seconds in every process of a smoke run); ``load_digits`` where
+    the file is not found."""
+    spec = importlib.util.find_spec("sklearn")
+    folders = spec.submodule_search_locations if spec is not None else None
+    path = Path(next(iter(folders)), "datasets", "data", "digits.csv.gz") if folders else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
 
-    digits = load_digits()
-    images = torch.from_numpy((digits.images * (255 / 16)).round().astype(np.uint8)).unsqueeze(1)
-    labels = torch.from_numpy(digits.target)
+        digits = load_digits()
+        return digits.images, digits.target
+    table = np.loadtxt(path, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
+def _digits(name, root, augment, download, crop):
+    pixels, target = digits_arrays()
+    images = torch.from_numpy((pixels * (255 / 16)).round().astype(np.uint8)).unsqueeze(1)
+    labels = torch.from_numpy(target)
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
     test_idx, train_idx = perm[:297], perm[297:]  # a fixed test split: sklearn's digits has none
     stats = ([0.3], [0.38])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,3 +61,15 @@ def test_missing_data_names_what_was_looked_for(tmp_path):
         build_data("food11", root=str(tmp_path / "nowhere"))
     with pytest.raises(DataNotFoundError, match="cifar10"):
         build_data("cifar10", root=str(tmp_path))
+
+
+def test_digits_are_read_from_scikit_learns_file_as_load_digits_gives_them():
+    """amc reads the digits from the file scikit-learn ships (importing scikit-learn costs seconds per process)."""
+    from sklearn.datasets import load_digits
+
+    from amc.data import digits_arrays
+
+    images, labels = digits_arrays()
+    reference = load_digits()
+    assert images.shape == (1797, 8, 8) and labels.dtype.kind == "i"
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
