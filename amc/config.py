@@ -143,7 +143,7 @@ RESUME_MAY_CHANGE = (
     "on_existing",
 )
 # what lengthens a run, and its own runtime settings: a search's episodes; a training run's epochs
-RESUME_EXTENDS = {"SearchConfig": ("episodes",)}
+RESUME_EXTENDS = {"SearchConfig": ("episodes", "search_cpu_s")}
 DEFAULT_EXTENDS = ("train.epochs", "train.num_workers")
 
 

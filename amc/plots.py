@@ -76,14 +76,26 @@ def plot_accuracy_vs_macs(points: Sequence[tuple[str, float, float]], path: Path
     plt.close(fig)
 
 
-def best_so_far_figure(panels: Mapping[str, Mapping[str, Sequence[Sequence[float]]]]) -> Figure:
-    """One panel per title; in each, every method's best score so far against evaluations, averaged over its runs
-    (NaN where a run has no strategy yet: a method's probes). A method keeps one colour in every panel."""
+CostPoint = tuple[float | None, float, float]  # (the CPU budget a run had, its CPU seconds, its test top-1)
+
+
+def best_so_far_figure(
+    panels: Mapping[str, Mapping[str, Sequence[Sequence[float]]]],
+    costs: Mapping[str, Mapping[str, Sequence[CostPoint]]] | None = None,
+) -> Figure:
+    """One column per title; in each, every method's best score so far against evaluations, averaged over its runs
+    (NaN where a run has no strategy yet: a method's probes), and with ``costs`` a second panel below: test top-1
+    after fine-tuning against CPU seconds, each run a point, a method's line through its mean at each CPU budget.
+    A method keeps one colour in every panel."""
     plt = _pyplot()
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     methods = sorted({method for curves in panels.values() for method in curves})
     color = {method: palette[i % len(palette)] for i, method in enumerate(methods)}
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    rows = 2 if costs else 1
+    fig, axes = plt.subplots(rows, len(panels), figsize=(5 * len(panels), 4 * rows), squeeze=False)
+    if costs:
+        for ax, (title, by_method) in zip(axes[1], costs.items(), strict=True):
+            _cost_panel(ax, title, by_method, color)
     for ax, (title, by_method) in zip(axes[0], panels.items(), strict=True):
         for method, curves in by_method.items():
             length = max(len(c) for c in curves)
@@ -102,3 +114,22 @@ def best_so_far_figure(panels: Mapping[str, Mapping[str, Sequence[Sequence[float
     fig.tight_layout()
     plt.close(fig)  # kept off pyplot's list of open figures; the caller saves it
     return fig
+
+
+def _cost_panel(ax: Any, title: str, by_method: Mapping[str, Sequence[CostPoint]], color: Mapping[str, str]) -> None:
+    for method, points in by_method.items():
+        if not points:
+            continue
+        ax.plot([p[1] for p in points], [p[2] for p in points], ".", color=color[method], alpha=0.5)
+        groups: dict[float | None, list[CostPoint]] = {}
+        for point in points:
+            groups.setdefault(point[0], []).append(point)
+        means = sorted(
+            (statistics.fmean(p[1] for p in group), statistics.fmean(p[2] for p in group)) for group in groups.values()
+        )
+        ax.plot(*zip(*means, strict=True), "o-", color=color[method], label=f"{method} ({len(points)})")
+    ax.set_title(title)
+    ax.set_xlabel("CPU seconds of the search's evaluations (one thread)")
+    ax.set_ylabel("test top-1 after fine-tuning (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)

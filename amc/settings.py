@@ -166,6 +166,9 @@ class SearchConfig:
     pretrained: bool = True  # ... else one trained once (base_training) and cached in cache_dir
     cache_dir: str = CACHE_DIR
     episodes: int = 150  # strategies scored (probes included)
+    # or fewer: the search stops once its evaluations have used this many CPU seconds of the search process (agent
+    # updates included; setup and export not), so that methods whose evaluations differ in cost compare at equal cost
+    search_cpu_s: Optional[float] = None
     lower_bound: float = 0.2  # smallest keep ratio per decision point
     prune_residual: bool = True  # also search residual-stream widths (groups coupled by adds)
     channel_round: int = 8  # kept channels are multiples of this (or the full width); 1 = no rounding
@@ -441,7 +444,9 @@ VALID_RANGES: dict[str, Range] = {
         ),
         AT_LEAST_0,
     ),
-    **dict.fromkeys(("actor_lr", "critic_lr", "temperature", "min_run_s", "grad_clip_norm", "kd_lr"), POSITIVE),
+    **dict.fromkeys(
+        ("actor_lr", "critic_lr", "temperature", "min_run_s", "grad_clip_norm", "kd_lr", "search_cpu_s"), POSITIVE
+    ),
 }  # fmt: skip
 
 

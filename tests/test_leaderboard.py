@@ -31,12 +31,17 @@ def fake_run(
     budget: float = 0.25,
     probes: int = 0,
     model: str = "mobilenet_v1",
+    cpu_s: float | None = None,
+    cpu_budget: float | None = None,
 ) -> None:
-    """A finished search's files as the search writes them (only what the leaderboard reads)."""
+    """A finished search's files as the search writes them (only what the leaderboard reads); ``cpu_s``: each
+    episode's CPU seconds (runs recorded before them have none)."""
     folder.mkdir(parents=True)
     config = {"agent": {"name": agent}, "seed": seed, "score": "lsq", "data": {"name": "fashion_mnist"}}
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "config.yaml").write_text(yaml.safe_dump({**config, "search_cpu_s": cpu_budget}))
     rows = [{"episode": i + 1, "evaluation": probes + i + 1, "accuracy": 80 + i, "wall_s": 2.0} for i in range(3)]
+    if cpu_s is not None:
+        rows = [{**row, "cpu_s": cpu_s} for row in rows]
     (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if probes:
         extra = [{"probe": i + 1, "evaluation": i + 1, "accuracy": 50.0, "wall_s": 1.0} for i in range(probes)]
@@ -181,3 +186,24 @@ def test_a_non_default_evaluator_is_its_own_row(tmp_path, score):
     (tmp_path / "r" / "config.yaml").write_text(yaml.safe_dump({**config, "score": score}))
     (run,) = find_runs([tmp_path])
     assert run.method == f"random [{score}]"
+
+
+def test_cpu_seconds_are_summed_shown_and_plotted_against_the_finetuned_top1(tmp_path):
+    fake_run(tmp_path / "d1", "ddpg", 1, 91.0, cpu_s=2.0, cpu_budget=6.0)
+    fake_run(tmp_path / "d2", "ddpg", 2, 92.0, cpu_s=4.0, cpu_budget=12.0)
+    fake_run(tmp_path / "u", "uniform", 1, 90.0, cpu_s=1.0)
+    fake_run(tmp_path / "old", "random", 1, 89.0)  # recorded before CPU seconds were: no point, a dash
+    runs = {r.method: r for r in find_runs([tmp_path]) if r.seed == 1}
+    assert runs["ddpg"].cpu_s == 6.0 and runs["uniform"].cpu_s == 3.0 and runs["random"].cpu_s is None
+    rows = {r["method"]: r for r in table_rows(find_runs([tmp_path]))}
+    assert rows["ddpg"]["cpu_s"].startswith("9 ±") and rows["random"]["cpu_s"] == "—"
+    axes = figure(find_runs([tmp_path])).axes
+    assert len(axes) == 2 and "CPU seconds" in axes[1].get_xlabel()
+    ddpg_line = next(line for line in axes[1].get_lines() if line.get_label().startswith("ddpg"))
+    assert list(ddpg_line.get_xdata()) == [6.0, 12.0] and list(ddpg_line.get_ydata()) == [91.0, 92.0]
+    assert not any(line.get_label().startswith("random") for line in axes[1].get_lines())
+
+
+def test_runs_without_cpu_seconds_get_one_panel_per_budget(tmp_path):
+    fake_run(tmp_path / "a", "random", 1, 90.0)
+    assert len(figure(find_runs([tmp_path])).axes) == 1

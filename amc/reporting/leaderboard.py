@@ -39,6 +39,8 @@ class Run:
     evaluations: int
     wall_s: float
     best_so_far: list[float] = field(default_factory=list)  # after each evaluation (NaN before the first episode)
+    cpu_s: float | None = None  # the search process's CPU seconds over its evaluations (None: not recorded)
+    cpu_budget: float | None = None  # the search_cpu_s it ran under
 
 
 def method_label(cfg: dict[str, Any]) -> str:
@@ -132,6 +134,8 @@ def read_run(run_dir: Path, finetunes: dict[Path, float]) -> Run | None:
         evaluations=len(history),
         wall_s=sum(r.get("wall_s", 0.0) for r in history) + float(promotion.get("cost_s", 0.0)),
         best_so_far=curve,
+        cpu_s=sum(r["cpu_s"] for r in history) if history and all("cpu_s" in r for r in history) else None,
+        cpu_budget=cfg.get("search_cpu_s"),
     )
 
 
@@ -229,6 +233,7 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
                 "macs_ratio": _cell([r.macs_ratio for r in members], 4),
                 "evaluations": _cell([float(r.evaluations) for r in members], 0),
                 "wall_s": _cell([r.wall_s for r in members], 0),
+                "cpu_s": _cell([r.cpu_s for r in members if r.cpu_s is not None], 0),
             }
         )
     return sorted(rows, key=lambda r: (r["base"], r["constraint"], r["budget"], -r["after_mean"], r["method"]))
@@ -259,7 +264,7 @@ def _line(row: dict[str, Any]) -> str:
     seeds = f"{len(row['seeds'])} ({', '.join(map(str, row['seeds']))})"
     cells = [f"{row['constraint']} {row['budget']:g}", row["method"], seeds]
     cells += [row[key] for key in ("search_val", "test_before", "test_after", "delta_uniform")]
-    cells += [row[key] for key in ("paired_delta_uniform", "macs_ratio", "evaluations", "wall_s")]
+    cells += [row[key] for key in ("paired_delta_uniform", "macs_ratio", "evaluations", "cpu_s", "wall_s")]
     return "| " + " | ".join(cells) + " |\n"
 
 
@@ -267,8 +272,9 @@ def markdown(runs: list[Run]) -> str:
     """A table per base network (a heading above each when the runs searched more than one), then the notes."""
     header = (
         "| budget | method | seeds | search-val top-1 (%) | test top-1 before FT (%) | test top-1 after FT (%) "
-        "| after FT − uniform | same seeds: after FT − uniform | MACs ratio | evaluations | wall (s) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| after FT − uniform | same seeds: after FT − uniform | MACs ratio | evaluations | search CPU (s) "
+        "| wall (s) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = table_rows(runs)
     bases = list(dict.fromkeys(r["base"] for r in rows))
@@ -284,7 +290,9 @@ def markdown(runs: list[Run]) -> str:
         "difference of means; *same seeds*: the mean of the per-seed differences over the seeds both ran, with its "
         "paired 95 % interval; `*` marks an interval that excludes zero. MACs ratio: the exported network's MACs over "
         "the base's (FLOPs = 2 × MACs, so the FLOPs ratio is the same). Evaluations: strategies scored, probes "
-        "included. Wall: the search's seconds plus any promotion's fine-tuning.\n"
+        "included. Search CPU: the CPU seconds the search process spent on its evaluations (agent included; setup and "
+        "export not; — where the run did not record them). Wall: the search's seconds plus any promotion's "
+        "fine-tuning.\n"
     )
     warnings = "".join(f"\n**Repeated seed:** {line}.\n" for line in repeated_seeds(runs))
     return "\n".join(sections) + notes + warnings
@@ -296,17 +304,25 @@ def plot(runs: list[Run], path: Path) -> None:
 
 
 def figure(runs: list[Run]) -> Figure:
-    """Best search-val score so far against evaluations, mean over seeds, one panel per budget."""
+    """Per budget, a column: best search-val score so far against evaluations (mean over seeds), and below it, where
+    runs were fine-tuned and recorded their CPU seconds, test top-1 after fine-tuning against the search's CPU
+    seconds (each run a point; a method's line joins its means at each CPU budget)."""
     from amc.plots import best_so_far_figure
 
     keys = sorted({(r.base, r.constraint, r.budget) for r in runs})
     several_bases = len({base for base, _, _ in keys}) > 1
-    panels = {}
+    panels, costs = {}, {}
     for base, constraint, budget in keys:
         members = [r for r in runs if (r.base, r.constraint, r.budget) == (base, constraint, budget)]
         title = f"{constraint} budget {budget:g}" + (f"\n{base}" if several_bases else "")
-        panels[title] = {
-            method: [r.best_so_far for r in members if r.method == method]
-            for method in sorted({r.method for r in members})
+        methods = sorted({r.method for r in members})
+        panels[title] = {method: [r.best_so_far for r in members if r.method == method] for method in methods}
+        costs[title] = {
+            method: [
+                (r.cpu_budget, r.cpu_s, r.test_after)
+                for r in members
+                if r.method == method and r.cpu_s is not None and r.test_after is not None
+            ]
+            for method in methods
         }
-    return best_so_far_figure(panels)
+    return best_so_far_figure(panels, costs if any(p for c in costs.values() for p in c.values()) else None)

@@ -51,6 +51,8 @@ def check_inputs(cfg: SearchConfig) -> None:
         raise ConfigError(
             "selection=lsq ranks channels by their least-squares refit: it needs reconstruct=true (or selection=l1)"
         )
+    if cfg.search_cpu_s is not None and cfg.workers > 1:
+        raise ConfigError("search_cpu_s counts the CPU seconds of the search process, not its workers': use workers=1")
     if cfg.latency_budget is not None and cfg.workers > 1:
         raise ConfigError("latency_budget times networks, which needs the machine to itself: use workers=1")
     require_data(cfg.data.name, cfg.data.root, cfg.data.download)  # before a base model trains on it

@@ -42,18 +42,30 @@ FINISHED_FILES = ("strategy.json", "pruned.pt")  # the export writes them last: 
 
 
 class SearchSession:
-    """This invocation's share of a search: records episodes, saves the runner's state, honours ``stop_after``."""
+    """This invocation's share of a search: records episodes, saves the runner's state, honours ``stop_after``, and
+    ends the search when its evaluations have used ``cpu_s`` CPU seconds."""
 
     def __init__(
-        self, recorder: SearchRecorder, files: SearchStateFiles, runner: Runner, episodes: int, stop_after: int | None
+        self,
+        recorder: SearchRecorder,
+        files: SearchStateFiles,
+        runner: Runner,
+        episodes: int,
+        stop_after: int | None,
+        cpu_s: float | None = None,
     ) -> None:
         self.recorder, self.files, self.runner = recorder, files, runner
-        self.episodes, self.stop_after = episodes, stop_after
+        self.episodes, self.stop_after, self.cpu_s = episodes, stop_after, cpu_s
         self.finished_here = 0
+
+    @property
+    def out_of_cpu(self) -> bool:
+        """The evaluations have used the search's CPU seconds (``search_cpu_s``)."""
+        return self.cpu_s is not None and self.recorder.cpu_s >= self.cpu_s
 
     def wants_more(self) -> bool:
         under_stop = self.stop_after is None or self.finished_here < self.stop_after
-        return self.recorder.evaluations < self.episodes and under_stop
+        return self.recorder.evaluations < self.episodes and under_stop and not self.out_of_cpu
 
     @property
     def stopped(self) -> bool:
@@ -64,12 +76,12 @@ class SearchSession:
     def episode_done(self, result: EpisodeResult) -> bool:
         self.recorder.record(result)
         self.finished_here += 1
-        return self.stop_after is None or self.finished_here < self.stop_after
+        return (self.stop_after is None or self.finished_here < self.stop_after) and not self.out_of_cpu
 
     def probe_done(self, result: EpisodeResult) -> bool:
         self.recorder.record_probe(result)
         self.finished_here += 1
-        return self.stop_after is None or self.finished_here < self.stop_after
+        return (self.stop_after is None or self.finished_here < self.stop_after) and not self.out_of_cpu
 
     def history(self) -> list[dict[str, Any]]:
         return self.recorder.history()
@@ -144,18 +156,24 @@ def run_search(
             f"in {str(task.scorer.settings.dtype).removeprefix('torch.')} (eval_precision={cfg.eval_precision})"
         )
     )
-    session = SearchSession(recorder, files, runner, cfg.episodes, cfg.stop_after)
-    if recorder.evaluations < cfg.episodes:
+    session = SearchSession(recorder, files, runner, cfg.episodes, cfg.stop_after, cfg.search_cpu_s)
+    if recorder.evaluations < cfg.episodes and not session.out_of_cpu:
         try:
             runner.run(cfg.episodes - recorder.evaluations, session)
         except WorkerDied as error:
             recorder.close()
             raise WorkerDied(f"{error}; episodes up to the last saved state are kept: resume={run_dir}") from None
     recorder.close()
+    if session.out_of_cpu:
+        log.info(
+            f"search_cpu_s={cfg.search_cpu_s:g}: stopped after {recorder.evaluations} of {cfg.episodes} evaluations, "
+            f"which used {recorder.cpu_s:.1f} CPU seconds"
+        )
     if recorder.best is None and not session.stopped:  # a method that spent every evaluation on probes
         raise ConfigError(
             f"agent={cfg.agent.name} scored no strategy within the budget in its {cfg.episodes} evaluations "
-            f"(only probes: {run_dir / 'probes.jsonl'}); raise episodes"
+            f"(only probes: {run_dir / 'probes.jsonl'}); raise "
+            + ("search_cpu_s" if session.out_of_cpu else "episodes")
         )
     if session.stopped:
         log.info(

@@ -20,7 +20,7 @@ from amc.settings import within
 MAY_DIFFER = (
     "flops_budget", "params_budget", "latency_budget", "episodes", "agent.candidates", "agent.probes_from", "promote",
     "export_reconstruction", "export_calibration_images", "export_candidates", "test_images", "threads", "device",
-    "devices", "workers", "logger", "cache_dir", "resume", "on_existing", "stop_after", "fill_budget",
+    "devices", "workers", "logger", "cache_dir", "resume", "on_existing", "stop_after", "fill_budget", "search_cpu_s",
 )  # fmt: skip
 
 

@@ -48,7 +48,7 @@ class SearchRecorder:
         # episode of such a set is marked over, whenever it was recorded (a later timing within is noise)
         self.over_channels: set[tuple[int, ...]] = set()
         self.bar = tqdm(total=cfg.episodes, desc=f"search ({cfg.agent.name})", dynamic_ncols=True)
-        self.last_time = time.perf_counter()
+        self.last_time, self.last_cpu = time.perf_counter(), time.process_time()
         self.metric_name = f"search-val {cfg.metric}"  # what ``accuracy`` is (the library's user metric says so)
         if not cfg.resume:
             self.path.unlink(missing_ok=True)
@@ -62,6 +62,11 @@ class SearchRecorder:
     def evaluations(self) -> int:
         """Strategies scored so far: the episodes and a method's probes alike (``episodes=`` bounds this)."""
         return len(self.rows) + len(self.probes)
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds the evaluations so far used (rows recorded before it was measured count none)."""
+        return sum(r.get("cpu_s", 0.0) for r in (*self.rows, *self.probes))
 
     def history(self) -> list[dict[str, Any]]:
         """Every evaluation so far, episodes and probes, in the order they were scored."""
@@ -83,7 +88,7 @@ class SearchRecorder:
         self._rank_best()
         self.bar.n = self.evaluations
         self.bar.refresh()
-        self.last_time = time.perf_counter()
+        self.last_time, self.last_cpu = time.perf_counter(), time.process_time()
 
     def add(self, row: dict[str, Any]) -> None:
         """Rank an episode's row in: over the budget when its channels ever were, and then so are the earlier
@@ -119,9 +124,9 @@ class SearchRecorder:
         return False
 
     def _row(self, result: EpisodeResult) -> dict[str, Any]:
-        now = time.perf_counter()
-        wall = now - self.last_time
-        self.last_time = now
+        now, cpu_now = time.perf_counter(), time.process_time()
+        wall, cpu = now - self.last_time, cpu_now - self.last_cpu
+        self.last_time, self.last_cpu = now, cpu_now
         timings = dict(result.timings)
         timings["agent_s"] = max(0.0, wall - sum(timings.values()))
         return {
@@ -136,6 +141,7 @@ class SearchRecorder:
             "channels": result.channels,
             "agent_channels": result.agent_channels,
             "wall_s": wall,
+            "cpu_s": cpu,  # this process's CPU seconds (all its threads) since the evaluation before
             **timings,
             "reused_stages": result.reused_stages,
             **({"evaluator": result.evaluator} if result.evaluator else {}),

@@ -168,6 +168,17 @@ def test_baseline_agents_run_through_the_same_entry_point(agent, cache, tmp_path
     assert strategy["agent"] == agent and strategy["macs"] <= 0.5 * strategy["base_macs"]
 
 
+def test_a_search_given_cpu_seconds_stops_when_its_evaluations_have_used_them_and_exports(cache, tmp_path):
+    proc = smoke(tmp_path / "cpu", cache, "agent=random", "episodes=200", "search_cpu_s=0.5")
+    rows = episodes_of(tmp_path / "cpu")
+    assert 1 <= len(rows) < 200 and all(r["cpu_s"] > 0 for r in rows)
+    spent = sum(r["cpu_s"] for r in rows)
+    assert spent >= 0.5 and spent - rows[-1]["cpu_s"] < 0.5  # the evaluation that crossed the budget is the last
+    strategy = json.loads((tmp_path / "cpu" / "strategy.json").read_text())
+    assert strategy["macs"] <= 0.5 * strategy["base_macs"] and (tmp_path / "cpu" / "pruned.pt").is_file()
+    assert f"stopped after {len(rows)} of 200 evaluations" in proc.stdout + proc.stderr
+
+
 def test_finalists_are_rebuilt_as_exported_and_the_best_kept(cache, tmp_path):
     smoke(tmp_path / "final", cache, "agent=random", "export_candidates=3", "eval_precision=bfloat16")
     strategy = json.loads((tmp_path / "final" / "strategy.json").read_text())

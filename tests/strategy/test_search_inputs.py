@@ -30,6 +30,8 @@ def search_refusal(tmp_path, *args: str) -> str:
         (["agent.tau=2", "threads=0"], "agent.tau must be in (0, 1], got 2.0; threads must be ≥ 1, got 0"),
         (["base_training.epochs=0"], "base_training.epochs must be ≥ 1"),
         (["latency_budget=0.9", "workers=2"], "latency_budget times networks, which needs the machine to itself"),
+        (["search_cpu_s=60", "workers=2"], "search_cpu_s counts the CPU seconds of the search process"),
+        (["search_cpu_s=0"], "search_cpu_s must be > 0, got 0"),
         (["model=torchvision", "model.name=nope"], "unknown torchvision classification model 'nope'"),
         # a string choice outside its Enum (amc.choices) fails while composing, naming the choices
         (["selection=nope"], "selection=nope (Invalid value 'nope', expected one of [l1, l2, bn_gamma, random, lsq])"),
