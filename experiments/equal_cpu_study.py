@@ -1,0 +1,94 @@
+"""The search study at equal CPU seconds: does a method, or an evaluator, pay once every method gets the same cost?
+
+FMNIST-MBV1 from the strong base amc ships, flops 0.1 (``budgets=``), seeds 2018-2020. Each method searches until its
+evaluations have used ``cpu=`` CPU seconds of its one-thread search process (``search_cpu_s``; uniform scores its one
+strategy, sensitivity stops when its threshold search ends), with today's search defaults (scoring screened on 1,000
+search-val images, the best 10 rescored on all) and conf/experiment/fmnist_study.yaml's fine-tuning of the exported
+best (1 epoch of KD from the base, the first study's schedule). Methods: uniform, sensitivity and DDPG with the
+least-squares score (lsq), the same two with the best new evaluator of the predictiveness study (lsq+kl), and the
+multi-fidelity hyperband. Runs go one after another, seed by seed, so a partial study holds whole seeds; launched
+again, it skips finished runs and resumes a killed one. Each finished run's small files (config, episodes, probes,
+strategy with its fine-tuned test top-1, promotion, log; no weights) are copied to experiments/equal_cpu_study/runs/,
+which is committed, and the leaderboard there is written from them (``python -m amc.leaderboard
+experiments/equal_cpu_study/runs output=experiments/equal_cpu_study`` rebuilds it from a fresh clone).
+
+    python experiments/equal_cpu_study.py [budgets=0.1] [seeds=2018,2019,2020] [cpu=90] [threads=1]
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from script_options import fail, fractions, parse_options, positive_float, positive_int
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ROOT / "models" / "weights" / "fmnist_mobilenet_v1.pt"  # amc.models.pretrained
+WORK = ROOT / "runs" / "equal_cpu_study"  # full run dirs (weights included), ignored
+BOARD = ROOT / "experiments" / "equal_cpu_study"
+ARCHIVE = BOARD / "runs"  # the small files, committed
+KEPT = ("strategy.json", "config.yaml", "episodes.jsonl", "probes.jsonl", "promotion.jsonl", "search.log")
+# name -> the search's overrides
+METHODS = {
+    "uniform": ["agent=uniform"],
+    "sensitivity": ["agent=sensitivity"],
+    "ddpg": ["agent=ddpg"],
+    "sensitivity_lsq+kl": ["agent=sensitivity", "score=lsq+kl"],
+    "ddpg_lsq+kl": ["agent=ddpg", "score=lsq+kl"],
+    "hyperband": ["agent=hyperband"],
+}
+
+
+def seeds(text: str) -> list[int]:
+    return [positive_int(s) for s in text.split(",")]
+
+
+def search(budget: str, method: str, seed: int, cpu: float, threads: int) -> Path:
+    """The run dir of one finished search (run, or resumed after a kill: fmnist_study continues its run dir)."""
+    run_dir = WORK / f"budget_{budget}" / method / f"seed_{seed}"
+    if not (run_dir / "pruned.pt").is_file():
+        args = [
+            "-m", "amc.search", "experiment=fmnist_study", f"checkpoint={BASE}", f"flops_budget={budget}",
+            *METHODS[method], f"seed={seed}", f"threads={threads}", "episodes=100000", f"search_cpu_s={cpu:g}",
+            "screen_images=1000", f"hydra.run.dir={run_dir}",
+        ]  # fmt: skip
+        print("+ python " + " ".join(args), flush=True)
+        if subprocess.call([sys.executable, *args], cwd=ROOT) != 0:
+            fail(f"the search in {run_dir} failed: its search.log says why; run this script again to resume it")
+    return run_dir
+
+
+def archive(run_dir: Path) -> None:
+    """The run's small files, under experiments/equal_cpu_study/runs/ at the same relative path."""
+    kept = ARCHIVE / run_dir.relative_to(WORK)
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in KEPT:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, kept / name)
+
+
+def leaderboard() -> None:
+    command = [sys.executable, "-m", "amc.leaderboard", str(ARCHIVE), f"output={BOARD}"]
+    subprocess.run(command, cwd=ROOT, check=True)
+
+
+def main(argv: list[str]) -> None:
+    options = parse_options(
+        argv,
+        {"budgets": fractions, "seeds": seeds, "cpu": positive_float, "threads": positive_int},
+        {"budgets": ["0.1"], "seeds": [2018, 2019, 2020], "cpu": 90.0, "threads": 1},
+        "python experiments/equal_cpu_study.py [budgets=0.1] [seeds=2018,2019,2020] [cpu=90] [threads=1]",
+    )
+    if not BASE.is_file():
+        fail(f"the strong base is missing: python experiments/search_study.py trains it ({BASE})")
+    for seed in options["seeds"]:
+        for budget in options["budgets"]:
+            for method in METHODS:
+                archive(search(budget, method, seed, options["cpu"], options["threads"]))
+                leaderboard()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
