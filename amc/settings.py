@@ -9,7 +9,7 @@ chooses. Library code receives these objects (``amc.config.settings_of``), never
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Optional, get_args, get_type_hints
 
 from amc.choices import (
@@ -378,6 +378,12 @@ class DeployConfig:
     threads: Optional[int] = 2
     min_run_s: float = 1.0  # each latency: warm-up, then repeated runs filling at least this long; median and IQR
     seed: int = 0
+
+
+def field_default(schema: type, name: str) -> Any:
+    """The default of ``schema``'s field ``name`` (a fresh object where a factory builds it)."""
+    spec = {f.name: f for f in fields(schema)}[name]
+    return spec.default_factory() if spec.default_factory is not MISSING else spec.default
 
 
 SCHEMAS: dict[str, type] = {

@@ -163,3 +163,13 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_what_it_ran(tmp_path)
     resumed = load_settings(tmp_path / "config.yaml", SearchConfig)
     assert (resumed.eval_precision, resumed.screen_images, resumed.pretrained) == ("float32", None, False)
     assert resumed.episodes == settings.episodes and resumed.model == settings.model  # the rest as saved
+
+
+def test_the_library_reads_a_jobs_defaults_from_its_dataclass():
+    """amc.distill trains with amc.finetune's schedule: the same object the CLI composes, without Hydra."""
+    from amc.settings import FinetuneConfig, field_default
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        composed_train = settings_of(compose("finetune")).train
+    assert field_default(FinetuneConfig, "train") == composed_train
+    assert field_default(FinetuneConfig, "seed") == 0

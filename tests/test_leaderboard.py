@@ -207,3 +207,13 @@ def test_cpu_seconds_are_summed_shown_and_plotted_against_the_finetuned_top1(tmp
 def test_runs_without_cpu_seconds_get_one_panel_per_budget(tmp_path):
     fake_run(tmp_path / "a", "random", 1, 90.0)
     assert len(figure(find_runs([tmp_path])).axes) == 1
+
+
+STUDIES = sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "experiments").glob("*/runs"))
+
+
+@pytest.mark.parametrize("study", [s for s in STUDIES if (s / "leaderboard.md").is_file()], ids=lambda s: s.name)
+def test_a_committed_leaderboard_is_what_its_committed_runs_give(study, tmp_path, capsys):
+    """From a fresh clone, ``python -m amc.leaderboard experiments/STUDY/runs`` writes the committed table back."""
+    assert main([str(study / "runs"), f"output={tmp_path}"]) == 0
+    assert (tmp_path / "leaderboard.md").read_text() == (study / "leaderboard.md").read_text()

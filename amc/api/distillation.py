@@ -45,12 +45,12 @@ def distill(
         detector's, a segmenter's, a regressor's); default: Hinton's logit KD, ``(1 - alpha)·CE + alpha·T²·KL``
         (the CE term only where batches carry labels).
     :param evaluate: ``evaluate(student) -> float``, called after each epoch and logged.
-    :param lr, temperature, alpha, grad_clip_norm: default to ``amc.finetune``'s (``conf/finetune.yaml``,
-        ``conf/distill/kd.yaml``); SGD with Nesterov momentum, cosine decay after a short warm-up.
+    :param lr, temperature, alpha, grad_clip_norm: default to ``amc.finetune``'s (``FinetuneConfig.train`` and
+        ``DistillConfig`` in ``amc.settings``); SGD with Nesterov momentum, cosine decay after a short warm-up.
     :param steps_per_epoch: needed when ``train_data`` has no length.
     :param seed: seeds the training's random draws.
     """
-    from amc.config import compose_settings
+    from amc.settings import DistillConfig, FinetuneConfig, field_default
     from amc.training.loop import build_optimizer, cosine_with_warmup
     from amc.training.steps import Stepper, distill_on_batches, soft_logit_loss
 
@@ -59,11 +59,10 @@ def distill(
         raise InputError(f"epochs must be a positive number, got {epochs!r}")
     if loss is not None and not callable(loss):
         raise InputError("loss must be callable: loss(student_output, teacher_output) -> scalar tensor")
-    settings = compose_settings("finetune", ["logger=none", "distill=kd"])
-    train = settings.train
+    train, kd = field_default(FinetuneConfig, "train"), DistillConfig()
     lr = train.lr if lr is None else lr
-    temperature = settings.distill.temperature if temperature is None else temperature
-    alpha = settings.distill.alpha if alpha is None else alpha
+    temperature = kd.temperature if temperature is None else temperature
+    alpha = kd.alpha if alpha is None else alpha
     clip = train.grad_clip_norm if grad_clip_norm is None else grad_clip_norm
     if steps_per_epoch is None:
         try:
