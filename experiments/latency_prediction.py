@@ -16,7 +16,6 @@ Writes experiments/latency/prediction_<cpu>.json and .md. Run it with nothing el
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -48,20 +47,6 @@ def settings(cache_dir: str, threads: int):
         return settings_of(compose("search", overrides=overrides))
 
 
-def cpu_name() -> str:
-    from amc.runtime.hardware import has_native_bfloat16
-
-    model = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return f"{model}, {'AVX512-BF16' if has_native_bfloat16(torch.device('cpu')) else 'no bfloat16 (AVX2)'}"
-
-
 def random_strategies(grids: list[list[int]], widths: list[int], count: int, seed: int) -> list[list[int]]:
     generator = torch.Generator().manual_seed(seed)
     strategies = []
@@ -87,6 +72,7 @@ def summarise(rows: list[dict], key: str) -> dict[str, float]:
 
 def main(argv: list[str]) -> None:
     from amc.pruning.apply import prune_model
+    from amc.runtime.hardware import cpu_description
     from amc.runtime.process import set_threads
     from amc.strategy.budget import allowed_counts
     from amc.strategy.latency import LatencyTable
@@ -133,7 +119,7 @@ def main(argv: list[str]) -> None:
             )
         task.close()
     result = {
-        "cpu": cpu_name(),
+        "cpu": cpu_description(),
         "threads": threads,
         "anchors": len(table.anchors),
         "strategies": count,

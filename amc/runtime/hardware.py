@@ -53,3 +53,13 @@ def eval_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         return torch.bfloat16 if has_native_bfloat16(device) else torch.float32
     return getattr(torch, precision)
+
+
+def cpu_description() -> str:
+    """``AMD EPYC ..., AVX512-BF16`` or ``..., no bfloat16 (AVX2)``: what a timing was measured on."""
+    import platform
+
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
+    return f"{model}, {'AVX512-BF16' if has_native_bfloat16(torch.device('cpu')) else 'no bfloat16 (AVX2)'}"
