@@ -2,7 +2,7 @@
 
 FMNIST-MBV1 from the strong base amc ships, flops 0.1 (``budgets=``), seeds 2018-2020. Each method searches until its
 evaluations have used ``cpu=`` CPU seconds of its one-thread search process (``search_cpu_s``; uniform scores its one
-strategy, sensitivity stops when its threshold search ends), with today's search defaults (scoring screened on 1,000
+strategy, and sensitivity, given every threshold's strategy as a candidate, stops when it has scored them), with today's search defaults (scoring screened on 1,000
 search-val images, the best 10 rescored on all) and conf/experiment/fmnist_study.yaml's fine-tuning of the exported
 best (1 epoch of KD from the base, the first study's schedule). Methods: uniform, sensitivity and DDPG with the
 least-squares score (lsq), the same two with the best new evaluator of the predictiveness study (lsq+kl), and the
@@ -33,9 +33,9 @@ KEPT = ("strategy.json", "config.yaml", "episodes.jsonl", "probes.jsonl", "promo
 # name -> the search's overrides
 METHODS = {
     "uniform": ["agent=uniform"],
-    "sensitivity": ["agent=sensitivity"],
+    "sensitivity": ["agent=sensitivity", "agent.candidates=1000"],
     "ddpg": ["agent=ddpg"],
-    "sensitivity_lsq+kl": ["agent=sensitivity", "score=lsq+kl"],
+    "sensitivity_lsq+kl": ["agent=sensitivity", "agent.candidates=1000", "score=lsq+kl"],
     "ddpg_lsq+kl": ["agent=ddpg", "score=lsq+kl"],
     "hyperband": ["agent=hyperband"],
 }
