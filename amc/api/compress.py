@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -108,7 +110,8 @@ def compress(
     :param evaluations: candidates scored, probes included (default: ``SearchConfig.episodes``, or the method's).
     :param seed: seeds the search (and Python's, NumPy's and torch's global generators).
     :param run_dir: write the CLI's files there (``episodes.jsonl``, ``strategy.json``, ``pruned.pt``) and resume
-        a search killed there; without it the working files live in a temporary folder that is removed.
+        a search killed there; without it nothing is written to disk: the working files live in a temporary folder
+        in memory (Linux's ``/dev/shm``; elsewhere the system's temporary folder), removed when the call returns.
     :param options: any other setting of ``amc.settings.SearchConfig`` (``lower_bound=0.2``, ``score="lsq+adabn"``,
         ``channel_round=8``, ``calibration_images=1000``), and the method's settings (``warmup_episodes=10``,
         ``noise_sigma=0.5``), or them all as ``agent=AgentConfig(...)`` or a mapping.
@@ -314,12 +317,29 @@ LIBRARY_OWNS = {
 }
 
 
+MEMORY_FOLDERS = ("/dev/shm",)  # tmpfs on Linux: files there live in memory
+MEMORY_NEEDED = 2**30  # free bytes a search's working files get with room to spare (the base's weights, twice)
+
+
+def memory_folder() -> str | None:
+    """A folder whose files live in memory (Linux's ``/dev/shm``) with room for a search's working files, or
+    ``None`` (the system's temporary folder) where there is none."""
+    for folder in MEMORY_FOLDERS:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK) and free >= MEMORY_NEEDED:
+            return folder
+    return None
+
+
 @contextlib.contextmanager
 def _working_dir(run_dir: str | Path | None, cfg: SearchConfig) -> Iterator[tuple[Path, SearchConfig]]:
     """The folder the search works in, and its settings: ``run_dir`` (resumed when it holds a killed search of the
-    same settings), or a temporary folder removed afterwards."""
+    same settings), or a temporary folder removed afterwards, in memory where the OS has one (:func:`memory_folder`)."""
     if run_dir is None:
-        with tempfile.TemporaryDirectory(prefix="amc-") as folder:
+        with tempfile.TemporaryDirectory(prefix="amc-", dir=memory_folder()) as folder:
             yield Path(folder), cfg
         return
     from amc.config import load_settings, save_settings

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,12 +97,31 @@ def test_compress_meets_the_budget_with_the_users_metric_and_leaves_the_model_al
 def test_the_same_seed_gives_the_same_search_and_without_run_dir_nothing_is_written(classifier, tmp_path, monkeypatch):
     model, example, inputs, labels = classifier
     monkeypatch.chdir(tmp_path)
+    compress_module = importlib.import_module("amc.api.compress")  # the module, not the function amc.api exports
+
+    disk_temp = tmp_path / "disk-temp"
+    disk_temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(disk_temp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    folders, made = [], []
+    real = tempfile.TemporaryDirectory
+
+    def recorded(*args, **kwargs):
+        folders.append(kwargs.get("dir"))
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(compress_module.tempfile, "TemporaryDirectory", recorded)
     kwargs = {"budget": amc.Budget(params=0.5), "data": (inputs, labels), "method": "random", "evaluations": 4}
     first, second = amc.compress(model, example, **kwargs), amc.compress(model, example, **kwargs)
     assert first.strategy["channels"] == second.strategy["channels"]
     assert first.params <= 0.5 * first.base_params
     assert 0 <= first.score <= 100  # search-val top-1, percent
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(tmp_path.iterdir()) == [disk_temp] and list(disk_temp.iterdir()) == []
+    memory = compress_module.memory_folder()
+    assert folders == [memory, memory] and not any(Path(folder.name).exists() for folder in made)  # removed
+    if Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/shm").free >= compress_module.MEMORY_NEEDED:
+        assert memory == "/dev/shm"  # in memory where the OS has a tmpfs with room
 
 
 def test_run_dir_writes_the_cli_files_and_a_finished_run_is_never_written_over(classifier, tmp_path):
