@@ -63,9 +63,13 @@ class SearchSession:
         """The evaluations have used the search's CPU seconds (``search_cpu_s``)."""
         return self.cpu_s is not None and self.recorder.cpu_s >= self.cpu_s
 
-    def wants_more(self) -> bool:
+    def _may_go_on(self) -> bool:
+        """Neither ``stop_after`` nor the CPU seconds end this invocation yet."""
         under_stop = self.stop_after is None or self.finished_here < self.stop_after
-        return self.recorder.evaluations < self.episodes and under_stop and not self.out_of_cpu
+        return under_stop and not self.out_of_cpu
+
+    def wants_more(self) -> bool:
+        return self.recorder.evaluations < self.episodes and self._may_go_on()
 
     @property
     def stopped(self) -> bool:
@@ -76,12 +80,12 @@ class SearchSession:
     def episode_done(self, result: EpisodeResult) -> bool:
         self.recorder.record(result)
         self.finished_here += 1
-        return (self.stop_after is None or self.finished_here < self.stop_after) and not self.out_of_cpu
+        return self._may_go_on()
 
     def probe_done(self, result: EpisodeResult) -> bool:
         self.recorder.record_probe(result)
         self.finished_here += 1
-        return (self.stop_after is None or self.finished_here < self.stop_after) and not self.out_of_cpu
+        return self._may_go_on()
 
     def history(self) -> list[dict[str, Any]]:
         return self.recorder.history()
