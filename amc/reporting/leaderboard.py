@@ -285,8 +285,9 @@ def markdown(runs: list[Run]) -> str:
     notes = (
         "\nMean ± half-width of the 95 % confidence interval over seeds (Student's t); one seed shows the value "
         "alone. Top-1 is on the test split unless it says search-val (the held-out part of the training set the "
-        "search scores on). FT: the search's own promotion, else an amc.finetune run with KD of its pruned.pt found "
-        "under the same folders. *after FT − uniform*: Welch's 95 % interval of the "
+        "search scores on); a method scored by a kl evaluator shows its agreement with the base there, "
+        "100·exp(−KL(base ‖ candidate)), not top-1. FT: the search's own promotion, else an amc.finetune run with "
+        "KD of its pruned.pt found under the same folders. *after FT − uniform*: Welch's 95 % interval of the "
         "difference of means; *same seeds*: the mean of the per-seed differences over the seeds both ran, with its "
         "paired 95 % interval; `*` marks an interval that excludes zero. MACs ratio: the exported network's MACs over "
         "the base's (FLOPs = 2 × MACs, so the FLOPs ratio is the same). Evaluations: strategies scored, probes "
