@@ -2,15 +2,16 @@
 
 FMNIST-MBV1 from the strong base amc ships, flops 0.1 (``budgets=``), seeds 2018-2020. Each method searches until its
 evaluations have used ``cpu=`` CPU seconds of its one-thread search process (``search_cpu_s``; uniform scores its one
-strategy, and sensitivity, given every threshold's strategy as a candidate, stops when it has scored them), with today's search defaults (scoring screened on 1,000
-search-val images, the best 10 rescored on all) and conf/experiment/fmnist_study.yaml's fine-tuning of the exported
-best (1 epoch of KD from the base, the first study's schedule). Methods: uniform, sensitivity and DDPG with the
-least-squares score (lsq), the same two with the best new evaluator of the predictiveness study (lsq+kl), and the
-multi-fidelity hyperband. Runs go one after another, seed by seed, so a partial study holds whole seeds; launched
-again, it skips finished runs and resumes a killed one. Each finished run's small files (config, episodes, probes,
-strategy with its fine-tuned test top-1, promotion, log; no weights) are copied to experiments/equal_cpu_study/runs/,
-which is committed, and the leaderboard there is written from them (``python -m amc.leaderboard
-experiments/equal_cpu_study/runs output=experiments/equal_cpu_study`` rebuilds it from a fresh clone).
+strategy, and sensitivity, given every threshold's strategy as a candidate, stops when it has scored them), with
+today's search defaults (scoring screened on 1,000 search-val images, the best 10 rescored on all) and
+conf/experiment/fmnist_study.yaml's fine-tuning of the exported best (1 epoch of KD from the base, the first study's
+schedule). Methods: uniform, sensitivity and DDPG with the least-squares score (lsq), the same two with the best new
+evaluator of the predictiveness study (lsq+kl), and the multi-fidelity hyperband. Runs go one after another, seed by
+seed, so a partial study holds whole seeds; launched again, it skips finished runs and resumes a killed one. Each
+finished run's small files (config, episodes, probes, strategy with its fine-tuned test top-1, promotion, log; no
+weights) are copied to experiments/equal_cpu_study/runs/, which is committed, and the leaderboard there is written
+from them (``python -m amc.leaderboard experiments/equal_cpu_study/runs output=experiments/equal_cpu_study`` rebuilds
+it from a fresh clone).
 
     python experiments/equal_cpu_study.py [budgets=0.1] [seeds=2018,2019,2020] [cpu=90] [threads=1]
 """
