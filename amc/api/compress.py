@@ -318,7 +318,7 @@ LIBRARY_OWNS = {
 
 
 MEMORY_FOLDERS = ("/dev/shm",)  # tmpfs on Linux: files there live in memory
-MEMORY_NEEDED = 2**30  # free bytes a search's working files get with room to spare (the base's weights, twice)
+MEMORY_NEEDED = 2**30  # free bytes asked of it: a search's working files (episodes, state, pruned weights) with margin
 
 
 def memory_folder() -> str | None:
