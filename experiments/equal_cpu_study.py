@@ -6,12 +6,12 @@ strategy, and sensitivity, given every threshold's strategy as a candidate, stop
 today's search defaults (scoring screened on 1,000 search-val images, the best 10 rescored on all) and
 conf/experiment/fmnist_study.yaml's fine-tuning of the exported best (1 epoch of KD from the base, the first study's
 schedule). Methods: uniform, sensitivity and DDPG with the least-squares score (lsq), the same two with the best new
-evaluator of the predictiveness study (lsq+kl), and the multi-fidelity hyperband. Runs go one after another, seed by
-seed, so a partial study holds whole seeds; launched again, it skips finished runs and resumes a killed one. Each
-finished run's small files (config, episodes, probes, strategy with its fine-tuned test top-1, promotion, log; no
-weights) are copied to experiments/equal_cpu_study/runs/, which is committed, and the leaderboard there is written
-from them (``python -m amc.leaderboard experiments/equal_cpu_study/runs output=experiments/equal_cpu_study`` rebuilds
-it from a fresh clone).
+evaluator of the predictiveness study at that budget (lsq+kl at 0.1, lsq+kd20 at 0.25), and the multi-fidelity
+hyperband. Runs go one after another, seed by seed, so a partial study holds whole seeds; launched again, it
+skips finished runs and resumes a killed one. Each finished run's small files (config, episodes, probes, strategy with
+its fine-tuned test top-1, promotion, log; no weights) are copied to experiments/equal_cpu_study/runs/, which is
+committed, and the leaderboard there is written from them (``python -m amc.leaderboard
+experiments/equal_cpu_study/runs output=experiments/equal_cpu_study`` rebuilds it from a fresh clone).
 
     python experiments/equal_cpu_study.py [budgets=0.1] [seeds=2018,2019,2020] [cpu=90] [threads=1]
 """
@@ -31,15 +31,25 @@ WORK = ROOT / "runs" / "equal_cpu_study"  # full run dirs (weights included), ig
 BOARD = ROOT / "experiments" / "equal_cpu_study"
 ARCHIVE = BOARD / "runs"  # the small files, committed
 KEPT = ("strategy.json", "config.yaml", "episodes.jsonl", "probes.jsonl", "promotion.jsonl", "search.log")
-# name -> the search's overrides
-METHODS = {
-    "uniform": ["agent=uniform"],
-    "sensitivity": ["agent=sensitivity", "agent.candidates=1000"],
-    "ddpg": ["agent=ddpg"],
-    "sensitivity_lsq+kl": ["agent=sensitivity", "agent.candidates=1000", "score=lsq+kl"],
-    "ddpg_lsq+kl": ["agent=ddpg", "score=lsq+kl"],
-    "hyperband": ["agent=hyperband"],
-}
+# per budget, the predictiveness study's best new evaluator within 5x lsq's seconds per strategy (its report,
+# experiments/predictiveness/predictiveness_clip2.md): at 0.1 none beats lsq and lsq+kl ties it at 1.0x; at 0.25
+# 20 steps of KD after the refit ranks best (3.4x)
+BEST_EVALUATOR = {"0.1": ("lsq+kl", []), "0.25": ("lsq+kd20", ["score=lsq+kd", "kd_steps=20"])}
+
+
+def methods(budget: str) -> dict[str, list[str]]:
+    """Method name -> the search's overrides at ``budget``: uniform, sensitivity and DDPG with lsq, the same two with
+    the budget's best new evaluator (lsq+kl at a budget the predictiveness study did not measure), and hyperband."""
+    name, overrides = BEST_EVALUATOR.get(budget, BEST_EVALUATOR["0.1"])
+    overrides = overrides or [f"score={name}"]
+    return {
+        "uniform": ["agent=uniform"],
+        "sensitivity": ["agent=sensitivity", "agent.candidates=1000"],
+        "ddpg": ["agent=ddpg"],
+        f"sensitivity_{name}": ["agent=sensitivity", "agent.candidates=1000", *overrides],
+        f"ddpg_{name}": ["agent=ddpg", *overrides],
+        "hyperband": ["agent=hyperband"],
+    }
 
 
 def seeds(text: str) -> list[int]:
@@ -52,7 +62,7 @@ def search(budget: str, method: str, seed: int, cpu: float, threads: int) -> Pat
     if not (run_dir / "pruned.pt").is_file():
         args = [
             "-m", "amc.search", "experiment=fmnist_study", f"checkpoint={BASE}", f"flops_budget={budget}",
-            *METHODS[method], f"seed={seed}", f"threads={threads}", "episodes=100000", f"search_cpu_s={cpu:g}",
+            *methods(budget)[method], f"seed={seed}", f"threads={threads}", "episodes=100000", f"search_cpu_s={cpu:g}",
             "screen_images=1000", f"hydra.run.dir={run_dir}",
         ]  # fmt: skip
         print("+ python " + " ".join(args), flush=True)
@@ -86,7 +96,7 @@ def main(argv: list[str]) -> None:
         fail(f"the strong base is missing: python experiments/search_study.py trains it ({BASE})")
     for seed in options["seeds"]:
         for budget in options["budgets"]:
-            for method in METHODS:
+            for method in methods(budget):
                 archive(search(budget, method, seed, options["cpu"], options["threads"]))
                 leaderboard()
 

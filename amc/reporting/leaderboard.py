@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from amc.io import read_jsonl
+from amc.settings import SearchConfig, field_default
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -44,12 +45,15 @@ class Run:
 
 
 def method_label(cfg: dict[str, Any]) -> str:
-    """``ddpg``, ``optuna-tpe``, ``random [adabn]``: the method, its sampler, and a non-default evaluator."""
+    """``ddpg``, ``optuna-tpe``, ``random [adabn]``, ``ddpg [lsq+kd20]``: the method, its sampler, and a non-default
+    evaluator with its distillation steps (two step counts are two evaluators)."""
     agent = cfg.get("agent") or {}
     label = str(agent.get("name", "?"))
     if agent.get("sampler") and label == "optuna":
         label += f"-{agent['sampler']}"
-    score = cfg.get("score") or "lsq"
+    score = str(cfg.get("score") or "lsq")
+    if "kd" in score.split("+"):
+        score = score.replace("kd", f"kd{cfg.get('kd_steps', field_default(SearchConfig, 'kd_steps'))}")
     return label if score == "lsq" else f"{label} [{score}]"
 
 
