@@ -174,6 +174,7 @@ def study_budget(budget: str, count: int, epochs: float, threads: int, clip: flo
     chunk with the correlations over the strategies done so far."""
     from amc.runtime.process import seed_everything, set_threads
     from amc.strategy.best import export_network, teacher_logits_path
+    from amc.strategy.promotion import RESULTS as PROMOTED
     from amc.strategy.promotion import promote
     from amc.strategy.task import build_task
     from amc.training.distributed import pick_device
@@ -196,8 +197,11 @@ def study_budget(budget: str, count: int, epochs: float, threads: int, clip: flo
     order = [candidates[i] for i in np.random.default_rng(0).permutation(len(candidates))]
     calibration = task.scorer.calibration_images
     metadata = {"data": cfg.data.name, "image_size": task.data.image_size, "base_checkpoint": str(BASE)}
+    finished = finished_before(work / "evaluator_scores.jsonl", promote_dir / PROMOTED)
     for end in range(CHUNK, len(order) + CHUNK, CHUNK):
         done = order[: min(end, len(order))]
+        if end < len(order) and all(r["episode"] in finished for r in order[: end + CHUNK]):
+            continue  # a relaunch: report from the last finished chunk on, so the committed report never shrinks
         scores = score_all(task.scorer, done, work / "evaluator_scores.jsonl")
         task.scorer.use_score("lsq")  # fine-tune the network the search would export: lsq refit, closed loop
         promotion = promote(
@@ -229,6 +233,16 @@ def study_budget(budget: str, count: int, epochs: float, threads: int, clip: flo
         }
         on_progress(result)
     return result
+
+
+def finished_before(scores: Path, promoted: Path) -> set[int]:
+    """Episodes both scored and fine-tuned by an earlier launch."""
+    from amc.io import read_jsonl
+
+    def episodes(path: Path) -> set[int]:
+        return {r["episode"] for r in read_jsonl(path)} if path.exists() else set()
+
+    return episodes(scores) & episodes(promoted)
 
 
 def diverged_finetunings(promoted: list[dict]) -> set[int]:

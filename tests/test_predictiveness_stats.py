@@ -60,3 +60,12 @@ def test_the_gap_to_the_default_evaluator_is_resampled_in_pairs():
     assert estimate == spearmanr(better, truth)[0] - spearmanr(default, truth)[0]
     assert 0 < low < estimate < high
     assert predictiveness.difference_ci(default, default, truth, spearmanr) == (0.0, 0.0, 0.0)
+
+
+def test_a_relaunch_knows_which_strategies_an_earlier_launch_finished(tmp_path):
+    """Only strategies both scored and fine-tuned count: the relaunch reports from the last finished chunk on."""
+    scores, promoted = tmp_path / "evaluator_scores.jsonl", tmp_path / "promotion.jsonl"
+    assert predictiveness.finished_before(scores, promoted) == set()
+    scores.write_text("".join(f'{{"episode": {e}}}\n' for e in (8, 41, 30, 12)))
+    promoted.write_text("".join(f'{{"episode": {e}}}\n' for e in (8, 41, 30)))
+    assert predictiveness.finished_before(scores, promoted) == {8, 41, 30}
