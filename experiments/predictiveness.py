@@ -13,8 +13,12 @@ At each flops budget on FMNIST-MBV1 from the strong base:
 Every step resumes after a kill (rerun the same command). The small files of every run (scores, fine-tuning
 results and metrics; no weights) are kept under experiments/predictiveness/runs/ for the repository.
 clip=NORM fine-tunes with gradients clipped at NORM (budget_B/clipNORM/, report predictiveness_clipNORM.md).
+retest=SEED fine-tunes the strategies done so far once more, with fine-tuning seed SEED (budget_B/clipNORM/seedSEED/,
+report predictiveness_clipNORM_retest.md): how well one fine-tuning ranks them against another is the ceiling of
+any evaluator's rho against one, and the evaluators are ranked again against the mean of the two.
 
     python experiments/predictiveness.py [budgets=0.1,0.25] [strategies=40] [epochs=0.5] [threads=1] [clip=2]
+        [retest=SEED]
 """
 
 from __future__ import annotations
@@ -169,66 +173,118 @@ def difference_ci(
     return resampled(lambda idx: statistic(x[idx], y[idx])[0] - statistic(default[idx], y[idx])[0], len(x), resamples)
 
 
+class FineTuning:
+    """A budget's scorer and its one fixed fine-tuning schedule: what the study and its retest share."""
+
+    def __init__(self, budget: str, epochs: float, threads: int, clip: float | None) -> None:
+        from amc.runtime.process import seed_everything, set_threads
+        from amc.strategy.best import teacher_logits_path
+        from amc.strategy.task import build_task
+        from amc.training.distributed import pick_device
+
+        self.cfg = cfg = settings(budget, threads)
+        set_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.device = pick_device(cfg.device)
+        self.task = build_task(cfg, self.device)
+        self.work = OUT / f"budget_{budget}"
+        self.schedule = dataclasses.replace(cfg.promote, epochs=epochs)
+        self.folder = self.work  # where the fine-tuning results go (its seed is the search's)
+        if clip is not None:  # another schedule: its own folder, the same strategies and evaluator scores
+            train = dataclasses.replace(self.schedule.train, grad_clip_norm=clip)
+            self.schedule = dataclasses.replace(self.schedule, train=train)
+            self.folder = self.work / f"clip{clip:g}"
+        self.logits = teacher_logits_path(cfg, self.task)
+
+    def run(self, strategies: list[dict], folder: Path, seed: int) -> list[dict]:
+        """Each strategy's network as the search exports it (lsq refit, closed loop), fine-tuned with ``seed``
+        into ``folder``: promotion rows, resumable."""
+        from amc.strategy.best import export_network
+        from amc.strategy.promotion import promote
+
+        folder.mkdir(parents=True, exist_ok=True)
+        scorer = self.task.scorer
+        scorer.use_score("lsq")
+        metadata = {"data": self.cfg.data.name, "image_size": self.task.data.image_size, "base_checkpoint": str(BASE)}
+        build = lambda channels: export_network(scorer, channels, True, scorer.calibration_images)  # noqa: E731
+        promotion = promote(
+            self.schedule, folder, self.task, strategies, build, self.device, seed, metadata, self.logits
+        )
+        return promotion["candidates"]
+
+
 def study_budget(budget: str, count: int, epochs: float, threads: int, clip: float | None, on_progress) -> dict:
     """Score and fine-tune ``count`` strategies at ``budget``, a chunk at a time; ``on_progress(result)`` after each
     chunk with the correlations over the strategies done so far."""
-    from amc.runtime.process import seed_everything, set_threads
-    from amc.strategy.best import export_network, teacher_logits_path
     from amc.strategy.promotion import RESULTS as PROMOTED
-    from amc.strategy.promotion import promote
-    from amc.strategy.task import build_task
-    from amc.training.distributed import pick_device
 
     search_dir = random_search(budget, threads)
     candidates = spread([json.loads(line) for line in (search_dir / "episodes.jsonl").open()], count)
-    cfg = settings(budget, threads)
-    set_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    task = build_task(cfg, device)
-    work = OUT / f"budget_{budget}"
-    ft_cfg = dataclasses.replace(cfg.promote, epochs=epochs)
-    promote_dir = work
-    if clip is not None:  # another schedule: its own folder, the same strategies and evaluator scores
-        ft_cfg = dataclasses.replace(ft_cfg, train=dataclasses.replace(ft_cfg.train, grad_clip_norm=clip))
-        promote_dir = work / f"clip{clip:g}"
-    promote_dir.mkdir(parents=True, exist_ok=True)
+    tuning = FineTuning(budget, epochs, threads, clip)
     # a seeded order, so the strategies a partial run has done are a fair sample of the score range
     order = [candidates[i] for i in np.random.default_rng(0).permutation(len(candidates))]
-    calibration = task.scorer.calibration_images
-    metadata = {"data": cfg.data.name, "image_size": task.data.image_size, "base_checkpoint": str(BASE)}
-    finished = finished_before(work / "evaluator_scores.jsonl", promote_dir / PROMOTED)
+    finished = finished_before(tuning.work / "evaluator_scores.jsonl", tuning.folder / PROMOTED)
     for end in range(CHUNK, len(order) + CHUNK, CHUNK):
         done = order[: min(end, len(order))]
         if end < len(order) and all(r["episode"] in finished for r in order[: end + CHUNK]):
             continue  # a relaunch: report from the last finished chunk on, so the committed report never shrinks
-        scores = score_all(task.scorer, done, work / "evaluator_scores.jsonl")
-        task.scorer.use_score("lsq")  # fine-tune the network the search would export: lsq refit, closed loop
-        promotion = promote(
-            ft_cfg,
-            promote_dir,
-            task,
-            done,
-            lambda channels: export_network(task.scorer, channels, True, calibration),
-            device,
-            cfg.seed,
-            metadata,
-            teacher_logits_path(cfg, task),
-        )
-        finetuned = {r["episode"]: r["finetuned_test_top1"] for r in promotion["candidates"]}
-        diverged = diverged_finetunings(promotion["candidates"])
+        scores = score_all(tuning.task.scorer, done, tuning.work / "evaluator_scores.jsonl")
+        promoted = tuning.run(done, tuning.folder, tuning.cfg.seed)
+        finetuned = {r["episode"]: r["finetuned_test_top1"] for r in promoted}
+        diverged = diverged_finetunings(promoted)
         result = {
             "budget": float(budget),
             "strategies": len(scores),
             "of": len(candidates),
             "epochs": epochs,
-            "lr": ft_cfg.train.lr,
+            "lr": tuning.schedule.train.lr,
             "grad_clip_norm": clip,
             "finetuned_test_top1": [finetuned[r["episode"]] for r in scores],
             "diverged_episodes": sorted(diverged),
             "correlations": correlations(scores, finetuned),
             "correlations_without_diverged": correlations(
                 [r for r in scores if r["episode"] not in diverged], finetuned
+            ),
+        }
+        on_progress(result)
+    return result
+
+
+def retest_budget(budget: str, seed: int, epochs: float, threads: int, clip: float | None, on_progress) -> dict:
+    """The study's strategies at ``budget`` fine-tuned again, with fine-tuning seed ``seed``, a chunk at a time:
+    how well one fine-tuning ranks them against another (the ceiling of any evaluator's rho against one), and each
+    evaluator's rho against the mean of the two. ``on_progress(result)`` after each chunk."""
+    from scipy.stats import spearmanr
+
+    from amc.io import read_jsonl
+    from amc.strategy.promotion import RESULTS as PROMOTED
+
+    tuning = FineTuning(budget, epochs, threads, clip)
+    first = (
+        {r["episode"]: r for r in read_jsonl(tuning.folder / PROMOTED)} if (tuning.folder / PROMOTED).exists() else {}
+    )
+    scores = [r for r in read_jsonl(tuning.work / "evaluator_scores.jsonl") if r["episode"] in first]
+    if not scores:
+        fail(f"flops {budget}: no strategy was scored and fine-tuned yet; run the study first")
+    result = {}
+    for end in range(CHUNK, len(scores) + CHUNK, CHUNK):
+        done = scores[: min(end, len(scores))]
+        rows = [{**first[r["episode"]], "accuracy": first[r["episode"]]["search_score"]} for r in done]
+        again = {r["episode"]: r["finetuned_test_top1"] for r in tuning.run(rows, tuning.folder / f"seed{seed}", seed)}
+        once = np.array([first[r["episode"]]["finetuned_test_top1"] for r in done])
+        twice = np.array([again[r["episode"]] for r in done])
+        result = {
+            "budget": float(budget),
+            "strategies": len(done),
+            "seeds": [tuning.cfg.seed, seed],
+            "epochs": epochs,
+            "lr": tuning.schedule.train.lr,
+            "grad_clip_norm": clip,
+            "retest_spearman": bootstrap_ci(once, twice, spearmanr),
+            "mean_abs_difference": float(np.mean(np.abs(once - twice))),
+            "correlations_with_mean": correlations(
+                done,
+                {r["episode"]: (first[r["episode"]]["finetuned_test_top1"] + again[r["episode"]]) / 2 for r in done},
             ),
         }
         on_progress(result)
@@ -295,6 +351,37 @@ def report(results: list[dict]) -> str:
     )
 
 
+def retest_report(results: list[dict]) -> str:
+    """The retest's two tables: one fine-tuning against another, then every evaluator against their mean."""
+    lines = [
+        "| budget | strategies | fine-tuning seeds | Spearman ρ, one fine-tuning against the other [95 % CI] "
+        "| mean \\|difference\\| (points of test top-1) |",
+        "|---|---|---|---|---|",
+    ]
+    for res in results:
+        seeds = " and ".join(map(str, res["seeds"]))
+        lines.append(
+            f"| {res['budget']:g} | {res['strategies']} | {seeds} | {_interval(res['retest_spearman'])} "
+            f"| {res['mean_abs_difference']:.2f} |"
+        )
+    lines += [
+        "",
+        "| budget | evaluator | Spearman ρ against the mean of both [95 % CI] | ρ − lsq's, paired [95 % CI] |",
+    ]
+    lines.append("|---|---|---|---|")
+    for res in results:
+        for name, c in res["correlations_with_mean"].items():
+            gap = "—" if name == DEFAULT else _interval(c["spearman_minus_default"])
+            lines.append(f"| {res['budget']:g} | {name} | {_interval(c['spearman'])} | {gap} |")
+    schedules = sorted({schedule_text(r) for r in results})
+    return "\n".join(lines) + (
+        "\n\nThe same strategies, the same KD fine-tuning "
+        f"({', '.join(schedules)}, the base as teacher), two seeds (data order): how well one fine-tuning ranks "
+        "the strategies against another bounds how well any evaluator can rank them against one. CIs: 2,000 "
+        "bootstrap resamples of the strategies.\n"
+    )
+
+
 def main(argv: list[str]) -> None:
     options = parse_options(
         argv,
@@ -304,13 +391,20 @@ def main(argv: list[str]) -> None:
             "epochs": positive_float,
             "threads": positive_int,
             "clip": positive_float,
+            "retest": positive_int,
         },
-        {"budgets": ["0.1", "0.25"], "strategies": 40, "epochs": 0.5, "threads": 1, "clip": 2.0},
-        "python experiments/predictiveness.py [budgets=0.1,0.25] [strategies=40] [epochs=0.5] [threads=1] [clip=2]",
+        {"budgets": ["0.1", "0.25"], "strategies": 40, "epochs": 0.5, "threads": 1, "clip": 2.0, "retest": None},
+        "python experiments/predictiveness.py [budgets=0.1,0.25] [strategies=40] [epochs=0.5] [threads=1] [clip=2] "
+        "[retest=SEED]",
     )
     if not BASE.is_file():
         fail(f"the strong base is missing: python experiments/search_study.py trains it ({BASE})")
     name = "predictiveness" if options["clip"] is None else f"predictiveness_clip{options['clip']:g}"
+    retest = options["retest"]
+    if retest is not None and retest == settings(options["budgets"][0], options["threads"]).seed:
+        fail(f"retest={retest}: that is the study's own fine-tuning seed; give another")
+    name += "" if retest is None else "_retest"
+    describe = report if retest is None else retest_report
     results: dict[str, dict] = {}
     if (REPORT / f"{name}.json").is_file():  # budgets reported by an earlier invocation stay in the report
         results = {f"{r['budget']:g}": r for r in json.loads((REPORT / f"{name}.json").read_text())}
@@ -319,11 +413,14 @@ def main(argv: list[str]) -> None:
         results[f"{result['budget']:g}"] = result
         ordered = [results[k] for k in sorted(results, key=float)]
         write_json_atomic(REPORT / f"{name}.json", ordered)
-        write_text_atomic(REPORT / f"{name}.md", report(ordered))
-        print(report(ordered), flush=True)
+        write_text_atomic(REPORT / f"{name}.md", describe(ordered))
+        print(describe(ordered), flush=True)
 
     for budget in options["budgets"]:
-        study_budget(budget, options["strategies"], options["epochs"], options["threads"], options["clip"], write)
+        if retest is None:
+            study_budget(budget, options["strategies"], options["epochs"], options["threads"], options["clip"], write)
+        else:
+            retest_budget(budget, retest, options["epochs"], options["threads"], options["clip"], write)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
         ("predictiveness", ["budgets=0.25,2"], "budgets=0.25,2: want fractions in (0, 1]"),
         ("predictiveness", ["strategies=x"], "strategies=x: invalid literal for int()"),
         ("predictiveness", ["epochs=-1"], "epochs=-1: must be > 0"),
+        ("predictiveness", ["retest=0"], "retest=0: must be ≥ 1"),
         ("latency_prediction", ["strategies=0"], "strategies=0: must be ≥ 1"),
         ("latency_interference", ["seconds=0"], "seconds=0: must be > 0"),
         ("bn_folding_speed", ["threads=two"], "threads=two: invalid literal for int()"),

@@ -69,3 +69,18 @@ def test_a_relaunch_knows_which_strategies_an_earlier_launch_finished(tmp_path):
     scores.write_text("".join(f'{{"episode": {e}}}\n' for e in (8, 41, 30, 12)))
     promoted.write_text("".join(f'{{"episode": {e}}}\n' for e in (8, 41, 30)))
     assert predictiveness.finished_before(scores, promoted) == {8, 41, 30}
+
+
+def test_the_retest_reports_the_ceiling_then_every_evaluator_against_the_mean():
+    lsq = {"spearman": (0.5, 0.1, 0.8), "kendall": (0.4, 0.1, 0.6), "spearman_minus_default": (0, 0, 0), "seconds": 1}
+    kd = {**lsq, "spearman": (0.7, 0.4, 0.9), "spearman_minus_default": (0.2, -0.1, 0.5)}
+    result = {
+        "budget": 0.25, "strategies": 8, "seeds": [2018, 2019], "epochs": 0.5, "lr": 0.005, "grad_clip_norm": 2.0,
+        "retest_spearman": (0.61, 0.2, 0.88), "mean_abs_difference": 0.134,
+        "correlations_with_mean": {"lsq": lsq, "lsq+kd20": kd},
+    }  # fmt: skip
+    table = predictiveness.retest_report([result])
+    assert "| 0.25 | 8 | 2018 and 2019 | 0.61 [0.20, 0.88] | 0.13 |" in table
+    assert "| 0.25 | lsq | 0.50 [0.10, 0.80] | — |" in table
+    assert "| 0.25 | lsq+kd20 | 0.70 [0.40, 0.90] | 0.20 [-0.10, 0.50] |" in table
+    assert "gradients clipped at 2" in table
