@@ -21,6 +21,7 @@ from amc.reporting.leaderboard import (
     paired_difference_ci,
     table_rows,
 )
+from amc.settings import SearchConfig, field_default
 
 
 def fake_run(
@@ -186,6 +187,17 @@ def test_a_non_default_evaluator_is_its_own_row(tmp_path, score):
     (tmp_path / "r" / "config.yaml").write_text(yaml.safe_dump({**config, "score": score}))
     (run,) = find_runs([tmp_path])
     assert run.method == f"random [{score}]"
+
+
+def test_two_step_counts_of_a_distilling_evaluator_are_two_rows(tmp_path):
+    for name, steps in (("a", 20), ("b", 200), ("c", None)):
+        fake_run(tmp_path / name, "ddpg", 1, 90.0)
+        config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
+        config.update({"score": "lsq+kd+kl"} | ({} if steps is None else {"kd_steps": steps}))
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
+    methods = {run.method for run in find_runs([tmp_path])}
+    default = field_default(SearchConfig, "kd_steps")
+    assert methods == {"ddpg [lsq+kd20+kl]", "ddpg [lsq+kd200+kl]", f"ddpg [lsq+kd{default}+kl]"}
 
 
 def test_cpu_seconds_are_summed_shown_and_plotted_against_the_finetuned_top1(tmp_path):
