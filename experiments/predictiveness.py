@@ -266,11 +266,15 @@ def retest_budget(budget: str, seed: int, epochs: float, threads: int, clip: flo
     scores = [r for r in read_jsonl(tuning.work / "evaluator_scores.jsonl") if r["episode"] in first]
     if not scores:
         fail(f"flops {budget}: no strategy was scored and fine-tuned yet; run the study first")
+    folder = tuning.folder / f"seed{seed}"
+    finished = {r["episode"] for r in read_jsonl(folder / PROMOTED)} if (folder / PROMOTED).exists() else set()
     result = {}
     for end in range(CHUNK, len(scores) + CHUNK, CHUNK):
         done = scores[: min(end, len(scores))]
+        if end < len(scores) and all(r["episode"] in finished for r in scores[: end + CHUNK]):
+            continue  # a relaunch: report from the last finished chunk on
         rows = [{**first[r["episode"]], "accuracy": first[r["episode"]]["search_score"]} for r in done]
-        again = {r["episode"]: r["finetuned_test_top1"] for r in tuning.run(rows, tuning.folder / f"seed{seed}", seed)}
+        again = {r["episode"]: r["finetuned_test_top1"] for r in tuning.run(rows, folder, seed)}
         once = np.array([first[r["episode"]]["finetuned_test_top1"] for r in done])
         twice = np.array([again[r["episode"]] for r in done])
         result = {
