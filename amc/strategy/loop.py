@@ -174,8 +174,13 @@ def run_search(
             f"which used {recorder.cpu_s:.1f} CPU seconds"
         )
     if recorder.best is None and not session.stopped:  # a method that spent every evaluation on probes
+        spent = (
+            f"its search_cpu_s={cfg.search_cpu_s:g} CPU seconds ({recorder.evaluations} evaluations)"
+            if session.out_of_cpu
+            else f"its {cfg.episodes} evaluations"
+        )
         raise ConfigError(
-            f"agent={cfg.agent.name} scored no strategy within the budget in its {cfg.episodes} evaluations "
+            f"agent={cfg.agent.name} scored no strategy within the budget in {spent} "
             f"(only probes: {run_dir / 'probes.jsonl'}); raise "
             + ("search_cpu_s" if session.out_of_cpu else "episodes")
         )

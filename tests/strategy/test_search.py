@@ -179,6 +179,18 @@ def test_a_search_given_cpu_seconds_stops_when_its_evaluations_have_used_them_an
     assert f"stopped after {len(rows)} of 200 evaluations" in proc.stdout + proc.stderr
 
 
+def test_cpu_seconds_spent_on_probes_alone_are_one_line_that_names_them(cache, tmp_path):
+    """Sensitivity probes first; CPU seconds that end among its probes leave no strategy to export."""
+    proc = run_module(
+        "amc.search", "experiment=smoke", "seed=7", f"cache_dir={cache}", f"hydra.run.dir={tmp_path / 'run'}",
+        "agent=sensitivity", "episodes=1000", "search_cpu_s=0.01",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    (line,) = proc.stderr.strip().splitlines()[-1:]
+    assert "scored no strategy within the budget in its search_cpu_s=0.01 CPU seconds (1 evaluations)" in line
+    assert line.endswith("raise search_cpu_s") and "Traceback" not in proc.stderr
+
+
 def test_finalists_are_rebuilt_as_exported_and_the_best_kept(cache, tmp_path):
     smoke(tmp_path / "final", cache, "agent=random", "export_candidates=3", "eval_precision=bfloat16")
     strategy = json.loads((tmp_path / "final" / "strategy.json").read_text())
