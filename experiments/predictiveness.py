@@ -326,12 +326,13 @@ def schedule_text(result: dict) -> str:
     )
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def report(results: list[dict]) -> str:
-    lines = [
-        "| budget | evaluator | strategies | Spearman ρ [95 % CI] | Kendall τ [95 % CI] | ρ − lsq's, paired [95 % CI] "
-        "| seconds per evaluation |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for res in results:
         diverged = len(res.get("diverged_episodes", []))
         tables = [("all", res["strategies"], res["correlations"])]
@@ -339,14 +340,16 @@ def report(results: list[dict]) -> str:
             tables.append(("without diverged", res["strategies"] - diverged, res["correlations_without_diverged"]))
         for label, count, table in tables:
             for name, c in table.items():
-                rho, tau = _interval(c["spearman"]), _interval(c["kendall"])
                 gap = "—" if name == DEFAULT else _interval(c["spearman_minus_default"])
                 shown = f"{count}" if label == "all" else f"{count} ({diverged} diverged left out)"
                 if res.get("of", res["strategies"]) > res["strategies"]:
                     shown += f" of {res['of']}"
-                lines.append(f"| {res['budget']:g} | {name} | {shown} | {rho} | {tau} | {gap} | {c['seconds']:.2f} |")
+                rho, tau = _interval(c["spearman"]), _interval(c["kendall"])
+                rows.append([f"{res['budget']:g}", name, shown, rho, tau, gap, f"{c['seconds']:.2f}"])
+    header = ["budget", "evaluator", "strategies", "Spearman ρ [95 % CI]", "Kendall τ [95 % CI]",
+              "ρ − lsq's, paired [95 % CI]", "seconds per evaluation"]  # fmt: skip
     schedules = sorted({schedule_text(r) for r in results})
-    return "\n".join(lines) + (
+    return "\n".join(markdown_table(header, rows)) + (
         "\n\nScores are search-val top-1 (%) of the pruned network as each evaluator rebuilds it; the truth is test "
         f"top-1 after the fixed KD fine-tuning ({', '.join(schedules)}, the base as teacher). CIs: 2,000 bootstrap "
         "resamples of the strategies. Seconds: the median per strategy in this process (one thread), excluding the "
@@ -357,28 +360,20 @@ def report(results: list[dict]) -> str:
 
 def retest_report(results: list[dict]) -> str:
     """The retest's two tables: one fine-tuning against another, then every evaluator against their mean."""
-    lines = [
-        "| budget | strategies | fine-tuning seeds | Spearman ρ, one fine-tuning against the other [95 % CI] "
-        "| mean \\|difference\\| (points of test top-1) |",
-        "|---|---|---|---|---|",
-    ]
-    for res in results:
-        seeds = " and ".join(map(str, res["seeds"]))
-        lines.append(
-            f"| {res['budget']:g} | {res['strategies']} | {seeds} | {_interval(res['retest_spearman'])} "
-            f"| {res['mean_abs_difference']:.2f} |"
-        )
-    lines += [
-        "",
-        "| budget | evaluator | Spearman ρ against the mean of both [95 % CI] | ρ − lsq's, paired [95 % CI] |",
-    ]
-    lines.append("|---|---|---|---|")
-    for res in results:
-        for name, c in res["correlations_with_mean"].items():
-            gap = "—" if name == DEFAULT else _interval(c["spearman_minus_default"])
-            lines.append(f"| {res['budget']:g} | {name} | {_interval(c['spearman'])} | {gap} |")
+    retest = markdown_table(
+        ["budget", "strategies", "fine-tuning seeds", "Spearman ρ, one fine-tuning against the other [95 % CI]",
+         "mean \\|difference\\| (points of test top-1)"],
+        [[f"{r['budget']:g}", f"{r['strategies']}", " and ".join(map(str, r["seeds"])), _interval(r["retest_spearman"]),
+          f"{r['mean_abs_difference']:.2f}"] for r in results],
+    )  # fmt: skip
+    against_mean = markdown_table(
+        ["budget", "evaluator", "Spearman ρ against the mean of both [95 % CI]", "ρ − lsq's, paired [95 % CI]"],
+        [[f"{r['budget']:g}", name, _interval(c["spearman"]),
+          "—" if name == DEFAULT else _interval(c["spearman_minus_default"])]
+         for r in results for name, c in r["correlations_with_mean"].items()],
+    )  # fmt: skip
     schedules = sorted({schedule_text(r) for r in results})
-    return "\n".join(lines) + (
+    return "\n".join([*retest, "", *against_mean]) + (
         "\n\nThe same strategies, the same KD fine-tuning "
         f"({', '.join(schedules)}, the base as teacher), two seeds (data order): how well one fine-tuning ranks "
         "the strategies against another bounds how well any evaluator can rank them against one. CIs: 2,000 "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 
 import numpy as np
+import pytest
 from scipy.stats import kendalltau, spearmanr
 
 from tests.conftest import ROOT
@@ -84,3 +86,11 @@ def test_the_retest_reports_the_ceiling_then_every_evaluator_against_the_mean():
     assert "| 0.25 | lsq | 0.50 [0.10, 0.80] | — |" in table
     assert "| 0.25 | lsq+kd20 | 0.70 [0.40, 0.90] | 0.20 [-0.10, 0.50] |" in table
     assert "gradients clipped at 2" in table
+
+
+@pytest.mark.parametrize("report", sorted(p.stem for p in (ROOT / "experiments" / "predictiveness").glob("*.json")))
+def test_a_committed_report_is_what_its_committed_results_give(report):
+    folder = ROOT / "experiments" / "predictiveness"
+    results = json.loads((folder / f"{report}.json").read_text())
+    describe = predictiveness.retest_report if report.endswith("_retest") else predictiveness.report
+    assert describe(results) == (folder / f"{report}.md").read_text()
