@@ -42,7 +42,8 @@ def _multirun_job() -> tuple[str, Path] | None:
 
 
 def user_errors_exit(fn: F) -> F:
-    """Wrap an entry point so known user errors print ``error: ...`` on stderr and exit 2, no traceback.
+    """Wrap an entry point so known user errors print ``error: ...`` on stderr and exit 2 (or the error's own
+    ``exit_code``), no traceback.
 
     In a ``-m`` multirun a failed job is reported and the sweep goes on (with any launcher: the job
     writes a line to the sweep dir); :class:`ReportFailedJobs` exits 2 at the end, naming the failed jobs.
@@ -57,7 +58,7 @@ def user_errors_exit(fn: F) -> F:
             to_log_files(f"error: {exc}")
             job = _multirun_job()
             if job is None:
-                sys.exit(2)
+                sys.exit(getattr(exc, "exit_code", 2))
             label, sweep_dir = job
             sweep_dir.mkdir(parents=True, exist_ok=True)
             with open(sweep_dir / FAILED_JOBS_FILE, "a") as f:  # one short append per job: no interleaving

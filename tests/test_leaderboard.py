@@ -229,3 +229,13 @@ def test_a_committed_leaderboard_is_what_its_committed_runs_give(study, tmp_path
     """From a fresh clone, ``python -m amc.leaderboard experiments/STUDY/runs`` writes the committed table back."""
     assert main([str(study / "runs"), f"output={tmp_path}"]) == 0
     assert (tmp_path / "leaderboard.md").read_text() == (study / "leaderboard.md").read_text()
+
+
+def test_two_sets_of_rungs_of_a_multi_fidelity_search_are_two_rows(tmp_path):
+    for name, rungs in (("a", [0, 20, 60, 200]), ("b", [0, 20, 60])):
+        fake_run(tmp_path / name, "hyperband", 1, 90.0)
+        config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
+        config["agent"]["options"] = {"rungs": rungs, "pruner": "successive_halving"}
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
+    methods = {run.method for run in find_runs([tmp_path])}
+    assert methods == {"hyperband (rungs 0,20,60,200)", "hyperband (rungs 0,20,60)"}

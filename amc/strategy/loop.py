@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from amc.envs.episode import EpisodeResult
-from amc.errors import ConfigError
+from amc.errors import ConfigError, NoStrategyError
 from amc.runtime.memory import release_freed_memory
 from amc.runtime.process import seed_everything, set_threads
 from amc.settings import SearchConfig
@@ -59,9 +59,14 @@ class SearchSession:
         self.finished_here = 0
 
     @property
+    def cpu_spent(self) -> float:
+        """CPU seconds the recorded evaluations have used (``search_cpu_s`` counts them)."""
+        return self.recorder.cpu_s
+
+    @property
     def out_of_cpu(self) -> bool:
         """The evaluations have used the search's CPU seconds (``search_cpu_s``)."""
-        return self.cpu_s is not None and self.recorder.cpu_s >= self.cpu_s
+        return self.cpu_s is not None and self.cpu_spent >= self.cpu_s
 
     def _may_go_on(self) -> bool:
         """Neither ``stop_after`` nor the CPU seconds end this invocation yet."""
@@ -179,7 +184,7 @@ def run_search(
             if session.out_of_cpu
             else f"its {cfg.episodes} evaluations"
         )
-        raise ConfigError(
+        raise NoStrategyError(
             f"agent={cfg.agent.name} scored no strategy within the budget in {spent} "
             f"(only probes: {run_dir / 'probes.jsonl'}); raise "
             + ("search_cpu_s" if session.out_of_cpu else "episodes")

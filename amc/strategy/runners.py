@@ -29,6 +29,11 @@ BATCHED_AGENTS = tuple(Algorithm)  # learn from batches of episodes, so workers=
 
 class Session(Protocol):
     episodes: int  # the search's evaluations, probes included
+    cpu_s: float | None  # the search's CPU seconds (search_cpu_s), or None
+
+    @property
+    def cpu_spent(self) -> float:
+        """CPU seconds the recorded evaluations have used."""
 
     def episode_done(self, result: EpisodeResult) -> bool:
         """Record a finished episode; false when this invocation should stop."""

@@ -48,6 +48,19 @@ class Evaluator:
         self.env, self.session = env, session
         self.recorded = session.history()  # what a killed run scored: replayed, not scored again
         self.count = 0
+        self.replayed_cpu_s = 0.0
+
+    @property
+    def cpu_spent(self) -> float:
+        """CPU seconds the evaluations so far have used (a replayed one as it was recorded), as ``search_cpu_s``
+        counts them."""
+        return self.replayed_cpu_s if self.count <= len(self.recorded) else self.session.cpu_spent
+
+    @property
+    def cpu_left(self) -> float | None:
+        """CPU seconds left of the search's ``search_cpu_s`` after the evaluations so far; ``None`` without one."""
+        budget = getattr(self.session, "cpu_s", None)
+        return None if budget is None else budget - self.cpu_spent
 
     @property
     def left(self) -> int:
@@ -81,6 +94,7 @@ class Evaluator:
                     "(was the method's code or setting changed?); start the search again in a new run dir"
                 )
             self.count += 1
+            self.replayed_cpu_s += row.get("cpu_s", 0.0)
             return Evaluation(list(row["channels"]), row["reward"], row["accuracy"], row["cost_ratio"])
         if not self.session.wants_more():
             raise StopSearch
