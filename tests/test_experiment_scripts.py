@@ -23,6 +23,9 @@ sys.path.insert(0, str(ROOT / "experiments"))
         ("predictiveness", ["epochs=-1"], "epochs=-1: must be > 0"),
         ("predictiveness", ["retest=0"], "retest=0: must be ≥ 1"),
         ("latency_prediction", ["strategies=0"], "strategies=0: must be ≥ 1"),
+        ("evaluator_seconds", ["budgets=0.3"], "budgets=0.3: the predictiveness study has no sample there yet"),
+        ("equal_cpu_study", ["cpu=0"], "cpu=0: must be > 0"),
+        ("equal_cpu_study", ["seeds=2018,x"], "seeds=2018,x: invalid literal for int()"),
         ("latency_interference", ["seconds=0"], "seconds=0: must be > 0"),
         ("bn_folding_speed", ["threads=two"], "threads=two: invalid literal for int()"),
     ],
@@ -34,7 +37,8 @@ def test_a_bad_argument_is_one_line_before_any_work(script, argv, reason, capsys
     finally:
         sys.dont_write_bytecode = before
     started = []
-    for name in ("run", "study_budget", "ensure_base", "settings", "models"):  # whatever the script starts with
+    starts = ("run", "study_budget", "ensure_base", "settings", "models", "time_budget", "search")
+    for name in starts:  # whatever the script starts with
         if hasattr(module, name):
             monkeypatch.setattr(module, name, lambda *a, **k: started.append(a))
     with pytest.raises(SystemExit) as exit_:

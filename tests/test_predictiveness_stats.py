@@ -13,6 +13,7 @@ from scipy.stats import kendalltau, spearmanr
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "experiments"))
+import evaluator_seconds
 import predictiveness
 
 
@@ -92,5 +93,25 @@ def test_the_retest_reports_the_ceiling_then_every_evaluator_against_the_mean():
 def test_a_committed_report_is_what_its_committed_results_give(report):
     folder = ROOT / "experiments" / "predictiveness"
     results = json.loads((folder / f"{report}.json").read_text())
-    describe = predictiveness.retest_report if report.endswith("_retest") else predictiveness.report
+    if report == "evaluator_seconds":
+        describe = evaluator_seconds.report
+    else:
+        describe = predictiveness.retest_report if report.endswith("_retest") else predictiveness.report
     assert describe(results) == (folder / f"{report}.md").read_text()
+
+
+def test_timing_one_budget_keeps_the_others_as_they_were_measured():
+    timed = {
+        "seconds": {"lsq": 2.0, "lsq+kd20": 7.0},
+        "strategies": 3,
+        "threads": 1,
+        "dtype": "bfloat16",
+        "cpu": "some CPU",
+        "date": "2026-12-07",
+        "command": "python experiments/evaluator_seconds.py budgets=0.5",
+    }
+    earlier = {"0.1": {**timed, "seconds": {"lsq": 0.5, "lsq+kd20": 1.7}, "command": "earlier"}}
+    table = evaluator_seconds.report(earlier | {"0.5": timed})
+    assert "| lsq+kd20 | 1.70 | 3.40 | 7.00 | 3.50 |" in table  # flops 0.1's columns, then 0.5's
+    assert "| plain | — | — | — | — |" in table  # an evaluator neither timed
+    assert "Command: earlier" in table and "Command: python experiments/evaluator_seconds.py budgets=0.5" in table
