@@ -65,12 +65,17 @@ def seeds(text: str) -> list[int]:
     return [positive_int(s) for s in text.split(",")]
 
 
+def finished(run_dir: Path) -> bool:
+    """The search in ``run_dir`` exported its network, or spent its CPU seconds before it had one."""
+    return (run_dir / "pruned.pt").is_file() or (run_dir / DID_NOT_FIT).is_file()
+
+
 def search(budget: str, method: str, seed: int, cpu: float, threads: int) -> Path:
     """The run dir of one finished search (run, or resumed after a kill: fmnist_study continues its run dir), or of
     one that spent its CPU seconds before it had a strategy to export (``did_not_fit.txt`` says so, and a relaunch
     does not try it again)."""
     run_dir = WORK / f"budget_{budget}" / method / f"seed_{seed}"
-    if not (run_dir / "pruned.pt").is_file() and not (run_dir / DID_NOT_FIT).is_file():
+    if not finished(run_dir):
         args = [
             "-m", "amc.search", "experiment=fmnist_study", f"checkpoint={BASE}", f"flops_budget={budget}",
             *methods(budget)[method], f"seed={seed}", f"threads={threads}", "episodes=100000", f"search_cpu_s={cpu:g}",
@@ -113,8 +118,10 @@ def main(argv: list[str]) -> None:
     for seed in options["seeds"]:
         for budget in options["budgets"]:
             for method in methods(budget):
-                archive(search(budget, method, seed, options["cpu"], options["threads"]))
-                leaderboard()
+                run_dir = WORK / f"budget_{budget}" / method / f"seed_{seed}"
+                if not finished(run_dir):  # a relaunch rebuilds the leaderboard only after what it runs
+                    archive(search(budget, method, seed, options["cpu"], options["threads"]))
+                    leaderboard()
 
 
 if __name__ == "__main__":
