@@ -105,8 +105,9 @@ def compress(
         DataLoader of such batches.
     :param calibration: inputs (a tensor, or an iterable of batches) that the least-squares refit, the channel
         ranking and BN recalibration read; the inputs of ``data`` when omitted.
-    :param method: ``ddpg`` (AMC's agent), ``td3``, ``sac``, ``sensitivity``, ``greedy``, ``optuna``, ``random``
-        or ``uniform``.
+    :param method: ``ddpg`` (AMC's agent), ``td3``, ``sac``, ``sensitivity``, ``greedy``, ``optuna``,
+        ``hyperband`` (multi-fidelity: the refit, then rungs of distillation on ``calibration``), ``random`` or
+        ``uniform``.
     :param evaluations: candidates scored, probes included (default: ``SearchConfig.episodes``, or the method's).
     :param seed: seeds the search (and Python's, NumPy's and torch's global generators).
     :param run_dir: write the CLI's files there (``episodes.jsonl``, ``strategy.json``, ``pruned.pt``) and resume

@@ -28,7 +28,7 @@ from amc.strategy.best import (
     promote_finalists,
     rescore_finalists,
 )
-from amc.strategy.recorder import SearchRecorder
+from amc.strategy.recorder import USER_METRIC, SearchRecorder
 from amc.strategy.runners import Runner, WorkerDied, make_runner, minimum_evaluations
 from amc.strategy.state import SearchStateFiles
 from amc.strategy.task import SearchTask, build_task
@@ -130,7 +130,7 @@ def run_search(
     tracker = Tracker(cfg.logger.kind, run_dir, asdict(cfg), cfg.logger.project, mode=cfg.logger.mode)
     recorder = SearchRecorder(run_dir, task.structure, task.constraint, cfg, tracker, setup_s)
     if task.scorer.user_evaluate is not None:
-        recorder.metric_name = "evaluate()"
+        recorder.metric_name = USER_METRIC
     files = SearchStateFiles(run_dir)
     workers = None
     if cfg.workers > 1:  # check_inputs allows workers only for the agents that score batches of episodes

@@ -19,6 +19,7 @@ from amc.strategy.budget import Constraint
 from amc.tracking import Tracker
 
 TIMING_KEYS = ("prune_s", "reconstruct_s", "recalibrate_s", "evaluate_s", "agent_s")
+USER_METRIC = "evaluate()"  # metric_name when the library caller scores candidates with their own metric
 
 
 def strategy_rank(row: dict[str, Any]) -> tuple[bool, float, int]:
@@ -168,12 +169,17 @@ class SearchRecorder:
         self.bar.update(1)
         self.bar.set_postfix(
             reward=f"{row['reward']:.3f}",
-            acc=f"{row['accuracy']:.2f}%",
-            best=f"{self.best['accuracy']:.2f}%",
+            **self._scores(row["accuracy"], self.best["accuracy"]),
             cost=f"{row['cost_ratio']:.3f}",
         )
         self.tracker.log({k: v for k, v in row.items() if not isinstance(v, list)}, step=row["episode"])
         return row
+
+    def _scores(self, score: float, best: float) -> dict[str, str]:
+        """The progress bar's score and best so far: top-1 in percent, or the user's metric as it is."""
+        if self.metric_name == USER_METRIC:
+            return {"score": f"{score:.4g}", "best": f"{best:.4g}"}
+        return {"acc": f"{score:.2f}%", "best": f"{best:.2f}%"}
 
     def strategy(self, row: dict[str, Any], **extra: Any) -> dict[str, Any]:
         s = self.structure

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,21 @@ def test_the_same_seed_gives_the_same_search_and_without_run_dir_nothing_is_writ
     assert folders == [memory, memory] and not any(Path(folder.name).exists() for folder in made)  # removed
     if Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/shm").free >= compress_module.MEMORY_NEEDED:
         assert memory == "/dev/shm"  # in memory where the OS has a tmpfs with room
+
+
+def test_the_multi_fidelity_search_scores_your_metric_at_each_rung_and_shows_it_as_it_is(classifier, capsys):
+    """``method="hyperband"`` distils candidates on the calibration inputs between rungs, then calls your metric;
+    the progress bar shows that metric as it is, not as a percentage of top-1."""
+    model, example, inputs, _ = classifier
+    result = amc.compress(
+        model, example, budget=amc.Budget(flops=0.5), evaluate=agreement_with(model, inputs), calibration=inputs,
+        method="hyperband", evaluations=9, seed=0, agent={"name": "hyperband", "options": {"rungs": [0, 2, 6]}},
+    )  # fmt: skip
+    assert result.macs <= 0.5 * result.base_macs
+    assert {row["evaluator"] for row in result.history} == {"lsq", "lsq+kd2", "lsq+kd6"}
+    progress = capsys.readouterr().err
+    assert "score=" in progress and "acc=" not in progress
+    assert re.search(r"best=[0-9.]+(,|\])", progress)  # no % sign after the user's metric
 
 
 def test_run_dir_writes_the_cli_files_and_a_finished_run_is_never_written_over(classifier, tmp_path):
