@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
         ("evaluator_seconds", ["budgets=0.3"], "budgets=0.3: the predictiveness study has no sample there yet"),
         ("equal_cpu_study", ["cpu=0"], "cpu=0: must be > 0"),
         ("reward_scale", ["seeds=0"], "seeds=0: must be ≥ 1"),
+        ("headroom", ["budgets=0.3"], "budgets=0.3: the predictiveness study has fine-tuned nothing there with clip=2"),
         ("equal_cpu_study", ["seeds=2018,x"], "seeds=2018,x: invalid literal for int()"),
         ("latency_interference", ["seconds=0"], "seconds=0: must be > 0"),
         ("bn_folding_speed", ["threads=two"], "threads=two: invalid literal for int()"),

@@ -14,6 +14,7 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "experiments"))
 import evaluator_seconds
+import headroom
 import predictiveness
 
 
@@ -93,8 +94,8 @@ def test_the_retest_reports_the_ceiling_then_every_evaluator_against_the_mean():
 def test_a_committed_report_is_what_its_committed_results_give(report):
     folder = ROOT / "experiments" / "predictiveness"
     results = json.loads((folder / f"{report}.json").read_text())
-    if report == "evaluator_seconds":
-        describe = evaluator_seconds.report
+    if report in ("evaluator_seconds", "headroom"):
+        describe = {"evaluator_seconds": evaluator_seconds.report, "headroom": headroom.report}[report]
     else:
         describe = predictiveness.retest_report if report.endswith("_retest") else predictiveness.report
     assert describe(results) == (folder / f"{report}.md").read_text()
@@ -115,3 +116,14 @@ def test_timing_one_budget_keeps_the_others_as_they_were_measured():
     assert "| lsq+kd20 | 1.70 | 3.40 | 7.00 | 3.50 |" in table  # flops 0.1's columns, then 0.5's
     assert "| plain | — | — | — | — |" in table  # an evaluator neither timed
     assert "Command: earlier" in table and "Command: python experiments/evaluator_seconds.py budgets=0.5" in table
+
+
+def test_where_uniform_stands_among_the_strategies_fine_tuned_with_the_same_seeds():
+    result = {
+        "budget": 0.1, "epochs": 0.5, "grad_clip_norm": 2.0, "seeds": [2018, 2019], "uniform": [90.0, 90.2],
+        "strategies": {"1": [91.0, 90.6], "2": [89.0, 89.4], "3": [90.2, 90.4], "4": [90.5, 91.5]},
+    }  # fmt: skip
+    row = headroom.summary(result)
+    # uniform 90.1; means 90.8, 89.2, 90.3, 91.0; the best at 2018 is "1", 90.6 at 2019 against uniform's 90.2
+    assert row == ["0.1", "4", "90.10", "3", "91.00 (+0.90)", "+0.40", "2", "+0.45"]
+    assert "| 0.1 | 4 | 90.10 | 3 | 91.00 (+0.90) | +0.40 | 2 | +0.45 |" in headroom.report([result])
