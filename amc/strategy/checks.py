@@ -65,7 +65,9 @@ def check_inputs(cfg: SearchConfig) -> None:
 def check_method(cfg: SearchConfig) -> None:
     """The search method exists and its settings make sense for this run."""
     agent = cfg.agent
-    runner_class(agent)  # an agent.runner that does not import is one line now, not after the base is trained
+    runner = runner_class(agent)  # an agent.runner that does not import is one line now, not after training
+    if callable(check_options := getattr(runner, "check_options", None)):
+        check_options(agent)  # the method's own settings, before the base is trained or the search starts
     learner = agent.algorithm or agent.name
     if learner in BATCHED_AGENTS and agent.warmup_episodes >= cfg.episodes:
         raise ConfigError(

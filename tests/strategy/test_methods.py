@@ -30,6 +30,7 @@ METHODS = {
     "greedy": ["agent=greedy"],
     "optuna-tpe": ["agent=optuna", "agent.sampler=tpe", "agent.warmup_episodes=5"],
     "optuna-cmaes": ["agent=optuna", "agent.sampler=cmaes", "agent.warmup_episodes=5"],
+    "optuna-cmaes-uniform": ["agent=optuna", "agent.sampler=cmaes", "agent.options.start=uniform"],
     "hyperband": ["agent=hyperband", "agent.warmup_episodes=3", "agent.options.rungs=[0,4,12]"],
     "random": ["agent=random"],
     "uniform": ["agent=uniform"],
@@ -187,6 +188,40 @@ def test_the_multi_fidelity_search_stops_weak_strategies_early(finished):
     strategy = json.loads((finished("hyperband") / "strategy.json").read_text())
     best = next(r for r in episodes if r["episode"] == strategy["episode"])
     assert best["evaluator"] == "lsq+kd12"  # the export picks among the strategies scored at the last rung
+
+
+def test_a_search_around_uniform_starts_from_it_and_stays_near_it(finished):
+    """``agent.options.start=uniform``: the first candidate is the uniform allocation itself, and CMA-ES's later
+    ones lie closer to it than the same sampler proposes over the whole space."""
+    uniform = rows(finished("uniform") / "episodes.jsonl")[0]["channels"]
+    around = rows(finished("optuna-cmaes-uniform") / "episodes.jsonl")
+    anywhere = rows(finished("optuna-cmaes") / "episodes.jsonl")
+    assert around[0]["channels"] == uniform
+
+    def distance(episodes: list[dict]) -> float:
+        """Mean channels moved from the uniform allocation, over the candidates after the first."""
+        moved = [sum(abs(a - b) for a, b in zip(r["channels"], uniform, strict=True)) for r in episodes[1:]]
+        return sum(moved) / len(moved)
+
+    assert distance(around) < distance(anywhere)
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        (["agent=optuna", "agent.sampler=cmaes", "agent.options.start=best"], "agent.options.start=best: want uniform"),
+        (["agent=optuna", "agent.options.radius=0"], "radius=0: want a half-width"),
+        (["agent=hyperband", "agent.options.rungs=[0,60,20]"], "rungs must be increasing distillation steps"),
+        (["agent=hyperband", "agent.options.rungs=20"], "agent.options.rungs lists distillation steps"),
+        (["agent=hyperband", "agent.options.pruner=median"], "unknown agent.options.pruner 'median'"),
+        (["agent=hyperband", "agent.options.reduction_factor=1"], "reduction_factor=1: want an integer ≥ 2"),
+    ],
+)
+def test_a_bad_setting_of_a_method_is_one_line_before_the_search(tmp_path, cache, options, reason):
+    proc = run_module("amc.search", *COMMON, *options, f"cache_dir={cache}", f"hydra.run.dir={tmp_path / 'run'}")
+    (line,) = proc.stderr.strip().splitlines()[-1:]
+    assert proc.returncode == 2 and reason in line and "Traceback" not in proc.stderr
+    assert "search (" not in proc.stderr  # refused before the search's progress bar
 
 
 @pytest.mark.parametrize("method", ["sensitivity", "greedy"])

@@ -30,6 +30,7 @@ from amc.strategy.methods.optuna_search import make_sampler
 log = logging.getLogger(__name__)
 
 PRUNERS = ("successive_halving", "hyperband")
+DEFAULT_RUNGS = (0, 20, 60, 200)  # as conf/agent/hyperband.yaml, for a method config without rungs (the library's)
 
 
 def expected_cpu_s(measured: dict[int, list[float]], steps: int) -> float | None:
@@ -59,15 +60,27 @@ def make_pruner(name: str, rungs: int, reduction: int) -> optuna.pruners.BasePru
 class MultiFidelity(ReplayedMethod):
     def __init__(self, env: ChannelPruningEnv, agent: AgentConfig, seed: int, workers: VecEnv | None = None) -> None:
         super().__init__(env)
-        options = agent.options or {}
-        self.rungs = [int(r) for r in options.get("rungs", (0, 20, 60, 200))]
-        if self.rungs != sorted(set(self.rungs)) or self.rungs[0] < 0:
-            raise ConfigError(f"agent.options.rungs must be increasing distillation steps from 0, got {self.rungs}")
+        self.rungs, pruner, reduction = self.check_options(agent)
         if not hasattr(env.scorer, "use_fidelity"):
             raise ConfigError("agent=hyperband needs amc's scorer (its fidelities are steps of distillation)")
         self.sampler = make_sampler(agent.sampler or "tpe", seed, agent.warmup_episodes)
-        reduction = int(options.get("reduction_factor", 3))
-        self.pruner = make_pruner(str(options.get("pruner", "successive_halving")), len(self.rungs), reduction)
+        self.pruner = make_pruner(pruner, len(self.rungs), reduction)
+
+    @staticmethod
+    def check_options(agent: AgentConfig) -> tuple[list[int], str, int]:
+        """``agent.options``' rungs, pruner and reduction factor, checked (one line each for a bad one)."""
+        options = agent.options or {}
+        rungs = options.get("rungs", DEFAULT_RUNGS)
+        if not (isinstance(rungs, (list, tuple)) and rungs and all(isinstance(r, int) for r in rungs)):
+            raise ConfigError(f"agent.options.rungs lists distillation steps, e.g. [0,20,60]; got {rungs}")
+        if list(rungs) != sorted(set(rungs)) or rungs[0] < 0:
+            raise ConfigError(f"agent.options.rungs must be increasing distillation steps from 0, got {list(rungs)}")
+        pruner, reduction = str(options.get("pruner", "successive_halving")), options.get("reduction_factor", 3)
+        if pruner not in PRUNERS:
+            raise ConfigError(f"unknown agent.options.pruner {pruner!r}; use one of {', '.join(PRUNERS)}")
+        if not isinstance(reduction, int) or reduction < 2:
+            raise ConfigError(f"agent.options.reduction_factor={reduction}: want an integer ≥ 2")
+        return list(rungs), pruner, reduction
 
     def search(self, evaluator: Evaluator) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
