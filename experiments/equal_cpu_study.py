@@ -63,6 +63,15 @@ def methods(budget: str) -> dict[str, list[str]]:
     }
 
 
+def names(text: str) -> list[str]:
+    """Method names of the study (``methods(budget)``'s keys at any budget: the evaluator-named ones differ)."""
+    known = {name for budget in (*BEST_EVALUATOR, "0.5") for name in methods(budget)}
+    asked = text.split(",")
+    if unknown := [name for name in asked if name not in known]:
+        raise ValueError(f"unknown method {', '.join(unknown)}; the study's: {', '.join(sorted(known))}")
+    return asked
+
+
 def seeds(text: str) -> list[int]:
     return [positive_int(s) for s in text.split(",")]
 
@@ -111,15 +120,16 @@ def leaderboard() -> None:
 def main(argv: list[str]) -> None:
     options = parse_options(
         argv,
-        {"budgets": fractions, "seeds": seeds, "cpu": positive_float, "threads": positive_int},
-        {"budgets": ["0.1"], "seeds": [2018, 2019, 2020], "cpu": 90.0, "threads": 1},
-        "python experiments/equal_cpu_study.py [budgets=0.1] [seeds=2018,2019,2020] [cpu=90] [threads=1]",
+        {"budgets": fractions, "seeds": seeds, "cpu": positive_float, "threads": positive_int, "methods": names},
+        {"budgets": ["0.1"], "seeds": [2018, 2019, 2020], "cpu": 90.0, "threads": 1, "methods": None},
+        "python experiments/equal_cpu_study.py [budgets=0.1] [seeds=2018,2019,2020] [cpu=90] [threads=1] "
+        "[methods=NAME,...]",
     )
     if not BASE.is_file():
         fail(f"the strong base is missing: python experiments/search_study.py trains it ({BASE})")
     for seed in options["seeds"]:
         for budget in options["budgets"]:
-            for method in methods(budget):
+            for method in options["methods"] or methods(budget):
                 run_dir = WORK / f"budget_{budget}" / method / f"seed_{seed}"
                 if not finished(run_dir):  # a relaunch rebuilds the leaderboard only after what it runs
                     archive(search(budget, method, seed, options["cpu"], options["threads"]))
