@@ -239,3 +239,14 @@ def test_two_sets_of_rungs_of_a_multi_fidelity_search_are_two_rows(tmp_path):
         (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
     methods = {run.method for run in find_runs([tmp_path])}
     assert methods == {"hyperband (rungs 0,20,60,200)", "hyperband (rungs 0,20,60)"}
+
+
+def test_a_search_around_a_start_point_is_its_own_row(tmp_path):
+    for name, options in (("a", {"start": None, "radius": 0.3}), ("b", {"start": "uniform", "radius": 0.3}), ("c", {})):
+        fake_run(tmp_path / name, "optuna", 1, 90.0)
+        config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
+        config["agent"] |= {"sampler": "cmaes", "options": options}
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
+    assert sorted(run.method for run in find_runs([tmp_path])) == [
+        "optuna-cmaes", "optuna-cmaes", "optuna-cmaes (around uniform)"
+    ]  # fmt: skip

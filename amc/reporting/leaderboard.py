@@ -45,16 +45,19 @@ class Run:
 
 
 def method_label(cfg: dict[str, Any]) -> str:
-    """``ddpg``, ``optuna-tpe``, ``random [adabn]``, ``ddpg [lsq+kd20]``, ``hyperband (rungs 0,20,60)``: the method,
-    its sampler, a multi-fidelity search's rungs, and a non-default evaluator with its distillation steps (two step
-    counts are two evaluators, two sets of rungs two methods)."""
+    """``ddpg``, ``optuna-tpe``, ``random [adabn]``, ``ddpg [lsq+kd20]``, ``hyperband (rungs 0,20,60)``,
+    ``optuna-cmaes (around uniform)``: the method, its sampler, a multi-fidelity search's rungs, a search's start
+    point, and a non-default evaluator with its distillation steps (two step counts are two evaluators, two sets of
+    rungs two methods)."""
     agent = cfg.get("agent") or {}
     label = str(agent.get("name", "?"))
     if agent.get("sampler") and label == "optuna":
         label += f"-{agent['sampler']}"
-    rungs = (agent.get("options") or {}).get("rungs")
-    if isinstance(rungs, list):
-        label += f" (rungs {','.join(str(r) for r in rungs)})"
+    options = agent.get("options") or {}
+    if isinstance(options.get("rungs"), list):
+        label += f" (rungs {','.join(str(r) for r in options['rungs'])})"
+    if options.get("start"):
+        label += f" (around {options['start']})"
     score = str(cfg.get("score") or "lsq")
     if "kd" in score.split("+"):
         score = score.replace("kd", f"kd{cfg.get('kd_steps', field_default(SearchConfig, 'kd_steps'))}")
