@@ -76,6 +76,10 @@ def seeds(text: str) -> list[int]:
     return [positive_int(s) for s in text.split(",")]
 
 
+def run_dir_of(budget: str, method: str, seed: int) -> Path:
+    return WORK / f"budget_{budget}" / method / f"seed_{seed}"
+
+
 def finished(run_dir: Path) -> bool:
     """The search in ``run_dir`` exported its network, or spent its CPU seconds before it had one."""
     return (run_dir / "pruned.pt").is_file() or (run_dir / DID_NOT_FIT).is_file()
@@ -85,7 +89,7 @@ def search(budget: str, method: str, seed: int, cpu: float, threads: int) -> Pat
     """The run dir of one finished search (run, or resumed after a kill: fmnist_study continues its run dir), or of
     one that spent its CPU seconds before it had a strategy to export (``did_not_fit.txt`` says so, and a relaunch
     does not try it again)."""
-    run_dir = WORK / f"budget_{budget}" / method / f"seed_{seed}"
+    run_dir = run_dir_of(budget, method, seed)
     if not finished(run_dir):
         args = [
             "-m", "amc.search", "experiment=fmnist_study", f"checkpoint={BASE}", f"flops_budget={budget}",
@@ -125,13 +129,16 @@ def main(argv: list[str]) -> None:
         "python experiments/equal_cpu_study.py [budgets=0.1] [seeds=2018,2019,2020] [cpu=90] [threads=1] "
         "[methods=NAME,...]",
     )
+    for budget in options["budgets"]:  # an evaluator-named method exists at its own budget only
+        if missing := [m for m in options["methods"] or [] if m not in methods(budget)]:
+            fail(f"methods={','.join(missing)}: not run at flops {budget}; there: {', '.join(methods(budget))}")
     if not BASE.is_file():
         fail(f"the strong base is missing: python experiments/search_study.py trains it ({BASE})")
     for seed in options["seeds"]:
         for budget in options["budgets"]:
             for method in options["methods"] or methods(budget):
-                run_dir = WORK / f"budget_{budget}" / method / f"seed_{seed}"
-                if not finished(run_dir):  # a relaunch rebuilds the leaderboard only after what it runs
+                # a relaunch rebuilds the leaderboard only after a search it ran
+                if not finished(run_dir_of(budget, method, seed)):
                     archive(search(budget, method, seed, options["cpu"], options["threads"]))
                     leaderboard()
 

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
         ("latency_prediction", ["strategies=0"], "strategies=0: must be ≥ 1"),
         ("evaluator_seconds", ["budgets=0.3"], "budgets=0.3: the predictiveness study has no sample there yet"),
         ("equal_cpu_study", ["cpu=0"], "cpu=0: must be > 0"),
+        ("equal_cpu_study", ["budgets=0.1", "methods=ddpg_lsq+kd20"], "methods=ddpg_lsq+kd20: not run at flops 0.1"),
         ("equal_cpu_study", ["methods=ddpg,bogus"], "methods=ddpg,bogus: unknown method bogus; the study's: cmaes_"),
         ("reward_scale", ["seeds=0"], "seeds=0: must be ≥ 1"),
         ("headroom", ["budgets=0.3"], "budgets=0.3: the predictiveness study has fine-tuned nothing there with clip=2"),
