@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,7 +53,8 @@ def compose_settings(config_name: str, overrides: list[str], updates: dict[str, 
         for key, value in (updates or {}).items():
             if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
                 raise ConfigError(f"unknown option {key!r}")
-            OmegaConf.update(cfg, key, value, merge=False)
+            # a mapping is merged into the config's (agent options one key at a time, as on the command line)
+            OmegaConf.update(cfg, key, value, merge=isinstance(value, Mapping))
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(" ".join(str(exc).split("Config search path:")[0].split())[:300]) from None
     return settings_of(cfg)
@@ -79,7 +80,17 @@ def saved_config(path: Path, schema: type) -> DictConfig:
     value such runs ran with (``amc.settings.SAVED_BEFORE``), else today's default."""
     saved = OmegaConf.load(path)
     before = {key: value for key, value in SAVED_BEFORE.get(schema.__name__, {}).items() if key not in saved}
-    return OmegaConf.merge(OmegaConf.structured(schema), before, saved)
+    return OmegaConf.merge(OmegaConf.structured(schema), before, _method_options_of(saved), saved)
+
+
+def _method_options_of(saved: DictConfig) -> dict[str, Any]:
+    """The options amc's ``conf/agent/NAME.yaml`` gives the saved run's method, for a saved config that predates
+    one of them (its own values win in the merge)."""
+    name = OmegaConf.select(saved, "agent.name", default=None)
+    if name not in {path.stem for path in (CONFIG_DIR / "agent").glob("*.yaml")}:
+        return {}  # not a search, or a method amc does not ship
+    options = OmegaConf.load(CONFIG_DIR / "agent" / f"{name}.yaml").get("options")
+    return {"agent": {"options": options}} if options else {}
 
 
 def load_settings(path: Path, schema: type[T]) -> T:

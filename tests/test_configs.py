@@ -165,6 +165,34 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_what_it_ran(tmp_path)
     assert resumed.episodes == settings.episodes and resumed.model == settings.model  # the rest as saved
 
 
+def test_a_run_saved_before_a_method_option_existed_resumes_with_the_shipped_default(tmp_path):
+    """A search saved when ``agent=optuna`` had no ``radius`` (and an option since dropped) loads with the radius
+    conf/agent/optuna.yaml gives, and keeps every option it saved."""
+    from amc.config import load_settings, save_settings
+    from amc.settings import SearchConfig
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        settings = settings_of(compose("search", overrides=["experiment=smoke", "agent=optuna"]))
+    settings.agent.options = {"start": "uniform", "sigma0": 0.1}
+    save_settings(settings, tmp_path)
+    resumed = load_settings(tmp_path / "config.yaml", SearchConfig)
+    shipped = OmegaConf.load(CONF / "agent" / "optuna.yaml").options
+    assert resumed.agent.options == {"start": "uniform", "sigma0": 0.1, "radius": shipped.radius}
+
+
+def test_a_library_callers_method_options_are_merged_into_the_shipped_ones():
+    """``agent={"options": {"pruner": "hyperband"}}`` changes the pruner and keeps the shipped rungs, as
+    ``agent.options.pruner=hyperband`` does on the command line."""
+    import amc
+    from amc.api.compress import search_settings
+
+    settings = search_settings(
+        amc.Budget(flops=0.5), "hyperband", None, 0, {"agent": {"options": {"pruner": "hyperband"}}}
+    )
+    shipped = OmegaConf.to_container(OmegaConf.load(CONF / "agent" / "hyperband.yaml").options)
+    assert settings.agent.options == {**shipped, "pruner": "hyperband"} != shipped
+
+
 def test_the_library_reads_a_jobs_defaults_from_its_dataclass():
     """amc.distill trains with amc.finetune's schedule: the same object the CLI composes, without Hydra."""
     from amc.settings import FinetuneConfig, field_default

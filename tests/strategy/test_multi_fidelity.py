@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from amc.errors import ConfigError
 from amc.settings import AgentConfig
 from amc.strategy.methods.multi_fidelity import MultiFidelity, expected_cpu_s
 
@@ -73,11 +74,23 @@ class Session:
 
 def searched(cpu_s: float | None, episodes: int = 1000, recorded: list[dict] | None = None) -> list[dict]:
     env = Env()
-    method = MultiFidelity(env, AgentConfig(name="hyperband", sampler="tpe", warmup_episodes=3,
-                                            options={"rungs": RUNGS}), seed=3)  # fmt: skip
+    method = MultiFidelity(env, agent_config(rungs=RUNGS), seed=3)
     session = Session(env, cpu_s, episodes, recorded)
     method.run(episodes, session)
     return session.rows
+
+
+def agent_config(**options: object) -> AgentConfig:
+    """The hyperband method's settings, as conf/agent/hyperband.yaml composes them, with ``options`` over them."""
+    shipped = {"rungs": RUNGS, "pruner": "successive_halving", "reduction_factor": 3}
+    return AgentConfig(name="hyperband", sampler="tpe", warmup_episodes=3, options={**shipped, **options})
+
+
+def test_a_hand_built_config_without_an_option_is_one_line_naming_it():
+    config = agent_config()
+    del config.options["reduction_factor"]
+    with pytest.raises(ConfigError, match=r"agent.options.reduction_factor is not set \(conf/agent/hyperband.yaml"):
+        MultiFidelity(Env(), config, seed=0)
 
 
 def test_the_expected_seconds_of_a_fidelity_come_from_its_own_evaluations_else_a_line_through_the_others():

@@ -15,8 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from amc.envs import ChannelPruningEnv
-from amc.errors import AmcError
+from amc.errors import AmcError, ConfigError
+from amc.settings import AgentConfig
 from amc.strategy.state import SavedSearch
+
+
+def method_option(agent: AgentConfig, key: str) -> Any:
+    """``agent.options[key]``: its default is in the method's ``conf/agent/NAME.yaml`` (the one place for it), so
+    a config that lacks it was built by hand and gets one line saying what to set."""
+    options = agent.options or {}
+    if key not in options:
+        raise ConfigError(f"agent.options.{key} is not set (conf/agent/{agent.name}.yaml gives its default)")
+    return options[key]
 
 
 class StopSearch(Exception):

@@ -24,13 +24,12 @@ from stable_baselines3.common.vec_env import VecEnv
 from amc.envs import ChannelPruningEnv
 from amc.errors import ConfigError
 from amc.settings import AgentConfig
-from amc.strategy.methods.base import Evaluator, ReplayedMethod, StopSearch
+from amc.strategy.methods.base import Evaluator, ReplayedMethod, StopSearch, method_option
 from amc.strategy.methods.optuna_search import make_sampler
 
 log = logging.getLogger(__name__)
 
 PRUNERS = ("successive_halving", "hyperband")
-DEFAULT_RUNGS = (0, 20, 60, 200)  # as conf/agent/hyperband.yaml, for a method config without rungs (the library's)
 
 
 def expected_cpu_s(measured: dict[int, list[float]], steps: int) -> float | None:
@@ -69,13 +68,12 @@ class MultiFidelity(ReplayedMethod):
     @staticmethod
     def check_options(agent: AgentConfig) -> tuple[list[int], str, int]:
         """``agent.options``' rungs, pruner and reduction factor, checked (one line each for a bad one)."""
-        options = agent.options or {}
-        rungs = options.get("rungs", DEFAULT_RUNGS)
+        rungs = method_option(agent, "rungs")
         if not (isinstance(rungs, (list, tuple)) and rungs and all(isinstance(r, int) for r in rungs)):
             raise ConfigError(f"agent.options.rungs lists distillation steps, e.g. [0,20,60]; got {rungs}")
         if list(rungs) != sorted(set(rungs)) or rungs[0] < 0:
             raise ConfigError(f"agent.options.rungs must be increasing distillation steps from 0, got {list(rungs)}")
-        pruner, reduction = str(options.get("pruner", "successive_halving")), options.get("reduction_factor", 3)
+        pruner, reduction = str(method_option(agent, "pruner")), method_option(agent, "reduction_factor")
         if pruner not in PRUNERS:
             raise ConfigError(f"unknown agent.options.pruner {pruner!r}; use one of {', '.join(PRUNERS)}")
         if not isinstance(reduction, int) or reduction < 2:

@@ -16,10 +16,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from amc.envs import ChannelPruningEnv
 from amc.errors import ConfigError
 from amc.settings import AgentConfig
-from amc.strategy.methods.base import Evaluator, ReplayedMethod
+from amc.strategy.methods.base import Evaluator, ReplayedMethod, method_option
 from amc.strategy.runners import SAMPLERS
-
-RADIUS = 0.3  # the half-width of the neighbourhood a search around a start point explores, in action units
 
 
 def make_sampler(name: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
@@ -46,8 +44,7 @@ class OptunaSearch(ReplayedMethod):
     @staticmethod
     def check_options(agent: AgentConfig) -> tuple[str | None, float]:
         """``agent.options``' start point and the radius around it, checked (one line each for a bad one)."""
-        options = agent.options or {}
-        start, radius = options.get("start"), options.get("radius", RADIUS)
+        start, radius = method_option(agent, "start"), method_option(agent, "radius")
         if start not in (None, "uniform"):
             raise ConfigError(f"agent.options.start={start}: want uniform (or null, the whole space)")
         if not isinstance(radius, (int, float)) or not 0 < radius <= 2:
