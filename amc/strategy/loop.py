@@ -28,7 +28,7 @@ from amc.strategy.best import (
     promote_finalists,
     rescore_finalists,
 )
-from amc.strategy.recorder import USER_METRIC, SearchRecorder
+from amc.strategy.recorder import SearchRecorder
 from amc.strategy.runners import Runner, WorkerDied, make_runner, minimum_evaluations
 from amc.strategy.state import SearchStateFiles
 from amc.strategy.task import SearchTask, build_task
@@ -128,9 +128,8 @@ def run_search(
     release_freed_memory()  # base training and calibration are done with their activations
     setup_s = time.perf_counter() - started
     tracker = Tracker(cfg.logger.kind, run_dir, asdict(cfg), cfg.logger.project, mode=cfg.logger.mode)
-    recorder = SearchRecorder(run_dir, task.structure, task.constraint, cfg, tracker, setup_s)
-    if task.scorer.user_evaluate is not None:
-        recorder.metric_name = USER_METRIC
+    user_metric = task.scorer.user_evaluate is not None
+    recorder = SearchRecorder(run_dir, task.structure, task.constraint, cfg, tracker, setup_s, user_metric)
     files = SearchStateFiles(run_dir)
     workers = None
     if cfg.workers > 1:  # check_inputs allows workers only for the agents that score batches of episodes

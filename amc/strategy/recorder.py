@@ -19,7 +19,7 @@ from amc.strategy.budget import Constraint
 from amc.tracking import Tracker
 
 TIMING_KEYS = ("prune_s", "reconstruct_s", "recalibrate_s", "evaluate_s", "agent_s")
-USER_METRIC = "evaluate()"  # metric_name when the library caller scores candidates with their own metric
+USER_METRIC = "evaluate()"  # strategy.json's metric when the library caller scores candidates with their own
 
 
 def strategy_rank(row: dict[str, Any]) -> tuple[bool, float, int]:
@@ -37,7 +37,9 @@ class SearchRecorder:
         cfg: SearchConfig,
         tracker: Tracker,
         setup_s: float,
+        user_metric: bool = False,
     ) -> None:
+        """:param user_metric: the candidates are scored by the library caller's ``evaluate``, not top-1."""
         self.run_dir, self.structure, self.constraint, self.cfg = run_dir, structure, constraint, cfg
         self.tracker, self.setup_s = tracker, setup_s
         self.path = run_dir / "episodes.jsonl"
@@ -50,7 +52,8 @@ class SearchRecorder:
         self.over_channels: set[tuple[int, ...]] = set()
         self.bar = tqdm(total=cfg.episodes, desc=f"search ({cfg.agent.name})", dynamic_ncols=True)
         self.last_time, self.last_cpu = time.perf_counter(), time.process_time()
-        self.metric_name = f"search-val {cfg.metric}"  # what ``accuracy`` is (the library's user metric says so)
+        self.user_metric = user_metric
+        self.metric_name = USER_METRIC if user_metric else f"search-val {cfg.metric}"  # what ``accuracy`` holds
         if not cfg.resume:
             self.path.unlink(missing_ok=True)
             self.probes_path.unlink(missing_ok=True)
@@ -177,7 +180,7 @@ class SearchRecorder:
 
     def _scores(self, score: float, best: float) -> dict[str, str]:
         """The progress bar's score and best so far: top-1 in percent, or the user's metric as it is."""
-        if self.metric_name == USER_METRIC:
+        if self.user_metric:
             return {"score": f"{score:.4g}", "best": f"{best:.4g}"}
         return {"acc": f"{score:.2f}%", "best": f"{best:.2f}%"}
 
