@@ -115,7 +115,8 @@ def compress(
         in memory (Linux's ``/dev/shm``; elsewhere the system's temporary folder), removed when the call returns.
     :param options: any other setting of ``amc.settings.SearchConfig`` (``lower_bound=0.2``, ``score="lsq+adabn"``,
         ``channel_round=8``, ``calibration_images=1000``), and the method's settings (``warmup_episodes=10``,
-        ``noise_sigma=0.5``), or them all as ``agent=AgentConfig(...)`` or a mapping.
+        ``noise_sigma=0.5``; ``options={"start": "uniform"}``, merged into those ``conf/agent/NAME.yaml`` gives),
+        or them all as ``agent=AgentConfig(...)`` or a mapping.
     :returns: a :class:`Compressed`.
     :raises AmcError: for a bad budget, method, option, example input, calibration or ``evaluate``, before any
         search starts.
