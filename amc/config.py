@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from amc.errors import ConfigError
@@ -53,11 +53,23 @@ def compose_settings(config_name: str, overrides: list[str], updates: dict[str, 
         for key, value in (updates or {}).items():
             if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
                 raise ConfigError(f"unknown option {key!r}")
-            # a mapping is merged into the config's (agent options one key at a time, as on the command line)
-            OmegaConf.update(cfg, key, value, merge=isinstance(value, Mapping))
+            _update(cfg, key, value)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(" ".join(str(exc).split("Config search path:")[0].split())[:300]) from None
     return settings_of(cfg)
+
+
+def _update(cfg: DictConfig, key: str, value: Any) -> None:
+    """Set ``key``; a mapping is merged into the config's, key by key, as the command line's overrides are. A free
+    mapping (``agent.options``) takes new keys too: the method that reads it names a key it does not know."""
+    node = OmegaConf.select(cfg, key)
+    if not (isinstance(value, Mapping) and isinstance(node, DictConfig)):
+        OmegaConf.update(cfg, key, value, merge=False)
+    elif OmegaConf.get_type(node) is dict:
+        with open_dict(node):
+            node.merge_with(value)
+    else:
+        OmegaConf.update(cfg, key, value, merge=True)
 
 
 def settings_of(cfg: DictConfig) -> Any:

@@ -10,12 +10,13 @@ from amc.errors import ConfigError
 from amc.networks import build_model, builder_name, fit_input_size, load_model_for_data
 from amc.pruning.cost_check import refuse_unpredictable_costs
 from amc.pruning.structure import analyse
-from amc.settings import SearchConfig, budget_error, choice_errors
+from amc.settings import AgentConfig, SearchConfig, budget_error, choice_errors
 from amc.strategy.budget import ActionWall, make_constraint
 from amc.strategy.probe_reuse import check_probes_from
 from amc.strategy.runners import BATCHED_AGENTS, runner_class
 
 DEFAULT_FLOPS_BUDGET = 0.5  # the budget of a search that names none
+SHIPPED_METHODS = "amc.strategy.methods."  # the package of amc's own runners (conf/agent/*.yaml)
 
 
 def constraint_of(cfg: SearchConfig) -> tuple[str, float]:
@@ -66,6 +67,8 @@ def check_method(cfg: SearchConfig) -> None:
     """The search method exists and its settings make sense for this run."""
     agent = cfg.agent
     runner = runner_class(agent)  # an agent.runner that does not import is one line now, not after training
+    if not cfg.resume:  # a resumed run keeps the options it was saved with, even one since dropped
+        check_option_names(agent, runner)
     if callable(check_options := getattr(runner, "check_options", None)):
         check_options(agent)  # the method's own settings, before the base is trained or the search starts
     learner = agent.algorithm or agent.name
@@ -89,6 +92,18 @@ def check_method(cfg: SearchConfig) -> None:
             f"workers={cfg.workers} scores an RL agent's episodes in parallel ({', '.join(BATCHED_AGENTS)}); "
             f"agent={agent.name} scores one strategy after another: use workers=1"
         )
+
+
+def check_option_names(agent: AgentConfig, runner: type) -> None:
+    """Every ``agent.options`` key is one amc's method reads: a misspelt one would otherwise be ignored silently.
+    A plug-in method (a runner outside amc) reads what it likes."""
+    if not runner.__module__.startswith(SHIPPED_METHODS):
+        return
+    known = getattr(runner, "OPTIONS", ())
+    unknown = sorted(set(agent.options or {}) - set(known))
+    if unknown:
+        has = f"its options: {', '.join(known)}" if known else "it has no options"
+        raise ConfigError(f"unknown agent.options.{unknown[0]} for agent={agent.name} ({has})")
 
 
 def check_budget_before_training(cfg: SearchConfig) -> None:

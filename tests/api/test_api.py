@@ -298,6 +298,8 @@ def test_every_bad_input_is_one_amc_error_line_before_any_search(classifier):
     assert "evaluate= " in one_line_error(compress(evaluate=None))
     assert "labels" in one_line_error(compress(evaluate=None, data=(inputs, labels[:3])))
     assert "Budget(" in one_line_error(compress(flops_budget=0.3))
+    misspelt = one_line_error(compress(method="optuna", options={"radious": 0.2}))  # never ignored silently
+    assert "unknown agent.options.radious for agent=optuna (its options: start, radius)" in misspelt
 
 
 def test_help_documents_every_argument():

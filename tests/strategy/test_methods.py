@@ -215,6 +215,10 @@ def test_a_search_around_uniform_starts_from_it_and_stays_near_it(finished):
         (["agent=hyperband", "agent.options.rungs=20"], "agent.options.rungs lists distillation steps"),
         (["agent=hyperband", "agent.options.pruner=median"], "unknown agent.options.pruner 'median'"),
         (["agent=hyperband", "agent.options.reduction_factor=1"], "reduction_factor=1: want an integer ≥ 2"),
+        (
+            ["agent=ddpg", "+agent.options.radius=0.2"],
+            "unknown agent.options.radius for agent=ddpg (it has no options)",
+        ),
     ],
 )
 def test_a_bad_setting_of_a_method_is_one_line_before_the_search(tmp_path, cache, options, reason):

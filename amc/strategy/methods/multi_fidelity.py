@@ -57,6 +57,10 @@ def make_pruner(name: str, rungs: int, reduction: int) -> optuna.pruners.BasePru
 
 
 class MultiFidelity(ReplayedMethod):
+    """``agent=hyperband``: each candidate is scored at rising distillation steps until Optuna's pruner stops it."""
+
+    OPTIONS = ("rungs", "pruner", "reduction_factor")  # agent.options keys (defaults: conf/agent/NAME.yaml)
+
     def __init__(self, env: ChannelPruningEnv, agent: AgentConfig, seed: int, workers: VecEnv | None = None) -> None:
         super().__init__(env)
         self.rungs, pruner, reduction = self.check_options(agent)

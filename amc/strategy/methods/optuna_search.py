@@ -35,6 +35,10 @@ def uniform_actions(env: ChannelPruningEnv) -> list[float]:
 
 
 class OptunaSearch(ReplayedMethod):
+    """``agent=optuna``: an Optuna sampler proposes one action per decision point and is told each reward."""
+
+    OPTIONS = ("start", "radius")  # agent.options keys (defaults: conf/agent/NAME.yaml)
+
     def __init__(self, env: ChannelPruningEnv, agent: AgentConfig, seed: int, workers: VecEnv | None = None) -> None:
         super().__init__(env)
         start, self.radius = self.check_options(agent)
