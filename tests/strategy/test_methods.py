@@ -33,6 +33,7 @@ METHODS = {
     "optuna-cmaes-uniform": ["agent=optuna", "agent.sampler=cmaes", "agent.options.start=uniform"],
     "hyperband": ["agent=hyperband", "agent.warmup_episodes=3", "agent.options.rungs=[0,4,12]"],
     "random": ["agent=random"],
+    "random-lsq+kd+kl": ["agent=random", "score=lsq+kd+kl", "kd_steps=4"],  # the look-ahead evaluators
     "uniform": ["agent=uniform"],
 }
 COMMON = ["experiment=smoke", "flops_budget=0.4", f"episodes={EPISODES}", "seed=5", "threads=1"]
