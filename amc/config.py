@@ -99,9 +99,9 @@ def _method_options_of(saved: DictConfig) -> dict[str, Any]:
     """The options amc's ``conf/agent/NAME.yaml`` gives the saved run's method, for a saved config that predates
     one of them (its own values win in the merge)."""
     name = OmegaConf.select(saved, "agent.name", default=None)
-    if name not in {path.stem for path in (CONFIG_DIR / "agent").glob("*.yaml")}:
+    if name not in _shipped_agents():
         return {}  # not a search, or a method amc does not ship
-    options = OmegaConf.load(CONFIG_DIR / "agent" / f"{name}.yaml").get("options")
+    options = _shipped_agents()[name].get("options")
     return {"agent": {"options": options}} if options else {}
 
 
@@ -239,9 +239,15 @@ def _import_targets(node: Any, prefix: str = "") -> dict[str, str]:
 
 
 @functools.cache
+def _shipped_agents() -> dict[str, DictConfig]:
+    """amc's own search methods, ``conf/agent/NAME.yaml``, by name (read once)."""
+    return {path.stem: OmegaConf.load(path) for path in (CONFIG_DIR / "agent").glob("*.yaml")}
+
+
+@functools.cache
 def _shipped_runners() -> frozenset[str]:
     """The runner classes amc's own ``conf/agent/*.yaml`` name: amc's code, safe to import."""
-    return frozenset(str(OmegaConf.load(path).get("runner")) for path in (CONFIG_DIR / "agent").glob("*.yaml"))
+    return frozenset(str(agent.get("runner")) for agent in _shipped_agents().values())
 
 
 def _is_amcs_own(key: str, value: str) -> bool:
