@@ -201,3 +201,13 @@ def test_the_library_reads_a_jobs_defaults_from_its_dataclass():
         composed_train = settings_of(compose("finetune")).train
     assert field_default(FinetuneConfig, "train") == composed_train
     assert field_default(FinetuneConfig, "seed") == 0
+
+
+@pytest.mark.parametrize("path", sorted((CONF / "agent").glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_methods_known_options_are_the_ones_its_yaml_gives(path):
+    """``OPTIONS`` (the keys a misspelling is checked against) and the YAML (their defaults) name the same keys."""
+    from amc.strategy.runners import runner_class
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        agent = settings_of(compose("search", overrides=[f"agent={path.stem}"])).agent
+    assert set(getattr(runner_class(agent), "OPTIONS", ())) == set(agent.options)
